@@ -1,0 +1,694 @@
+//! Conditions: compiled from [`ConditionDef`]s once, evaluated many times without allocating.
+//!
+//! Semantics (also in `docs/flag-format.md`):
+//! - a missing attribute makes every clause false; `not_*` operators are exactly the negation
+//!   of their positive form, so `not_equals` holds for a missing attribute;
+//! - when the attribute is a list, `equals`, `in`, `starts_with`, `ends_with`, `regex` and the
+//!   comparisons hold if any element satisfies them, and `contains` tests membership;
+//! - string comparisons are case-sensitive; numbers compare by value (`5` equals `5.0`);
+//! - `gt`/`gte`/`lt`/`lte` accept numbers and numeric strings;
+//! - `before`/`after` accept RFC 3339 strings or Unix seconds; the attribute `$now` is the
+//!   evaluation time the caller passed in.
+
+use std::cmp::Ordering;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::context::{AttrPath, Context};
+use crate::diagnostic::{Diagnostic, FieldPath};
+use crate::document::{describe, ConditionDef};
+
+/// Deepest nesting of `all`/`any`/`not` a document may use.
+pub const MAX_DEPTH: usize = 32;
+
+/// Every operator name the format accepts.
+pub const OPERATORS: &[&str] = &[
+    "equals",
+    "not_equals",
+    "in",
+    "not_in",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "ends_with",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "regex",
+    "semver_eq",
+    "semver_gt",
+    "semver_gte",
+    "semver_lt",
+    "semver_lte",
+    "before",
+    "after",
+    "in_segment",
+];
+
+/// The attribute name that means "the evaluation time".
+pub const NOW_ATTRIBUTE: &str = "$now";
+
+/// A compiled condition tree.
+#[derive(Debug, Clone)]
+pub(crate) enum Cond {
+    All(Box<[Cond]>),
+    Any(Box<[Cond]>),
+    Not(Box<Cond>),
+    Clause {
+        attr: Attr,
+        op: Op,
+        negate: bool,
+    },
+    InSegment {
+        segments: Box<[u32]>,
+        negate: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Attr {
+    Path(AttrPath),
+    Now,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Scalar {
+    Str(Box<str>),
+    Num(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScalarSet {
+    strings: FxHashSet<Box<str>>,
+    numbers: Vec<f64>,
+    bools: [bool; 2],
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Equals(Scalar),
+    In(Box<ScalarSet>),
+    Contains(Scalar),
+    StartsWith(Box<str>),
+    EndsWith(Box<str>),
+    Compare(Ordering, bool, f64),
+    Regex(Box<regex::Regex>),
+    Semver(Ordering, bool, Box<semver::Version>),
+    Time(Ordering, OffsetDateTime),
+}
+
+/// Compiled segment: listed ids and/or conditions.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub attr: AttrPath,
+    pub included: FxHashSet<Box<str>>,
+    pub excluded: FxHashSet<Box<str>>,
+    pub cond: Option<Cond>,
+}
+
+/// Inputs every condition evaluation needs.
+pub(crate) struct Env<'a> {
+    pub ctx: &'a Context,
+    pub now: OffsetDateTime,
+    pub segments: &'a [Segment],
+}
+
+impl Cond {
+    pub(crate) fn always() -> Self {
+        Cond::All(Box::new([]))
+    }
+
+    pub(crate) fn matches(&self, env: &Env<'_>) -> bool {
+        match self {
+            Cond::All(items) => items.iter().all(|c| c.matches(env)),
+            Cond::Any(items) => items.iter().any(|c| c.matches(env)),
+            Cond::Not(inner) => !inner.matches(env),
+            Cond::Clause { attr, op, negate } => {
+                let hit = match attr {
+                    Attr::Path(path) => env.ctx.lookup(path).is_some_and(|v| op.test(v)),
+                    Attr::Now => op.test_time(env.now),
+                };
+                hit != *negate
+            }
+            Cond::InSegment { segments, negate } => {
+                let hit = segments.iter().any(|&i| {
+                    env.segments
+                        .get(i as usize)
+                        .is_some_and(|segment| segment.contains(env))
+                });
+                hit != *negate
+            }
+        }
+    }
+}
+
+impl Segment {
+    fn contains(&self, env: &Env<'_>) -> bool {
+        let id = env.ctx.lookup(&self.attr);
+        if let Some(id) = id {
+            if with_id_text(id, |text| self.excluded.contains(text)) {
+                return false;
+            }
+            if with_id_text(id, |text| self.included.contains(text)) {
+                return true;
+            }
+        }
+        self.cond.as_ref().is_some_and(|c| c.matches(env))
+    }
+}
+
+/// Calls `f` with the text form of an id (strings as is, integers in decimal) without
+/// allocating for the common cases.
+pub(crate) fn with_id_text(value: &Value, f: impl FnOnce(&str) -> bool) -> bool {
+    match value {
+        Value::String(s) => f(s),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                let text = crate::bucket::IntText::unsigned(u);
+                std::str::from_utf8(text.as_bytes()).is_ok_and(f)
+            } else if let Some(i) = n.as_i64() {
+                // Negative ids are rare: allocating here is fine.
+                f(&i.to_string())
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The text an id value is matched as, at compile time.
+pub(crate) fn id_text(value: &Value) -> Option<Box<str>> {
+    match value {
+        Value::String(s) => Some(s.as_str().into()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string().into()),
+        _ => None,
+    }
+}
+
+impl Scalar {
+    fn eq_value(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Scalar::Str(a), Value::String(b)) => **a == **b,
+            (Scalar::Num(a), Value::Number(b)) => b.as_f64() == Some(*a),
+            (Scalar::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl ScalarSet {
+    fn contains(&self, value: &Value) -> bool {
+        match value {
+            Value::String(s) => self.strings.contains(s.as_str()),
+            Value::Number(n) => n.as_f64().is_some_and(|x| self.numbers.contains(&x)),
+            Value::Bool(b) => self.bools[usize::from(*b)],
+            _ => false,
+        }
+    }
+}
+
+fn number_of(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        _ => None,
+    }
+}
+
+/// Parses a version leniently: an optional leading `v`, and `1` or `1.2` padded with zeros.
+pub(crate) fn parse_version(text: &str) -> Option<semver::Version> {
+    let text = text.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    if let Ok(v) = semver::Version::parse(text) {
+        return Some(v);
+    }
+    // Partial versions: "1" or "1.2", digits only.
+    let mut parts = text.split('.');
+    let major = parts.next()?.parse::<u64>().ok()?;
+    let minor = match parts.next() {
+        Some(p) => p.parse::<u64>().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(semver::Version::new(major, minor, 0))
+}
+
+/// Parses a timestamp: RFC 3339 text or Unix seconds.
+pub(crate) fn parse_time(value: &Value) -> Option<OffsetDateTime> {
+    match value {
+        Value::String(s) => {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+        }
+        Value::Number(n) => {
+            let secs = n.as_f64()?;
+            if !secs.is_finite() {
+                return None;
+            }
+            let nanos = (secs * 1e9) as i128;
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+        }
+        _ => None,
+    }
+}
+
+fn ordering_holds(actual: Ordering, wanted: Ordering, or_equal: bool) -> bool {
+    actual == wanted || (or_equal && actual == Ordering::Equal)
+}
+
+impl Op {
+    /// Tests one attribute value; lists are handled here.
+    fn test(&self, value: &Value) -> bool {
+        if let Value::Array(items) = value {
+            return match self {
+                Op::Contains(needle) => items.iter().any(|item| needle.eq_value(item)),
+                _ => items.iter().any(|item| self.test_scalar(item)),
+            };
+        }
+        self.test_scalar(value)
+    }
+
+    fn test_scalar(&self, value: &Value) -> bool {
+        match self {
+            Op::Equals(s) => s.eq_value(value),
+            Op::In(set) => set.contains(value),
+            Op::Contains(Scalar::Str(needle)) => {
+                value.as_str().is_some_and(|s| s.contains(&**needle))
+            }
+            Op::Contains(_) => false,
+            Op::StartsWith(prefix) => value.as_str().is_some_and(|s| s.starts_with(&**prefix)),
+            Op::EndsWith(suffix) => value.as_str().is_some_and(|s| s.ends_with(&**suffix)),
+            Op::Compare(wanted, or_equal, operand) => number_of(value)
+                .and_then(|x| x.partial_cmp(operand))
+                .is_some_and(|ord| ordering_holds(ord, *wanted, *or_equal)),
+            Op::Regex(re) => value.as_str().is_some_and(|s| re.is_match(s)),
+            Op::Semver(wanted, or_equal, operand) => value
+                .as_str()
+                .and_then(parse_version)
+                .is_some_and(|v| ordering_holds(v.cmp_precedence(operand), *wanted, *or_equal)),
+            Op::Time(wanted, operand) => {
+                parse_time(value).is_some_and(|t| t.cmp(operand) == *wanted)
+            }
+        }
+    }
+
+    fn test_time(&self, now: OffsetDateTime) -> bool {
+        match self {
+            Op::Time(wanted, operand) => now.cmp(operand) == *wanted,
+            _ => false,
+        }
+    }
+}
+
+/// Compiles condition definitions, collecting diagnostics.
+pub(crate) struct CondCompiler<'a> {
+    pub segment_index: &'a FxHashMap<String, u32>,
+    pub diagnostics: &'a mut Vec<Diagnostic>,
+    pub flag: Option<&'a str>,
+    /// Segments referenced by what was compiled (for cycle checks).
+    pub referenced: Vec<u32>,
+}
+
+impl CondCompiler<'_> {
+    fn error(&mut self, path: FieldPath, message: impl Into<String>) {
+        let mut d = Diagnostic::error(path, message);
+        d.flag = self.flag.map(str::to_owned);
+        self.diagnostics.push(d);
+    }
+
+    /// Compiles a list of conditions that must all hold.
+    pub(crate) fn compile_all(&mut self, defs: &[ConditionDef], path: &FieldPath) -> Cond {
+        self.compile_list(defs, path, 0).map_or_else(Cond::always, Cond::All)
+    }
+
+    fn compile_list(
+        &mut self,
+        defs: &[ConditionDef],
+        path: &FieldPath,
+        depth: usize,
+    ) -> Option<Box<[Cond]>> {
+        let mut out = Vec::with_capacity(defs.len());
+        let mut ok = true;
+        for (i, def) in defs.iter().enumerate() {
+            match self.compile(def, &path.index(i), depth) {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then(|| out.into_boxed_slice())
+    }
+
+    fn compile(&mut self, def: &ConditionDef, path: &FieldPath, depth: usize) -> Option<Cond> {
+        if depth >= MAX_DEPTH {
+            self.error(
+                path.clone(),
+                format!("conditions are nested more than {MAX_DEPTH} levels deep"),
+            );
+            return None;
+        }
+        let is_clause = def.attribute.is_some() || def.operator.is_some() || def.value.is_some();
+        let forms = [
+            is_clause,
+            def.all.is_some(),
+            def.any.is_some(),
+            def.not.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if forms != 1 {
+            self.error(
+                path.clone(),
+                if forms == 0 {
+                    "empty condition: write `{attribute, operator, value}`, `all: [...]`, `any: [...]` or `not: {...}`".to_owned()
+                } else {
+                    "a condition must be exactly one of `{attribute, operator, value}`, `all`, `any` or `not`".to_owned()
+                },
+            );
+            return None;
+        }
+        if let Some(all) = &def.all {
+            return self
+                .compile_list(all, &path.key("all"), depth + 1)
+                .map(Cond::All);
+        }
+        if let Some(any) = &def.any {
+            return self
+                .compile_list(any, &path.key("any"), depth + 1)
+                .map(Cond::Any);
+        }
+        if let Some(not) = &def.not {
+            return self
+                .compile(not, &path.key("not"), depth + 1)
+                .map(|c| Cond::Not(Box::new(c)));
+        }
+        self.compile_clause(def, path)
+    }
+
+    fn compile_clause(&mut self, def: &ConditionDef, path: &FieldPath) -> Option<Cond> {
+        let Some(operator) = def.operator.as_deref() else {
+            self.error(path.key("operator"), "missing `operator`");
+            return None;
+        };
+        let Some(value) = def.value.as_ref() else {
+            self.error(
+                path.key("value"),
+                format!("missing `value` for operator `{operator}`"),
+            );
+            return None;
+        };
+        let value_path = path.key("value");
+
+        if operator == "in_segment" || operator == "not_in_segment" {
+            let names: Vec<&Value> = match value {
+                Value::Array(items) => items.iter().collect(),
+                single => vec![single],
+            };
+            let mut segments = Vec::with_capacity(names.len());
+            let mut ok = true;
+            for (i, name) in names.iter().enumerate() {
+                let p = if value.is_array() {
+                    value_path.index(i)
+                } else {
+                    value_path.clone()
+                };
+                match name.as_str() {
+                    Some(n) => match self.segment_index.get(n) {
+                        Some(&idx) => segments.push(idx),
+                        None => {
+                            let mut known: Vec<&str> =
+                                self.segment_index.keys().map(String::as_str).collect();
+                            known.sort_unstable();
+                            self.error(
+                                p,
+                                if known.is_empty() {
+                                    format!("unknown segment `{n}`: the document defines no segments")
+                                } else {
+                                    format!(
+                                        "unknown segment `{n}`; defined segments: {}",
+                                        known.join(", ")
+                                    )
+                                },
+                            );
+                            ok = false;
+                        }
+                    },
+                    None => {
+                        self.error(
+                            p,
+                            format!("a segment name must be a string, found {}", describe(name)),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            self.referenced.extend(&segments);
+            if def.attribute.is_some() {
+                self.error(
+                    path.key("attribute"),
+                    "`in_segment` takes no `attribute`: the segment says which attribute holds its ids",
+                );
+                ok = false;
+            }
+            return ok.then(|| Cond::InSegment {
+                segments: segments.into_boxed_slice(),
+                negate: operator == "not_in_segment",
+            });
+        }
+
+        let Some(attribute) = def.attribute.as_deref() else {
+            self.error(path.key("attribute"), "missing `attribute`");
+            return None;
+        };
+        let attr = if attribute == NOW_ATTRIBUTE {
+            Attr::Now
+        } else if attribute.is_empty() || attribute.split('.').any(str::is_empty) {
+            self.error(
+                path.key("attribute"),
+                format!("`{attribute}` is not a valid attribute path (empty segment)"),
+            );
+            return None;
+        } else {
+            Attr::Path(AttrPath::new(attribute))
+        };
+
+        let (op, negate) = match operator {
+            "equals" | "not_equals" => (self.scalar(value, &value_path).map(Op::Equals)?, operator == "not_equals"),
+            "in" | "not_in" => (self.set(value, &value_path).map(|s| Op::In(Box::new(s)))?, operator == "not_in"),
+            "contains" | "not_contains" => (self.scalar(value, &value_path).map(Op::Contains)?, operator == "not_contains"),
+            "starts_with" => (Op::StartsWith(self.string(value, &value_path, operator)?), false),
+            "ends_with" => (Op::EndsWith(self.string(value, &value_path, operator)?), false),
+            "gt" | "gte" | "lt" | "lte" => {
+                let Some(n) = value.as_f64() else {
+                    self.error(value_path, format!("`{operator}` needs a number, found {}", describe(value)));
+                    return None;
+                };
+                let wanted = if operator.starts_with('g') { Ordering::Greater } else { Ordering::Less };
+                (Op::Compare(wanted, operator.ends_with('e'), n), false)
+            }
+            "regex" => {
+                let pattern = self.string(value, &value_path, operator)?;
+                match regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build() {
+                    Ok(re) => (Op::Regex(Box::new(re)), false),
+                    Err(err) => {
+                        self.error(value_path, format!("invalid regular expression: {err}"));
+                        return None;
+                    }
+                }
+            }
+            "semver_eq" | "semver_gt" | "semver_gte" | "semver_lt" | "semver_lte" => {
+                let text = self.string(value, &value_path, operator)?;
+                let Some(version) = parse_version(&text) else {
+                    self.error(value_path, format!("`{text}` is not a semantic version (expected MAJOR.MINOR.PATCH, e.g. 1.4.0)"));
+                    return None;
+                };
+                let (wanted, or_equal) = match operator {
+                    "semver_eq" => (Ordering::Equal, false),
+                    "semver_gt" => (Ordering::Greater, false),
+                    "semver_gte" => (Ordering::Greater, true),
+                    "semver_lt" => (Ordering::Less, false),
+                    _ => (Ordering::Less, true),
+                };
+                (Op::Semver(wanted, or_equal, Box::new(version)), false)
+            }
+            "before" | "after" => {
+                let Some(t) = parse_time(value) else {
+                    self.error(value_path, format!("`{operator}` needs an RFC 3339 timestamp (2026-01-31T09:00:00Z) or Unix seconds, found {value}"));
+                    return None;
+                };
+                (Op::Time(if operator == "before" { Ordering::Less } else { Ordering::Greater }, t), false)
+            }
+            unknown => {
+                self.error(
+                    path.key("operator"),
+                    format!("unknown operator `{unknown}`; expected one of: {}", OPERATORS.join(", ")),
+                );
+                return None;
+            }
+        };
+        if matches!(attr, Attr::Now) && !matches!(op, Op::Time(..)) {
+            self.error(
+                path.key("attribute"),
+                format!("`{NOW_ATTRIBUTE}` can only be used with `before` and `after`"),
+            );
+            return None;
+        }
+        Some(Cond::Clause { attr, op, negate })
+    }
+
+    fn scalar(&mut self, value: &Value, path: &FieldPath) -> Option<Scalar> {
+        match value {
+            Value::String(s) => Some(Scalar::Str(s.as_str().into())),
+            Value::Number(n) => n.as_f64().map(Scalar::Num),
+            Value::Bool(b) => Some(Scalar::Bool(*b)),
+            other => {
+                self.error(
+                    path.clone(),
+                    format!("expected a string, number or boolean, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, value: &Value, path: &FieldPath, operator: &str) -> Option<Box<str>> {
+        match value.as_str() {
+            Some(s) => Some(s.into()),
+            None => {
+                self.error(
+                    path.clone(),
+                    format!("`{operator}` needs a string, found {}", describe(value)),
+                );
+                None
+            }
+        }
+    }
+
+    fn set(&mut self, value: &Value, path: &FieldPath) -> Option<ScalarSet> {
+        let Value::Array(items) = value else {
+            self.error(
+                path.clone(),
+                format!("`in` and `not_in` need a list, found {}", describe(value)),
+            );
+            return None;
+        };
+        let mut set = ScalarSet::default();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(s) => {
+                    set.strings.insert(s.as_str().into());
+                }
+                Value::Number(n) => set.numbers.extend(n.as_f64()),
+                Value::Bool(b) => set.bools[usize::from(*b)] = true,
+                other => {
+                    self.error(
+                        path.index(i),
+                        format!("list items must be strings, numbers or booleans, found {}", describe(other)),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile(def: Value) -> (Option<Cond>, Vec<Diagnostic>) {
+        let def: ConditionDef = serde_json::from_value(def).unwrap();
+        let segments = FxHashMap::default();
+        let mut diagnostics = Vec::new();
+        let mut c = CondCompiler {
+            segment_index: &segments,
+            diagnostics: &mut diagnostics,
+            flag: None,
+            referenced: Vec::new(),
+        };
+        let cond = c.compile(&def, &FieldPath::root(), 0);
+        (cond, diagnostics)
+    }
+
+    fn holds(def: Value, ctx: Value) -> bool {
+        let (cond, diags) = compile(def);
+        assert!(diags.is_empty(), "{diags:?}");
+        let ctx = Context::from_value(ctx).unwrap();
+        let env = Env {
+            ctx: &ctx,
+            now: OffsetDateTime::UNIX_EPOCH,
+            segments: &[],
+        };
+        cond.unwrap().matches(&env)
+    }
+
+    #[test]
+    fn operator_table() {
+        let cases = [
+            (json!({"attribute": "a", "operator": "equals", "value": "x"}), json!({"a": "x"}), true),
+            (json!({"attribute": "a", "operator": "equals", "value": 5}), json!({"a": 5.0}), true),
+            (json!({"attribute": "a", "operator": "equals", "value": "5"}), json!({"a": 5}), false),
+            (json!({"attribute": "a", "operator": "not_equals", "value": "x"}), json!({}), true),
+            (json!({"attribute": "a", "operator": "in", "value": ["x", 1, true]}), json!({"a": true}), true),
+            (json!({"attribute": "a", "operator": "not_in", "value": ["x"]}), json!({"a": "y"}), true),
+            (json!({"attribute": "a", "operator": "contains", "value": "ell"}), json!({"a": "hello"}), true),
+            (json!({"attribute": "a", "operator": "contains", "value": "admin"}), json!({"a": ["superadmin"]}), false),
+            (json!({"attribute": "a", "operator": "contains", "value": "admin"}), json!({"a": ["admin"]}), true),
+            (json!({"attribute": "a", "operator": "not_contains", "value": "z"}), json!({"a": "hello"}), true),
+            (json!({"attribute": "a", "operator": "starts_with", "value": "he"}), json!({"a": "hello"}), true),
+            (json!({"attribute": "a", "operator": "ends_with", "value": "lo"}), json!({"a": "hello"}), true),
+            (json!({"attribute": "a", "operator": "gt", "value": 3}), json!({"a": "4"}), true),
+            (json!({"attribute": "a", "operator": "gte", "value": 3}), json!({"a": 3}), true),
+            (json!({"attribute": "a", "operator": "lt", "value": 3}), json!({"a": 3}), false),
+            (json!({"attribute": "a", "operator": "lte", "value": 3}), json!({"a": 2.5}), true),
+            (json!({"attribute": "a", "operator": "regex", "value": "^[a-z]+@acme\\.com$"}), json!({"a": "bo@acme.com"}), true),
+            (json!({"attribute": "a", "operator": "semver_gt", "value": "1.2.3"}), json!({"a": "1.10.0"}), true),
+            (json!({"attribute": "a", "operator": "semver_gt", "value": "1.2.3"}), json!({"a": "1.2.3-beta"}), false),
+            (json!({"attribute": "a", "operator": "semver_eq", "value": "v2"}), json!({"a": "2.0.0"}), true),
+            (json!({"attribute": "a", "operator": "semver_gte", "value": "2.0.0"}), json!({"a": "2.0"}), true),
+            (json!({"attribute": "a", "operator": "semver_lt", "value": "2.0.0"}), json!({"a": "not a version"}), false),
+            (json!({"attribute": "a", "operator": "semver_lte", "value": "2.0.0"}), json!({"a": "2.0.0-rc.1"}), true),
+            (json!({"attribute": "a", "operator": "before", "value": "2026-01-01T00:00:00Z"}), json!({"a": "2025-12-31T23:59:59Z"}), true),
+            (json!({"attribute": "a", "operator": "after", "value": 1000}), json!({"a": "1970-01-01T00:20:00+00:00"}), true),
+            (json!({"attribute": "$now", "operator": "after", "value": "1969-01-01T00:00:00Z"}), json!({}), true),
+            (json!({"any": [{"attribute": "a", "operator": "equals", "value": 1}, {"attribute": "b", "operator": "equals", "value": 2}]}), json!({"b": 2}), true),
+            (json!({"all": [{"attribute": "a", "operator": "equals", "value": 1}, {"attribute": "b", "operator": "equals", "value": 2}]}), json!({"b": 2}), false),
+            (json!({"not": {"attribute": "a", "operator": "equals", "value": 1}}), json!({"a": 2}), true),
+        ];
+        for (def, ctx, expected) in cases {
+            assert_eq!(holds(def.clone(), ctx.clone()), expected, "{def} on {ctx}");
+        }
+    }
+
+    #[test]
+    fn bad_operands_are_diagnosed() {
+        let cases = [
+            (json!({"attribute": "a", "operator": "regex", "value": "("}), "invalid regular expression"),
+            (json!({"attribute": "a", "operator": "semver_gt", "value": "one"}), "not a semantic version"),
+            (json!({"attribute": "a", "operator": "bogus", "value": 1}), "unknown operator `bogus`"),
+            (json!({"attribute": "a", "operator": "in", "value": "x"}), "need a list"),
+            (json!({"attribute": "a", "operator": "gt", "value": "x"}), "needs a number"),
+            (json!({"attribute": "a", "operator": "before", "value": "soon"}), "RFC 3339"),
+            (json!({"operator": "in_segment", "value": "beta"}), "unknown segment `beta`"),
+            (json!({"attribute": "a", "operator": "equals", "value": 1, "any": []}), "exactly one of"),
+            (json!({"attribute": "a..b", "operator": "equals", "value": 1}), "not a valid attribute path"),
+        ];
+        for (def, needle) in cases {
+            let (cond, diags) = compile(def.clone());
+            assert!(cond.is_none(), "{def}");
+            assert!(
+                diags.iter().any(|d| d.message.contains(needle)),
+                "{def}: {diags:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! The flag definition document: the versioned format people write in YAML or JSON.
+//!
+//! These types mirror the file format one to one (see `docs/flag-format.md`); they carry no
+//! meaning beyond shape. [`crate::compile`] turns a [`Document`] into an evaluable
+//! [`crate::Ruleset`] and reports every semantic problem. Parsing here reports shape problems:
+//! each flag is read on its own, so one malformed flag does not hide the problems of another.
+//!
+//! The format is a superset of two older layouts that load unchanged: the "list of flags with
+//! `defaultValue`, `rules[].value` and `fallthrough`" layout, and the compact
+//! `{"flags": {"name": {"enabled", "percentage", "user_ids"}}}` layout.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, FieldPath, PathSegment};
+
+/// The newest format version this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole flag definition document: segments and flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    /// Format version; absent means 1.
+    pub version: u32,
+    /// Reusable audiences, by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub segments: BTreeMap<String, SegmentDef>,
+    /// The flags, in file order.
+    pub flags: Vec<FlagDef>,
+}
+
+/// Type of a flag's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagType {
+    /// `true` / `false`.
+    Boolean,
+    /// Any string.
+    String,
+    /// Any JSON number; integers stay integers and floats stay floats.
+    Number,
+    /// A JSON object or array.
+    Json,
+}
+
+impl FlagType {
+    /// The name used in the format and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Number => "number",
+            FlagType::Json => "json",
+        }
+    }
+
+    /// Whether `value` is a valid value of this type.
+    pub fn accepts(self, value: &Value) -> bool {
+        match self {
+            FlagType::Boolean => value.is_boolean(),
+            FlagType::String => value.is_string(),
+            FlagType::Number => value.is_number(),
+            FlagType::Json => value.is_object() || value.is_array(),
+        }
+    }
+
+    /// The type a value would have as a flag value, if any.
+    pub fn of_value(value: &Value) -> Option<FlagType> {
+        match value {
+            Value::Bool(_) => Some(FlagType::Boolean),
+            Value::String(_) => Some(FlagType::String),
+            Value::Number(_) => Some(FlagType::Number),
+            Value::Object(_) | Value::Array(_) => Some(FlagType::Json),
+            Value::Null => None,
+        }
+    }
+}
+
+impl fmt::Display for FlagType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One flag as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlagDef {
+    /// Stable identifier: letters, digits, `.`, `_`, `-`; starts with a letter or digit.
+    #[serde(default)]
+    pub key: String,
+    /// Human name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the flag is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Value type; inferred from the values when absent, `boolean` when there are none.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub flag_type: Option<FlagType>,
+    /// Named variants: a list of `{key, value, name?, weight?}` or a map `key: value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Variants>,
+    /// Value served when the flag is off or nothing matches (older layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<Value>,
+    /// Variant served when the flag is off or nothing matches.
+    #[serde(
+        default,
+        alias = "offVariant",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_variant: Option<String>,
+    /// Team or person that owns the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Purpose, expected removal, rollout plan, rollback criteria.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+    /// Extra scalar metadata returned with evaluations (OFREP `metadata`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, Value>,
+    /// Archived flags are validated but not served.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub archived: bool,
+    /// Creation time (RFC 3339), kept for hygiene reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Last update time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// Bucketing salt; defaults to the flag key. Change it to re-randomize who is in a rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Attribute(s) whose value is the bucketing unit, first present wins. Default `targetingKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<AttributeList>,
+    /// Attribute naming the tenant for `tenants` overrides. Default `tenant.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_attribute: Option<String>,
+
+    /// Whether the flag is on (top level; environments may override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Kill switch: serve the default variant everywhere. Never overridden by an environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_switch: Option<bool>,
+    /// Flags that must serve given variants for this flag to be evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerequisites: Option<Vec<PrerequisiteDef>>,
+    /// Per-tenant overrides, by tenant id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<BTreeMap<String, TenantDef>>,
+    /// Individual targets: ids that get a given variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetDef>>,
+    /// Ordered rules; the first that matches (and whose percentage includes the unit) serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleDef>>,
+    /// What an enabled flag serves when no target or rule applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallthrough: Option<ServeDef>,
+    /// Per-environment overrides of the targeting fields above, by environment name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, EnvironmentDef>,
+
+    /// Compact layout: percentage of units that get `true` (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+    /// Compact layout: targeting keys that always get `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_ids: Option<Vec<Value>>,
+
+    /// Where this flag sits in its document (for diagnostics); not part of the format.
+    #[serde(skip)]
+    pub origin: FieldPath,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Per-environment overrides: every field present replaces the flag's top-level one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentDef {
+    /// Whether the flag is on in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Kill switch for this environment (a top-level kill switch still wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_switch: Option<bool>,
+    /// Variant served when off or unmatched, in this environment.
+    #[serde(
+        default,
+        alias = "offVariant",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_variant: Option<String>,
+    /// Value served when off or unmatched, in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<Value>,
+    /// Serve this variant to everyone while enabled (no targeting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Serve this value to everyone while enabled (no targeting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// Prerequisites in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerequisites: Option<Vec<PrerequisiteDef>>,
+    /// Tenant overrides in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<BTreeMap<String, TenantDef>>,
+    /// Individual targets in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetDef>>,
+    /// Rules in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleDef>>,
+    /// Fallthrough in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallthrough: Option<ServeDef>,
+}
+
+/// Lifecycle metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Why the flag exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
+    /// When the flag should be gone (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_removal: Option<String>,
+    /// How the rollout is meant to go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_plan: Option<String>,
+    /// When to roll back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_criteria: Option<String>,
+}
+
+/// Why a flag exists; stale-flag reports treat them differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// Temporary: ships a change, then goes.
+    Release,
+    /// Temporary: an A/B or multivariate test.
+    Experiment,
+    /// Long-lived operational control.
+    Operational,
+    /// Long-lived emergency off switch.
+    KillSwitch,
+    /// Long-lived entitlement.
+    Permission,
+}
+
+/// A flag's variants: list form (`[{key, value, name?, weight?}]`) or map form (`key: value`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Variants {
+    /// `- {key, value, name, weight}` items, in order.
+    List(Vec<VariantDef>),
+    /// `key: value` pairs, in file order.
+    Map(Vec<(String, Value)>),
+}
+
+impl Variants {
+    /// The variants as `(key, value, weight)` in declaration order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Value, Option<f64>)> + '_> {
+        match self {
+            Variants::List(items) => Box::new(
+                items
+                    .iter()
+                    .map(|v| (v.key.as_str(), &v.value, v.weight)),
+            ),
+            Variants::Map(items) => Box::new(items.iter().map(|(k, v)| (k.as_str(), v, None))),
+        }
+    }
+}
+
+/// One variant in list form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VariantDef {
+    /// Variant key, reported as `variant` in evaluations.
+    pub key: String,
+    /// Human name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The value served.
+    pub value: Value,
+    /// Weight (percent) in the flag's default split (older layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+}
+
+impl Serialize for Variants {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Variants::List(items) => items.serialize(serializer),
+            Variants::Map(items) => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(items.len()))?;
+                for (k, v) in items {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Variants {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Variants;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of {key, value} variants or a map of variant key to value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Variants, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<VariantDef>()? {
+                    items.push(item);
+                }
+                Ok(Variants::List(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Variants, A::Error> {
+                let mut items = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    items.push((k, v));
+                }
+                Ok(Variants::Map(items))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// One attribute name or a fallback chain of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeList {
+    /// A single attribute.
+    One(String),
+    /// The first present attribute wins.
+    Chain(Vec<String>),
+}
+
+impl AttributeList {
+    /// The attributes in order.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            AttributeList::One(one) => std::slice::from_ref(one),
+            AttributeList::Chain(chain) => chain,
+        }
+    }
+}
+
+/// A prerequisite: another flag must serve one of the given variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrerequisiteDef {
+    /// Key of the required flag.
+    pub flag: String,
+    /// The variant it must serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Any of these variants will do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<String>>,
+    /// The value it must serve (matched to its variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+/// What one tenant gets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantDef {
+    /// On or off for this tenant, whatever the flag's own `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Serve this variant to the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Serve this value to the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+/// Individual targets: these ids get this variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetDef {
+    /// The variant served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The value served (matched to its variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The ids (strings or integers).
+    pub values: Vec<Value>,
+    /// Attribute holding the id; default `targetingKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+}
+
+/// A rule: conditions, then what to serve.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleDef {
+    /// Stable id reported as `ruleId`; defaults to `rule-N` (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What the rule is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// All must hold (an empty list always holds).
+    #[serde(default)]
+    pub conditions: Vec<ConditionDef>,
+    /// What to serve, as in a fallthrough.
+    #[serde(flatten)]
+    pub serve: ServeDef,
+}
+
+/// What to serve: a variant, a value, or a weighted split, optionally to a percentage only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServeDef {
+    /// Serve this variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Serve this value (matched to its variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// Split between variants by weight (percent, summing to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<BTreeMap<String, f64>>,
+    /// Only this percentage (0–100, step 0.001) of units; the others fall through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+    /// Bucketing unit attribute(s) for this serve; defaults to the flag's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<AttributeList>,
+    /// Bucketing salt for this serve; defaults to the flag's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+/// A condition: a clause `{attribute, operator, value}` or a group `all` / `any` / `not`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConditionDef {
+    /// Context attribute, dotted for nested objects (`tenant.settings.plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    /// Operator name (`equals`, `in`, `semver_gt`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// Operand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// All of these hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Vec<ConditionDef>>,
+    /// At least one of these holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<Vec<ConditionDef>>,
+    /// This does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not: Option<Box<ConditionDef>>,
+}
+
+/// A named audience: listed ids and/or conditions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SegmentDef {
+    /// Human name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the audience is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Attribute holding the id matched against `included`/`excluded`; default `targetingKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    /// Ids always in the segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included: Vec<Value>,
+    /// Ids never in the segment (wins over everything).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Value>,
+    /// Units matching all of these are in the segment (an empty list matches nobody).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionDef>,
+}
+
+impl Document {
+    /// Reads a document from a parsed JSON/YAML value, reporting every shape problem.
+    ///
+    /// Flags are read one by one, so a malformed flag is reported and skipped while the others
+    /// are still read and later compiled (and reported on). Callers must treat any error
+    /// diagnostic as a rejection of the whole document.
+    pub fn from_value(value: Value) -> (Document, Vec<Diagnostic>) {
+        let mut diagnostics = Vec::new();
+        let mut doc = Document {
+            version: FORMAT_VERSION,
+            ..Document::default()
+        };
+        let root = FieldPath::root();
+        let Value::Object(mut top) = value else {
+            let found = describe(&value);
+            diagnostics.push(Diagnostic::error(
+                root,
+                format!("expected a document object with a `flags` field, found {found}"),
+            ));
+            return (doc, diagnostics);
+        };
+
+        if let Some(version) = top.remove("version") {
+            match version.as_u64() {
+                Some(v) if v >= 1 && v <= u64::from(FORMAT_VERSION) => doc.version = v as u32,
+                _ => diagnostics.push(Diagnostic::error(
+                    root.key("version"),
+                    format!(
+                        "unsupported format version {version}; this build reads version 1 to {FORMAT_VERSION}"
+                    ),
+                )),
+            }
+        }
+
+        if let Some(segments) = top.remove("segments") {
+            let path = root.key("segments");
+            match segments {
+                Value::Object(map) => {
+                    for (name, seg) in map {
+                        let seg_path = path.key(name.clone());
+                        match parse_at::<SegmentDef>(seg, &seg_path) {
+                            Ok(seg) => {
+                                doc.segments.insert(name, seg);
+                            }
+                            Err(d) => diagnostics.push(d),
+                        }
+                    }
+                }
+                Value::Null => {}
+                other => diagnostics.push(Diagnostic::error(
+                    path,
+                    format!("expected a map of segment name to segment, found {}", describe(&other)),
+                )),
+            }
+        }
+
+        let flags_path = root.key("flags");
+        match top.remove("flags") {
+            Some(Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let path = flags_path.index(i);
+                    let key_hint = item.get("key").and_then(Value::as_str).map(str::to_owned);
+                    match parse_at::<FlagDef>(item, &path) {
+                        Ok(mut flag) => {
+                            flag.origin = path;
+                            doc.flags.push(flag);
+                        }
+                        Err(mut d) => {
+                            d.flag = key_hint;
+                            diagnostics.push(d);
+                        }
+                    }
+                }
+            }
+            Some(Value::Object(map)) => {
+                for (key, item) in map {
+                    let path = flags_path.key(key.clone());
+                    match parse_at::<FlagDef>(item, &path) {
+                        Ok(mut flag) => {
+                            if flag.key.is_empty() {
+                                flag.key = key;
+                            } else if flag.key != key {
+                                diagnostics.push(
+                                    Diagnostic::error(
+                                        path.key("key"),
+                                        format!(
+                                            "`key` is `{}` but the flag is listed under `{key}`; drop `key` or make them equal",
+                                            flag.key
+                                        ),
+                                    )
+                                    .in_flag(key),
+                                );
+                                continue;
+                            }
+                            flag.origin = path;
+                            doc.flags.push(flag);
+                        }
+                        Err(d) => diagnostics.push(d.in_flag(key)),
+                    }
+                }
+            }
+            Some(Value::Null) | None => diagnostics.push(Diagnostic::error(
+                flags_path,
+                "missing `flags`: a list of flags or a map of flag key to flag",
+            )),
+            Some(other) => diagnostics.push(Diagnostic::error(
+                flags_path,
+                format!(
+                    "expected a list of flags or a map of flag key to flag, found {}",
+                    describe(&other)
+                ),
+            )),
+        }
+
+        for (unknown, _) in top {
+            diagnostics.push(Diagnostic::error(
+                root.key(unknown.clone()),
+                format!("unknown field `{unknown}`; expected one of `version`, `segments`, `flags`"),
+            ));
+        }
+        (doc, diagnostics)
+    }
+
+    /// The document as a JSON value, in the canonical (list) layout.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Deserializes `value` as `T`, turning the first shape error into a diagnostic at its path.
+fn parse_at<T: for<'de> Deserialize<'de>>(value: Value, base: &FieldPath) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+        let mut path = base.clone();
+        for segment in err.path().iter() {
+            path = match segment {
+                serde_path_to_error::Segment::Seq { index } => path.index(*index),
+                serde_path_to_error::Segment::Map { key } => path.key(key.clone()),
+                serde_path_to_error::Segment::Enum { variant } => path.key(variant.clone()),
+                serde_path_to_error::Segment::Unknown => path,
+            };
+        }
+        Diagnostic::error(path, err.into_inner().to_string())
+    })
+}
+
+/// A short description of a JSON value's kind, for messages.
+pub(crate) fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Converts a field path to the segments of a JSON pointer-like path (used by tests).
+#[allow(dead_code)]
+pub(crate) fn path_keys(path: &FieldPath) -> Vec<String> {
+    path.segments()
+        .iter()
+        .map(|s| match s {
+            PathSegment::Key(k) => k.clone(),
+            PathSegment::Index(i) => i.to_string(),
+        })
+        .collect()
+}
+
+#[allow(dead_code)]
+fn _assert_de_error_is_used<E: de::Error>() {}

@@ -1,0 +1,706 @@
+//! Evaluation of a compiled [`Ruleset`]: OpenFeature reasons and error codes, never a panic.
+//!
+//! Order (PRODUCT.md §4): archived → kill switch → tenant override → disabled → static
+//! environment value → prerequisites → individual targets → rules in order → fallthrough →
+//! default. Results borrow from the ruleset, so the common cases allocate nothing.
+
+use std::fmt;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::bucket::{Bucketer, IntText, BUCKETS};
+use crate::condition::{with_id_text, Cond, Env, Segment};
+use crate::context::{AttrPath, Context};
+use crate::document::{Document, FlagDef, FlagType};
+
+/// Why a value was served (OpenFeature resolution reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// The flag has no targeting: everyone gets the same value.
+    Static,
+    /// A target, tenant override or rule selected the value.
+    TargetingMatch,
+    /// A percentage or weighted split selected the value.
+    Split,
+    /// The flag is off (disabled or killed).
+    Disabled,
+    /// Nothing applied; the configured default was served.
+    Default,
+    /// Evaluation failed; see the error.
+    Error,
+}
+
+impl Reason {
+    /// The OpenFeature spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Disabled => "DISABLED",
+            Reason::Default => "DEFAULT",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why evaluation failed (OpenFeature error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// No flag with that key (or it is archived).
+    FlagNotFound,
+    /// The flag's value is not of the requested type.
+    TypeMismatch,
+    /// The request could not be parsed.
+    ParseError,
+    /// The flag needs a bucketing unit and the context has none.
+    TargetingKeyMissing,
+    /// The context is malformed.
+    InvalidContext,
+    /// Anything else.
+    General,
+}
+
+impl ErrorCode {
+    /// The OpenFeature spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::InvalidContext => "INVALID_CONTEXT",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An evaluation error: code plus a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    /// OpenFeature error code.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What decided the result, beyond the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail<'r> {
+    /// The rule with this id matched.
+    Rule(&'r str),
+    /// An individual target matched.
+    Target,
+    /// A tenant override applied.
+    Tenant,
+    /// The kill switch is on.
+    KillSwitch,
+    /// This prerequisite flag did not serve a required variant.
+    PrerequisiteFailed(&'r str),
+    /// The fallthrough served.
+    Fallthrough,
+}
+
+impl Detail<'_> {
+    /// The rule id, when a rule decided.
+    pub fn rule_id(&self) -> Option<&str> {
+        match self {
+            Detail::Rule(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable tag (`RULE`, `TARGET`, `TENANT`, `KILL_SWITCH`,
+    /// `PREREQUISITE_FAILED`, `FALLTHROUGH`).
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Detail::Rule(_) => "RULE",
+            Detail::Target => "TARGET",
+            Detail::Tenant => "TENANT",
+            Detail::KillSwitch => "KILL_SWITCH",
+            Detail::PrerequisiteFailed(_) => "PREREQUISITE_FAILED",
+            Detail::Fallthrough => "FALLTHROUGH",
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+
+/// The result of evaluating one flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<'r> {
+    /// The value served (`null` only when the flag does not exist).
+    pub value: &'r Value,
+    /// The variant served (`None` only when the flag does not exist).
+    pub variant: Option<&'r str>,
+    /// Why.
+    pub reason: Reason,
+    /// What decided, when more than the reason says.
+    pub detail: Option<Detail<'r>>,
+    /// Set when `reason` is [`Reason::Error`].
+    pub error: Option<EvalError>,
+    /// The flag's declared type (`None` when not found).
+    pub flag_type: Option<FlagType>,
+}
+
+impl<'r> Evaluation<'r> {
+    fn not_found(message: String) -> Self {
+        Self {
+            value: &NULL,
+            variant: None,
+            reason: Reason::Error,
+            detail: None,
+            error: Some(EvalError {
+                code: ErrorCode::FlagNotFound,
+                message,
+            }),
+            flag_type: None,
+        }
+    }
+
+    /// The rule id that matched, if a rule decided.
+    pub fn rule_id(&self) -> Option<&'r str> {
+        match self.detail {
+            Some(Detail::Rule(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// A typed result: the value as `T`, or the caller's default with an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Typed<'r, T> {
+    /// The value, or the caller's default on error.
+    pub value: T,
+    /// The variant served, when no error.
+    pub variant: Option<&'r str>,
+    /// Why.
+    pub reason: Reason,
+    /// What decided.
+    pub detail: Option<Detail<'r>>,
+    /// Set on error (including [`ErrorCode::TypeMismatch`]).
+    pub error: Option<EvalError>,
+}
+
+/// A Rust type a flag value can be read as, without coercion.
+pub trait FromFlagValue<'r>: Sized {
+    /// Name of the type, for mismatch messages.
+    const NAME: &'static str;
+    /// The value as `Self`, or `None` when its JSON type differs.
+    fn from_flag_value(value: &'r Value) -> Option<Self>;
+}
+
+impl<'r> FromFlagValue<'r> for bool {
+    const NAME: &'static str = "boolean";
+    fn from_flag_value(value: &'r Value) -> Option<Self> {
+        value.as_bool()
+    }
+}
+
+impl<'r> FromFlagValue<'r> for &'r str {
+    const NAME: &'static str = "string";
+    fn from_flag_value(value: &'r Value) -> Option<Self> {
+        value.as_str()
+    }
+}
+
+impl<'r> FromFlagValue<'r> for i64 {
+    const NAME: &'static str = "integer";
+    fn from_flag_value(value: &'r Value) -> Option<Self> {
+        value.as_i64()
+    }
+}
+
+impl<'r> FromFlagValue<'r> for f64 {
+    const NAME: &'static str = "number";
+    fn from_flag_value(value: &'r Value) -> Option<Self> {
+        value.as_f64()
+    }
+}
+
+impl<'r> FromFlagValue<'r> for &'r serde_json::Map<String, Value> {
+    const NAME: &'static str = "object";
+    fn from_flag_value(value: &'r Value) -> Option<Self> {
+        value.as_object()
+    }
+}
+
+/// A compiled, immutable set of flags and segments, ready to evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct Ruleset {
+    pub(crate) flags: Vec<Flag>,
+    pub(crate) index: FxHashMap<Box<str>, u32>,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) environments: Vec<Box<str>>,
+    pub(crate) document: Document,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Flag {
+    pub key: Box<str>,
+    pub flag_type: FlagType,
+    pub variants: Vec<(Box<str>, Value)>,
+    pub archived: bool,
+    pub targetings: Vec<Targeting>,
+    /// Index into `targetings` per ruleset environment; absent environments use 0.
+    pub by_env: Vec<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Targeting {
+    pub enabled: bool,
+    pub killed: bool,
+    pub default_variant: u16,
+    pub static_variant: Option<u16>,
+    pub tenant_attr: AttrPath,
+    pub tenants: FxHashMap<Box<str>, TenantAction>,
+    pub prerequisites: Box<[Prereq]>,
+    pub targets: Box<[Target]>,
+    pub rules: Box<[Rule]>,
+    pub fallthrough: Option<Serve>,
+    /// No targeting at all: a fixed fallthrough is reported as STATIC.
+    pub is_static: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TenantAction {
+    Off,
+    On,
+    Serve(u16),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Prereq {
+    pub flag: u32,
+    pub variants: Box<[u16]>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub attr: AttrPath,
+    pub ids: FxHashSet<Box<str>>,
+    pub variant: u16,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub id: Box<str>,
+    pub cond: Cond,
+    pub serve: Serve,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Serve {
+    /// In thousandths of a percent; `None` means everyone.
+    pub percentage: Option<u32>,
+    pub action: ServeAction,
+    pub unit: Box<[AttrPath]>,
+    pub rollout: Bucketer,
+    pub split: Bucketer,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ServeAction {
+    Variant(u16),
+    /// Cumulative upper bounds (exclusive, in buckets) and variants, ascending.
+    Split(Box<[(u32, u16)]>),
+}
+
+enum Served {
+    Hit { variant: u16, randomized: bool },
+    Miss,
+    NoUnit,
+}
+
+/// Nesting bound for prerequisite chains (cycles are rejected when compiling).
+const MAX_PREREQ_DEPTH: usize = 64;
+
+impl Ruleset {
+    /// An evaluator for environment `env` at time `now` (used by `before`/`after` and `$now`).
+    ///
+    /// Environments the ruleset never mentions evaluate with the flags' top-level targeting.
+    pub fn evaluator(&self, env: &str, now: OffsetDateTime) -> Evaluator<'_> {
+        let env = self
+            .environments
+            .iter()
+            .position(|e| **e == *env)
+            .and_then(|i| u16::try_from(i).ok());
+        Evaluator {
+            ruleset: self,
+            env,
+            now,
+        }
+    }
+
+    /// Flag keys, in document order (archived flags included).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.iter().map(|f| &*f.key)
+    }
+
+    /// Number of flags (archived included).
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// Whether there are no flags.
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// The definition of flag `key`, as written.
+    pub fn definition(&self, key: &str) -> Option<&FlagDef> {
+        let i = *self.index.get(key)? as usize;
+        self.document.flags.get(i)
+    }
+
+    /// The document this ruleset was compiled from.
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// The environment names that some flag configures explicitly.
+    pub fn environments(&self) -> impl Iterator<Item = &str> {
+        self.environments.iter().map(|e| &**e)
+    }
+}
+
+/// Evaluates flags of one [`Ruleset`] for one environment at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluator<'r> {
+    ruleset: &'r Ruleset,
+    env: Option<u16>,
+    now: OffsetDateTime,
+}
+
+impl<'r> Evaluator<'r> {
+    /// Evaluates flag `key` for `ctx`.
+    pub fn evaluate(&self, key: &str, ctx: &Context) -> Evaluation<'r> {
+        match self.ruleset.index.get(key) {
+            Some(&i) => self.evaluate_index(i, ctx, 0),
+            None => Evaluation::not_found(format!("flag `{key}` was not found")),
+        }
+    }
+
+    /// Evaluates flag `key` and reads its value as `T`; a value of another type is a
+    /// [`ErrorCode::TypeMismatch`] and yields `default`, never a coerced value.
+    pub fn evaluate_as<T: FromFlagValue<'r>>(&self, key: &str, ctx: &Context, default: T) -> Typed<'r, T> {
+        let eval = self.evaluate(key, ctx);
+        if let Some(error) = eval.error {
+            return Typed {
+                value: default,
+                variant: None,
+                reason: Reason::Error,
+                detail: eval.detail,
+                error: Some(error),
+            };
+        }
+        match T::from_flag_value(eval.value) {
+            Some(value) => Typed {
+                value,
+                variant: eval.variant,
+                reason: eval.reason,
+                detail: eval.detail,
+                error: None,
+            },
+            None => Typed {
+                value: default,
+                variant: None,
+                reason: Reason::Error,
+                detail: None,
+                error: Some(EvalError {
+                    code: ErrorCode::TypeMismatch,
+                    message: format!(
+                        "flag `{key}` is of type {} and served {}, not {} {}",
+                        eval.flag_type.map_or("unknown", FlagType::as_str),
+                        eval.value,
+                        article(T::NAME),
+                        T::NAME
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Evaluates every served (non-archived) flag, in document order.
+    pub fn evaluate_all<'c>(
+        &self,
+        ctx: &'c Context,
+    ) -> impl Iterator<Item = (&'r str, Evaluation<'r>)> + use<'r, 'c> {
+        let this = *self;
+        self.ruleset
+            .flags
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.archived)
+            .map(move |(i, f)| (&*f.key, this.evaluate_index(i as u32, ctx, 0)))
+    }
+
+    fn evaluate_index(&self, index: u32, ctx: &Context, depth: usize) -> Evaluation<'r> {
+        let Some(flag) = self.ruleset.flags.get(index as usize) else {
+            return Evaluation::not_found(format!("flag #{index} was not found"));
+        };
+        if flag.archived {
+            return Evaluation::not_found(format!("flag `{}` is archived", flag.key));
+        }
+        let t_index = self
+            .env
+            .and_then(|e| flag.by_env.get(e as usize))
+            .copied()
+            .unwrap_or(0);
+        let Some(t) = flag.targetings.get(t_index as usize) else {
+            return general(flag, "internal: missing targeting");
+        };
+        let served = |variant: u16, reason: Reason, detail: Option<Detail<'r>>| {
+            serve_variant(flag, variant, reason, detail)
+        };
+
+        if t.killed {
+            return served(t.default_variant, Reason::Disabled, Some(Detail::KillSwitch));
+        }
+        let mut enabled = t.enabled;
+        if !t.tenants.is_empty() {
+            let action = ctx
+                .lookup(&t.tenant_attr)
+                .and_then(|id| tenant_action(&t.tenants, id));
+            match action {
+                Some(TenantAction::Off) => {
+                    return served(t.default_variant, Reason::Disabled, Some(Detail::Tenant))
+                }
+                Some(TenantAction::Serve(v)) => {
+                    return served(v, Reason::TargetingMatch, Some(Detail::Tenant))
+                }
+                Some(TenantAction::On) => enabled = true,
+                None => {}
+            }
+        }
+        if !enabled {
+            return served(t.default_variant, Reason::Disabled, None);
+        }
+        if let Some(v) = t.static_variant {
+            return served(v, Reason::Static, None);
+        }
+        for prereq in t.prerequisites.iter() {
+            let ok = depth < MAX_PREREQ_DEPTH && {
+                let result = self.evaluate_index(prereq.flag, ctx, depth + 1);
+                result.error.is_none()
+                    && result.variant.is_some_and(|served| {
+                        let other = &self.ruleset.flags[prereq.flag as usize];
+                        prereq
+                            .variants
+                            .iter()
+                            .any(|&v| other.variants.get(v as usize).is_some_and(|(k, _)| **k == *served))
+                    })
+            };
+            if !ok {
+                let key = self
+                    .ruleset
+                    .flags
+                    .get(prereq.flag as usize)
+                    .map_or("", |f| &*f.key);
+                return served(
+                    t.default_variant,
+                    Reason::Default,
+                    Some(Detail::PrerequisiteFailed(key)),
+                );
+            }
+        }
+        for target in t.targets.iter() {
+            if let Some(id) = ctx.lookup(&target.attr) {
+                if with_id_text(id, |text| target.ids.contains(text)) {
+                    return served(target.variant, Reason::TargetingMatch, Some(Detail::Target));
+                }
+            }
+        }
+        let env = Env {
+            ctx,
+            now: self.now,
+            segments: &self.ruleset.segments,
+        };
+        for rule in t.rules.iter() {
+            if !rule.cond.matches(&env) {
+                continue;
+            }
+            match apply(&rule.serve, ctx) {
+                Served::Hit {
+                    variant,
+                    randomized,
+                } => {
+                    let reason = if randomized {
+                        Reason::Split
+                    } else {
+                        Reason::TargetingMatch
+                    };
+                    return served(variant, reason, Some(Detail::Rule(&rule.id)));
+                }
+                Served::Miss => {}
+                Served::NoUnit => return missing_unit(flag, t, &rule.serve),
+            }
+        }
+        match &t.fallthrough {
+            None => served(t.default_variant, Reason::Default, None),
+            Some(serve) => match apply(serve, ctx) {
+                Served::Hit {
+                    variant,
+                    randomized,
+                } => {
+                    let reason = match (randomized, t.is_static) {
+                        (true, _) => Reason::Split,
+                        (false, true) => Reason::Static,
+                        (false, false) => Reason::Default,
+                    };
+                    served(variant, reason, Some(Detail::Fallthrough))
+                }
+                Served::Miss => served(t.default_variant, Reason::Default, None),
+                Served::NoUnit => missing_unit(flag, t, serve),
+            },
+        }
+    }
+}
+
+fn article(name: &str) -> &'static str {
+    if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn tenant_action(tenants: &FxHashMap<Box<str>, TenantAction>, id: &Value) -> Option<TenantAction> {
+    let mut found = None;
+    with_id_text(id, |text| {
+        found = tenants.get(text).copied();
+        found.is_some()
+    });
+    found
+}
+
+fn serve_variant<'r>(
+    flag: &'r Flag,
+    variant: u16,
+    reason: Reason,
+    detail: Option<Detail<'r>>,
+) -> Evaluation<'r> {
+    match flag.variants.get(variant as usize) {
+        Some((key, value)) => Evaluation {
+            value,
+            variant: Some(key),
+            reason,
+            detail,
+            error: None,
+            flag_type: Some(flag.flag_type),
+        },
+        None => general(flag, "internal: variant index out of range"),
+    }
+}
+
+fn general<'r>(flag: &'r Flag, message: &str) -> Evaluation<'r> {
+    Evaluation {
+        value: &NULL,
+        variant: None,
+        reason: Reason::Error,
+        detail: None,
+        error: Some(EvalError {
+            code: ErrorCode::General,
+            message: format!("flag `{}`: {message}", flag.key),
+        }),
+        flag_type: Some(flag.flag_type),
+    }
+}
+
+fn missing_unit<'r>(flag: &'r Flag, t: &'r Targeting, serve: &Serve) -> Evaluation<'r> {
+    let mut eval = serve_variant(flag, t.default_variant, Reason::Error, None);
+    let names: Vec<&str> = serve.unit.iter().map(AttrPath::as_str).collect();
+    eval.error = Some(EvalError {
+        code: ErrorCode::TargetingKeyMissing,
+        message: format!(
+            "flag `{}` buckets by {} and the context has {}",
+            flag.key,
+            names.join(", then "),
+            if names.len() == 1 { "none" } else { "none of them" }
+        ),
+    });
+    eval
+}
+
+/// Runs a serve for `ctx`: percentage first, then the variant or split.
+fn apply(serve: &Serve, ctx: &Context) -> Served {
+    let needs_rollout = matches!(serve.percentage, Some(p) if p > 0 && p < BUCKETS);
+    let needs_split = matches!(&serve.action, ServeAction::Split(ranges) if ranges.len() > 1);
+    if serve.percentage == Some(0) {
+        return Served::Miss;
+    }
+    if !needs_rollout && !needs_split {
+        let variant = match &serve.action {
+            ServeAction::Variant(v) => *v,
+            ServeAction::Split(ranges) => match ranges.first() {
+                Some((_, v)) => *v,
+                None => return Served::Miss,
+            },
+        };
+        return Served::Hit {
+            variant,
+            randomized: serve.percentage.is_some() || matches!(serve.action, ServeAction::Split(_)),
+        };
+    }
+    let Some(unit) = serve.unit.iter().find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
+    else {
+        return Served::NoUnit;
+    };
+    if let Some(p) = serve.percentage.filter(|_| needs_rollout) {
+        if bucket_of(&serve.rollout, unit) >= p {
+            return Served::Miss;
+        }
+    }
+    let variant = match &serve.action {
+        ServeAction::Variant(v) => *v,
+        ServeAction::Split(ranges) => {
+            let b = bucket_of(&serve.split, unit);
+            match ranges.iter().find(|(end, _)| b < *end).or(ranges.last()) {
+                Some((_, v)) => *v,
+                None => return Served::Miss,
+            }
+        }
+    };
+    Served::Hit {
+        variant,
+        randomized: true,
+    }
+}
+
+fn is_unit(value: &Value) -> bool {
+    match value {
+        Value::String(_) => true,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
+fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
+    match unit {
+        Value::String(s) => bucketer.bucket(s.as_bytes()),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                bucketer.bucket(IntText::unsigned(u).as_bytes())
+            } else {
+                IntText::signed(n.as_i64().unwrap_or(0)).bucket(bucketer)
+            }
+        }
+        _ => 0,
+    }
+}

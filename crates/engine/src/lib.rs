@@ -1,0 +1,150 @@
+//! Switchyard's flag engine: the flag definition format, its compiler and the evaluator.
+//!
+//! The engine is pure: no I/O beyond parsing text handed to it, no clock (callers pass `now`),
+//! no randomness (bucketing is a specified hash). The server and the SDK both evaluate with it,
+//! so a flag behaves the same wherever it is evaluated.
+//!
+//! ```
+//! use switchyard_engine::{load_str, Context, Format, Reason};
+//!
+//! let yaml = r#"
+//! flags:
+//!   - key: new-checkout
+//!     rules:
+//!       - id: beta
+//!         conditions:
+//!           - {attribute: plan, operator: in, value: [beta, enterprise]}
+//!         variant: "on"
+//!     fallthrough: {percentage: 10, variant: "on"}
+//! "#;
+//! let ruleset = load_str(yaml, Format::Yaml, Some("flags.yaml")).expect("valid flags");
+//! let now = time::OffsetDateTime::UNIX_EPOCH;
+//! let eval = ruleset.evaluator("production", now);
+//!
+//! let ctx = Context::with_targeting_key("user-1").with("plan", "beta");
+//! let result = eval.evaluate("new-checkout", &ctx);
+//! assert_eq!(result.value, &serde_json::json!(true));
+//! assert_eq!(result.reason, Reason::TargetingMatch);
+//! assert_eq!(result.rule_id(), Some("beta"));
+//! ```
+//!
+//! Map of the crate:
+//! - [`source`]: YAML/JSON text → JSON value plus line numbers;
+//! - [`document`]: the format's types ([`Document`], [`FlagDef`], …);
+//! - [`compile()`]: [`Document`] → [`Ruleset`] plus [`Diagnostic`]s;
+//! - [`eval`]: [`Evaluator`], [`Evaluation`], OpenFeature [`Reason`]s and [`ErrorCode`]s;
+//! - [`bucket`]: the versioned bucketing algorithm (see `docs/bucketing.md`);
+//! - [`hash`]: streaming MurmurHash3 x86_32.
+
+pub mod bucket;
+pub mod compile;
+mod condition;
+pub mod context;
+pub mod diagnostic;
+pub mod document;
+pub mod eval;
+pub mod hash;
+pub mod source;
+
+use std::path::Path;
+
+pub use compile::{compile, is_valid_key};
+pub use condition::{OPERATORS, NOW_ATTRIBUTE};
+pub use context::{AttrPath, Context, ContextError};
+pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};
+pub use document::{Document, FlagDef, FlagType, FORMAT_VERSION};
+pub use eval::{
+    Detail, ErrorCode, EvalError, Evaluation, Evaluator, FromFlagValue, Reason, Ruleset, Typed,
+};
+pub use source::Format;
+
+/// Why a flag document could not be loaded: every problem found, each with its location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.diagnostics))]
+pub struct LoadError {
+    /// All diagnostics (errors and warnings), in document order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let mut out = format!(
+        "{errors} problem{} in flag definitions",
+        if errors == 1 { "" } else { "s" }
+    );
+    for d in diagnostics {
+        out.push_str("\n  ");
+        out.push_str(&d.to_string());
+    }
+    out
+}
+
+/// Parses, reads and compiles a document from text, attributing diagnostics to `file` and
+/// to lines. Returns every diagnostic (warnings included) alongside the outcome.
+pub fn check_str(text: &str, format: Format, file: Option<&str>) -> (Option<Ruleset>, Vec<Diagnostic>) {
+    let attribute = |mut d: Diagnostic, positions: Option<&source::Positions>| {
+        d.file = file.map(str::to_owned);
+        if d.line.is_none() {
+            d.line = positions.and_then(|p| p.line_of(&d.path));
+        }
+        d
+    };
+    let parsed = match source::parse(text, format) {
+        Ok(parsed) => parsed,
+        Err(d) => return (None, vec![attribute(d, None)]),
+    };
+    let (doc, mut diagnostics) = Document::from_value(parsed.value);
+    let (ruleset, compile_diagnostics) = compile(&doc);
+    diagnostics.extend(compile_diagnostics);
+    let diagnostics: Vec<Diagnostic> = diagnostics
+        .into_iter()
+        .map(|d| attribute(d, Some(&parsed.positions)))
+        .collect();
+    let ok = !has_errors(&diagnostics);
+    (ok.then_some(ruleset), diagnostics)
+}
+
+/// Loads a document from text: the ruleset, or every problem.
+pub fn load_str(text: &str, format: Format, file: Option<&str>) -> Result<Ruleset, LoadError> {
+    match check_str(text, format, file) {
+        (Some(ruleset), _) => Ok(ruleset),
+        (None, diagnostics) => Err(LoadError { diagnostics }),
+    }
+}
+
+/// Loads a document from an already parsed JSON value (the admin API's path).
+pub fn load_value(value: serde_json::Value) -> Result<Ruleset, LoadError> {
+    let (doc, mut diagnostics) = Document::from_value(value);
+    let (ruleset, more) = compile(&doc);
+    diagnostics.extend(more);
+    if has_errors(&diagnostics) {
+        Err(LoadError { diagnostics })
+    } else {
+        Ok(ruleset)
+    }
+}
+
+/// Reads a file and loads it; the format comes from the extension (`.yaml`, `.yml`, `.json`).
+pub fn load_file(path: &Path) -> Result<Ruleset, LoadError> {
+    match check_file(path) {
+        (Some(ruleset), _) => Ok(ruleset),
+        (None, diagnostics) => Err(LoadError { diagnostics }),
+    }
+}
+
+/// Like [`load_file`], but also returns warnings on success.
+pub fn check_file(path: &Path) -> (Option<Ruleset>, Vec<Diagnostic>) {
+    let name = path.display().to_string();
+    let problem = |message: String| {
+        let mut d = Diagnostic::error(FieldPath::root(), message);
+        d.file = Some(name.clone());
+        (None, vec![d])
+    };
+    let Some(format) = Format::from_path(path) else {
+        return problem("unknown file type: use .yaml, .yml or .json".to_owned());
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => check_str(&text, format, Some(&name)),
+        Err(err) => problem(format!("cannot read the file: {err}")),
+    }
+}
