@@ -1,1 +1,101 @@
-fn main() {}
+//! `switchyard`: the one binary. This file is glue: argument parsing, I/O and exit codes;
+//! the work is done by the library crates.
+
+mod eval_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use switchyard_engine::{check_file, Diagnostic, Severity};
+
+/// Self-hosted feature flags and experiments.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check flag definition files; print every problem and exit 1 if any file is invalid.
+    Validate(ValidateArgs),
+    /// Evaluate flags from a file for one or many contexts, printing JSON results.
+    Eval(eval_cmd::EvalArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Flag files (.yaml, .yml or .json).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Print diagnostics as a JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Eval(args) => eval_cmd::run(&args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn validate(args: &ValidateArgs) -> Result<ExitCode> {
+    let mut all = Vec::new();
+    let mut invalid = 0usize;
+    for path in &args.paths {
+        let (ruleset, diagnostics) = check_file(path);
+        match &ruleset {
+            Some(ruleset) if !args.json => {
+                println!("ok: {} ({} flags)", path.display(), ruleset.len());
+            }
+            Some(_) => {}
+            None => invalid += 1,
+        }
+        all.extend(diagnostics);
+    }
+    if args.json {
+        let items: Vec<serde_json::Value> = all.iter().map(diagnostic_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+    } else {
+        for d in &all {
+            println!("{d}");
+        }
+        if invalid > 0 {
+            let errors = all.iter().filter(|d| d.is_error()).count();
+            println!(
+                "{invalid} of {} file{} invalid, {errors} error{}",
+                args.paths.len(),
+                if args.paths.len() == 1 { "" } else { "s" },
+                if errors == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(if invalid > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+        "file": d.file,
+        "line": d.line,
+        "flag": d.flag,
+        "path": d.path.to_string(),
+        "message": d.message,
+    })
+}

@@ -176,7 +176,12 @@ pub struct FlagDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<f64>,
     /// Compact layout: targeting keys that always get `true`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "user_ids",
+        alias = "userIds",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_ids: Option<Vec<Value>>,
 
     /// Where this flag sits in its document (for diagnostics); not part of the format.

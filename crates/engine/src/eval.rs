@@ -653,9 +653,10 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
                 None => return Served::Miss,
             },
         };
+        // 100 % rollouts and one-variant splits randomize nobody.
         return Served::Hit {
             variant,
-            randomized: serve.percentage.is_some() || matches!(serve.action, ServeAction::Split(_)),
+            randomized: false,
         };
     }
     let Some(unit) = serve.unit.iter().find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))

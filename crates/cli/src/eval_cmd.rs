@@ -1,0 +1,161 @@
+//! `switchyard eval`: evaluate flags from a file, offline, for one context or a JSON Lines file
+//! of contexts (one result per line, same order) — how a person previews who a rollout reaches.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{ArgGroup, Args};
+use serde_json::{Map, Value};
+use switchyard_engine::{load_file, Context, ContextError, Evaluation, Evaluator};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["flag", "all"])))]
+#[command(group(ArgGroup::new("input").required(true).args(["context", "contexts"])))]
+pub struct EvalArgs {
+    /// Flag definition file (.yaml, .yml or .json).
+    #[arg(long, value_name = "PATH")]
+    file: PathBuf,
+    /// Environment whose overrides apply; without it, the flags' top-level targeting is used.
+    #[arg(long, value_name = "ENV")]
+    env: Option<String>,
+    /// The flag to evaluate.
+    #[arg(long, value_name = "KEY")]
+    flag: Option<String>,
+    /// Evaluate every flag (prints a JSON array per context).
+    #[arg(long)]
+    all: bool,
+    /// Evaluation context as JSON: {"targetingKey": "...", <attributes>}.
+    #[arg(long, value_name = "JSON")]
+    context: Option<String>,
+    /// File with one JSON context per line (JSON Lines); `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    contexts: Option<PathBuf>,
+    /// Evaluation time (RFC 3339) for `before`/`after` conditions; default: now.
+    #[arg(long, value_name = "TIME")]
+    now: Option<String>,
+}
+
+pub fn run(args: &EvalArgs) -> Result<ExitCode> {
+    let ruleset = load_file(&args.file)
+        .with_context(|| format!("cannot load {}", args.file.display()))?;
+    let now = match &args.now {
+        Some(text) => OffsetDateTime::parse(text, &Rfc3339)
+            .with_context(|| format!("--now `{text}` is not an RFC 3339 timestamp"))?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let evaluator = ruleset.evaluator(args.env.as_deref().unwrap_or(""), now);
+    if let Some(flag) = &args.flag {
+        if ruleset.definition(flag).is_none() {
+            eprintln!(
+                "warning: {} has no flag `{flag}`; results will be FLAG_NOT_FOUND",
+                args.file.display()
+            );
+        }
+    }
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+
+    if let Some(text) = &args.context {
+        let value: Value = serde_json::from_str(text).context("--context is not valid JSON")?;
+        let ctx = match Context::from_value(value) {
+            Ok(ctx) => ctx,
+            Err(err) => bail!("--context is not a valid evaluation context: {err}"),
+        };
+        let line = render(args, &evaluator, &ctx, true);
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let path = args.contexts.as_ref().expect("clap requires --context or --contexts");
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(BufReader::new(io::stdin().lock()))
+    } else {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    };
+    let mut bad_lines = 0usize;
+    for (number, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str::<Value>(&line)
+            .map_err(|err| ("PARSE_ERROR", format!("line {}: {err}", number + 1)))
+            .and_then(|v| {
+                Context::from_value(v).map_err(|err: ContextError| {
+                    ("INVALID_CONTEXT", format!("line {}: {err}", number + 1))
+                })
+            });
+        match parsed {
+            Ok(ctx) => {
+                let rendered = render(args, &evaluator, &ctx, false);
+                writeln!(out, "{rendered}")?;
+            }
+            Err((code, details)) => {
+                bad_lines += 1;
+                let key = args.flag.as_deref().map_or(Value::Null, |k| Value::from(k));
+                let error = serde_json::json!({
+                    "key": key, "value": null, "reason": "ERROR",
+                    "errorCode": code, "errorDetails": details,
+                });
+                writeln!(out, "{error}")?;
+            }
+        }
+    }
+    out.flush()?;
+    if bad_lines > 0 {
+        eprintln!("{bad_lines} line(s) of {} were not valid contexts", path.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(args: &EvalArgs, evaluator: &Evaluator<'_>, ctx: &Context, pretty: bool) -> String {
+    let value = match &args.flag {
+        Some(key) => result_json(key, &evaluator.evaluate(key, ctx)),
+        None => Value::Array(
+            evaluator
+                .evaluate_all(ctx)
+                .map(|(key, eval)| result_json(key, &eval))
+                .collect(),
+        ),
+    };
+    if pretty {
+        serde_json::to_string_pretty(&value)
+    } else {
+        serde_json::to_string(&value)
+    }
+    .unwrap_or_default()
+}
+
+/// `{"key","value","variant","reason","ruleId"?,"detail"?,"errorCode"?,"errorDetails"?}`
+pub fn result_json(key: &str, eval: &Evaluation<'_>) -> Value {
+    let mut out = Map::new();
+    out.insert("key".into(), key.into());
+    out.insert("value".into(), eval.value.clone());
+    out.insert(
+        "variant".into(),
+        eval.variant.map_or(Value::Null, Value::from),
+    );
+    out.insert("reason".into(), eval.reason.as_str().into());
+    if let Some(detail) = eval.detail {
+        if let Some(id) = detail.rule_id() {
+            out.insert("ruleId".into(), id.into());
+        }
+        out.insert("detail".into(), detail.tag().into());
+        if let switchyard_engine::Detail::PrerequisiteFailed(flag) = detail {
+            out.insert("prerequisite".into(), flag.into());
+        }
+    }
+    if let Some(error) = &eval.error {
+        out.insert("errorCode".into(), error.code.as_str().into());
+        out.insert("errorDetails".into(), error.message.clone().into());
+    }
+    Value::Object(out)
+}
