@@ -630,7 +630,8 @@ impl<'a> FlagCompiler<'a> {
             // Written values got variants when the table was built; implied ones may not have.
             (None, Some(v)) => {
                 let found = table.by_value(v);
-                if found.is_none() {
+                // A value of the wrong type was already reported when the table was built.
+                if found.is_none() && table.flag_type.accepts(v) {
                     self.error(
                         path.clone(),
                         format!("{what}: no variant has the value {v}; the flag's variants are: {}", table.keys.join(", ")),

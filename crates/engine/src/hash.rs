@@ -56,7 +56,9 @@ const fn fmix32(mut h: u32) -> u32 {
 /// same [`finish`](Self::finish) result as feeding them all at once. The state
 /// is `Copy`: hash a common prefix once, then copy the state per use.
 ///
-/// ```ignore
+/// ```
+/// use switchyard_engine::hash::{murmur3_x86_32, Murmur3};
+///
 /// let salted = Murmur3::new(0).with(b"flag-salt:");
 /// let a = salted.with(b"user-1").finish();
 /// let b = salted.with(b"user-2").finish();

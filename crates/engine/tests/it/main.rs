@@ -1,1 +1,5 @@
-//! Integration tests.
+//! Integration tests of the engine through its public API.
+
+mod conformance;
+mod diagnostics;
+mod evaluation;

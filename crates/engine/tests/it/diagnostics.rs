@@ -1,0 +1,83 @@
+//! The compiler rejects bad definitions with every problem listed, each naming the file,
+//! the flag, the field path and the line.
+
+use std::path::Path;
+
+use switchyard_engine::{check_file, load_file};
+
+#[test]
+fn every_problem_is_reported_with_its_location() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/many-problems.yaml");
+    let (ruleset, diagnostics) = check_file(&path);
+    assert!(ruleset.is_none(), "nothing half-loads");
+    let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    let expected: &[(Option<&str>, &str, usize, &str)] = &[
+        (None, "segments.loop-a", 3, "segments reference each other in a cycle: loop-a → loop-b → loop-a"),
+        (Some("bad regex"), "flags[0].key", 8, "invalid flag key `bad regex`"),
+        (Some("bad regex"), "flags[0].rules[0].conditions[0].value", 11, "invalid regular expression"),
+        (Some("bad-semver"), "flags[1].rules[0].conditions[0].value", 16, "`one.two` is not a semantic version"),
+        (Some("weights"), "flags[2].fallthrough.split", 23, "split weights add up to 90, not 100"),
+        (Some("unknown-variant"), "flags[3].rules[0].variant", 27, "unknown variant `maybe`; the flag's variants are: on, off"),
+        (Some("wrong-type"), "flags[4].defaultValue", 30, "a string is not a number value"),
+        (Some("unknown-segment"), "flags[5].rules[0].conditions[0].value", 33, "unknown segment `nobody`; defined segments: loop-a, loop-b"),
+        (Some("cycle-a"), "flags[6].prerequisites", 36, "prerequisites form a cycle: cycle-a → cycle-b → cycle-a"),
+        (Some("unknown-operator"), "flags[8].rules[0].conditions[0].operator", 41, "unknown operator `looks_like`"),
+        (Some("typo"), "flags[9].enabeld", 44, "unknown field `enabeld`"),
+        (Some("weights"), "flags[10].key", 45, "duplicate flag key `weights`"),
+        (Some("fine-rollout"), "flags[11].fallthrough.percentage", 47, "percentage 0.0001 must be between 0 and 100 in steps of at most 0.001"),
+    ];
+    for (flag, field, line, message) in expected {
+        let found = diagnostics.iter().any(|d| {
+            d.flag.as_deref() == *flag
+                && d.path.to_string() == *field
+                && d.line == Some(*line)
+                && d.message.contains(message)
+                && d.file.as_deref().is_some_and(|f| f.ends_with("many-problems.yaml"))
+        });
+        assert!(
+            found,
+            "missing: {flag:?} {field} line {line}: {message}\ngot:\n{}",
+            rendered.join("\n")
+        );
+    }
+    assert_eq!(diagnostics.len(), expected.len(), "unexpected extra diagnostics:\n{}", rendered.join("\n"));
+    let text = rendered
+        .iter()
+        .find(|r| r.contains("bad regex") && r.contains("flags[0].key"))
+        .expect("key diagnostic");
+    assert!(
+        text.starts_with("error: ") && text.contains("many-problems.yaml:8: flag `bad regex`: flags[0].key: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_file_and_line() {
+    let dir = tempdir();
+    let path = dir.join("broken.yaml");
+    std::fs::write(&path, "flags:\n  - key: a\n    rules: [\n").unwrap();
+    let err = load_file(&path).unwrap_err();
+    assert_eq!(err.diagnostics.len(), 1);
+    let d = &err.diagnostics[0];
+    assert!(d.file.as_deref().is_some_and(|f| f.ends_with("broken.yaml")));
+    assert!(d.line.is_some(), "{d}");
+
+    let json = dir.join("broken.json");
+    std::fs::write(&json, "{\n  \"flags\": [\n    {\"key\": \"a\",}\n  ]\n}\n").unwrap();
+    let err = load_file(&json).unwrap_err();
+    assert_eq!(err.diagnostics[0].line, Some(3), "{}", err);
+}
+
+#[test]
+fn unknown_extension_and_missing_file_are_reported() {
+    let err = load_file(Path::new("flags.toml")).unwrap_err();
+    assert!(err.to_string().contains("use .yaml, .yml or .json"), "{err}");
+    let err = load_file(Path::new("/nonexistent/flags.yaml")).unwrap_err();
+    assert!(err.to_string().contains("cannot read the file"), "{err}");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-diag-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
