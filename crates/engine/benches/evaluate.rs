@@ -1,1 +1,103 @@
-fn main() {}
+//! Criterion benchmarks of the engine's hot paths (inputs in `benches/data/`).
+//!
+//! Run with `cargo bench -p switchyard-engine`; results and the machine are recorded in
+//! `docs/benchmarks.md`. Contexts are built once, outside the timed loop.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use serde_json::json;
+use switchyard_engine::{compile, load_str, Context, Document, Format};
+use time::OffsetDateTime;
+
+const FLAGS: &str = include_str!("data/flags.yaml");
+
+fn evaluation(c: &mut Criterion) {
+    let ruleset = load_str(FLAGS, Format::Yaml, Some("benches/data/flags.yaml")).expect("bench flags load");
+    let eval = ruleset.evaluator("production", OffsetDateTime::UNIX_EPOCH);
+    let ctx = Context::from_value(json!({
+        "targetingKey": "user-123456",
+        "account": "acct-0099",
+        "email": "jane.doe@example.com",
+        "app": {"version": "2.10.1"},
+        "userAgent": "Mozilla/5.0 (iPhone; Mobile)",
+        "age": 34,
+        "plan": "pro"
+    }))
+    .expect("valid context");
+
+    // Sanity: the benchmarked paths are the ones intended.
+    assert_eq!(eval.evaluate("five-conditions", &ctx).rule_id(), Some("targeted"));
+    assert_eq!(eval.evaluate_all(&ctx).count(), 20);
+
+    let mut group = c.benchmark_group("evaluate");
+    group.bench_function("plain_boolean", |b| b.iter(|| eval.evaluate(black_box("plain"), black_box(&ctx))));
+    group.bench_function("rollout_25_percent", |b| {
+        b.iter(|| eval.evaluate(black_box("rollout-25"), black_box(&ctx)))
+    });
+    group.bench_function("rule_5_conditions_100_item_list_regex_semver", |b| {
+        b.iter(|| eval.evaluate(black_box("five-conditions"), black_box(&ctx)))
+    });
+    group.bench_function("split_3_variants", |b| {
+        b.iter(|| eval.evaluate(black_box("split-3"), black_box(&ctx)))
+    });
+    group.bench_function("typed_bool_plain", |b| {
+        b.iter(|| eval.evaluate_as(black_box("plain"), black_box(&ctx), false).value)
+    });
+    group.bench_function("all_20_flags", |b| {
+        b.iter(|| {
+            let mut on = 0usize;
+            for (_, e) in eval.evaluate_all(black_box(&ctx)) {
+                on += usize::from(e.value == &serde_json::Value::Bool(true));
+            }
+            on
+        })
+    });
+    group.finish();
+}
+
+/// 10 000 flags of the shapes above, as a parsed document (parsing YAML is measured apart).
+fn ten_thousand_flags() -> String {
+    let mut doc = String::from("flags:\n");
+    for i in 0..10_000 {
+        match i % 4 {
+            0 => doc.push_str(&format!("  - key: flag-{i}\n")),
+            1 => doc.push_str(&format!(
+                "  - key: flag-{i}\n    fallthrough: {{percentage: 12.5, variant: \"on\"}}\n"
+            )),
+            2 => doc.push_str(&format!(
+                "  - key: flag-{i}\n    rules:\n      - conditions:\n          - {{attribute: plan, operator: in, value: [a, b, c, d]}}\n          - {{attribute: v, operator: semver_gte, value: \"1.2.0\"}}\n        variant: \"on\"\n"
+            )),
+            _ => doc.push_str(&format!(
+                "  - key: flag-{i}\n    type: string\n    variants: {{a: a, b: b, c: c}}\n    defaultVariant: a\n    fallthrough: {{split: {{a: 50, b: 25, c: 25}}}}\n    environments:\n      production: {{enabled: false}}\n"
+            )),
+        }
+    }
+    doc
+}
+
+fn compilation(c: &mut Criterion) {
+    let text = ten_thousand_flags();
+    let value = switchyard_engine::source::parse(&text, Format::Yaml).expect("yaml").value;
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    group.bench_function("10k_flags_from_value", |b| {
+        b.iter_batched(
+            || value.clone(),
+            |v| {
+                let (doc, d1) = Document::from_value(v);
+                let (rs, d2) = compile(&doc);
+                assert!(d1.is_empty() && d2.is_empty());
+                rs
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("10k_flags_from_yaml_text", |b| {
+        b.iter(|| load_str(black_box(&text), Format::Yaml, None).expect("valid"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, evaluation, compilation);
+criterion_main!(benches);

@@ -2,4 +2,5 @@
 
 mod conformance;
 mod diagnostics;
+mod alloc;
 mod evaluation;
