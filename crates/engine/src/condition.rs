@@ -497,7 +497,15 @@ impl CondCompiler<'_> {
                 match regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build() {
                     Ok(re) => (Op::Regex(Box::new(re)), false),
                     Err(err) => {
-                        self.error(value_path, format!("invalid regular expression: {err}"));
+                        // The regex crate's message spans lines (pattern, caret, reason);
+                        // diagnostics are one line each, so keep the reason.
+                        let text = err.to_string();
+                        let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                        let reason = reason.trim().trim_start_matches("error: ");
+                        self.error(
+                            value_path,
+                            format!("invalid regular expression `{pattern}`: {reason}"),
+                        );
                         return None;
                     }
                 }

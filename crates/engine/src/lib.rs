@@ -96,10 +96,12 @@ pub fn check_str(text: &str, format: Format, file: Option<&str>) -> (Option<Rule
     let (doc, mut diagnostics) = Document::from_value(parsed.value);
     let (ruleset, compile_diagnostics) = compile(&doc);
     diagnostics.extend(compile_diagnostics);
-    let diagnostics: Vec<Diagnostic> = diagnostics
+    let mut diagnostics: Vec<Diagnostic> = diagnostics
         .into_iter()
         .map(|d| attribute(d, Some(&parsed.positions)))
         .collect();
+    // Read top to bottom; diagnostics without a line keep their order at the end.
+    diagnostics.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
     let ok = !has_errors(&diagnostics);
     (ok.then_some(ruleset), diagnostics)
 }

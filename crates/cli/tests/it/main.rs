@@ -1,1 +1,152 @@
-//! CLI integration tests.
+//! Drives the real `switchyard` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+fn seeds(name: &str) -> PathBuf {
+    repo("crates/engine/tests/fixtures/seeds").join(name)
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("binary runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8(stdout).expect("utf-8 stdout"),
+        String::from_utf8(stderr).expect("utf-8 stderr"),
+    )
+}
+
+#[test]
+fn validate_accepts_the_seed_files_and_examples() {
+    let (code, out, err) = run(bin()
+        .arg("validate")
+        .arg(seeds("default-flags.yaml"))
+        .arg(seeds("feature_flags.json"))
+        .arg(repo("examples/flags.yaml")));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("default-flags.yaml (4 flags)"), "{out}");
+    assert!(out.contains("feature_flags.json (2 flags)"), "{out}");
+}
+
+#[test]
+fn validate_lists_every_problem_and_exits_1() {
+    let bad = repo("crates/engine/tests/fixtures/invalid/many-problems.yaml");
+    let (code, out, _) = run(bin().arg("validate").arg(seeds("default-flags.yaml")).arg(&bad));
+    assert_eq!(code, 1);
+    assert!(out.contains("ok: "), "valid files are still reported: {out}");
+    let errors = out.lines().filter(|l| l.starts_with("error: ")).count();
+    assert_eq!(errors, 13, "{out}");
+    assert!(out.contains("many-problems.yaml:11: flag `bad regex`: flags[0].rules[0].conditions[0].value: invalid regular expression"), "{out}");
+    assert!(out.contains("1 of 2 files invalid, 13 errors"), "{out}");
+
+    let (code, out, _) = run(bin().args(["validate", "--json"]).arg(&bad));
+    assert_eq!(code, 1);
+    let items: Vec<Value> = serde_json::from_str(&out).expect("json diagnostics");
+    assert_eq!(items.len(), 13);
+    assert!(items.iter().any(|d| d["flag"] == "typo" && d["path"] == "flags[9].enabeld" && d["line"] == 44));
+}
+
+#[test]
+fn eval_single_flag_prints_one_object() {
+    let (code, out, err) = run(bin().args(["eval", "--file"]).arg(seeds("default-flags.yaml")).args([
+        "--flag",
+        "parallel-agents-limit",
+        "--context",
+        r#"{"targetingKey":"u1","tenant":{"type":"professional"}}"#,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(
+        v,
+        json!({"key": "parallel-agents-limit", "value": 10, "variant": "10", "reason": "TARGETING_MATCH",
+               "ruleId": "professional-medium-limit", "detail": "RULE"})
+    );
+}
+
+#[test]
+fn eval_reports_errors_in_the_result() {
+    let (code, out, err) = run(bin().args(["eval", "--file"]).arg(seeds("default-flags.yaml")).args([
+        "--flag", "nope", "--context", "{}",
+    ]));
+    assert_eq!(code, 0);
+    assert!(err.contains("has no flag `nope`"), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errorCode"], "FLAG_NOT_FOUND");
+    assert_eq!(v["reason"], "ERROR");
+    assert!(v["errorDetails"].as_str().unwrap().contains("nope"));
+}
+
+#[test]
+fn eval_all_prints_an_array_and_honours_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.yaml");
+    std::fs::write(
+        &file,
+        "flags:\n  - key: a\n    environments:\n      production: {enabled: false}\n  - key: b\n    type: string\n    defaultValue: x\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(bin().args(["eval", "--all", "--context", r#"{"targetingKey":"u"}"#, "--file"]).arg(&file));
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["value"], true);
+    assert_eq!(v[1]["value"], "x");
+    let (_, out, _) = run(bin()
+        .args(["eval", "--all", "--env", "production", "--context", r#"{"targetingKey":"u"}"#, "--file"])
+        .arg(&file));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["value"], false);
+    assert_eq!(v[0]["reason"], "DISABLED");
+}
+
+#[test]
+fn eval_contexts_prints_one_line_per_context_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let contexts = dir.path().join("contexts.jsonl");
+    let mut lines = String::new();
+    for i in 0..2000 {
+        lines.push_str(&format!("{{\"targetingKey\":\"user-{i}\"}}\n"));
+    }
+    lines.push_str("not json\n");
+    lines.push_str("{\"targetingKey\": 5}\n");
+    std::fs::write(&contexts, lines).unwrap();
+    let (code, out, err) = run(bin()
+        .args(["eval", "--file"])
+        .arg(seeds("feature_flags.json"))
+        .args(["--flag", "enhanced_risk_scoring", "--contexts"])
+        .arg(&contexts));
+    assert_eq!(code, 1, "bad lines make the exit code non-zero");
+    assert!(err.contains("2 line(s)"), "{err}");
+    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 2002);
+    let on = results[..2000].iter().filter(|r| r["value"] == true).count();
+    assert!((400..600).contains(&on), "25 % of 2000 ≈ 500, got {on}");
+    assert_eq!(results[7]["value"], true, "user-7 is pinned inside the rollout");
+    assert_eq!(results[2000]["errorCode"], "PARSE_ERROR");
+    assert!(results[2000]["errorDetails"].as_str().unwrap().starts_with("line 2001:"));
+    assert_eq!(results[2001]["errorCode"], "INVALID_CONTEXT");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_message() {
+    let (code, _, err) = run(bin().args(["eval", "--file", "x.yaml", "--flag", "a"]));
+    assert_eq!(code, 2, "clap usage error");
+    assert!(err.contains("--context"), "{err}");
+    let (code, _, err) = run(bin()
+        .args(["eval", "--flag", "a", "--context", "[1]", "--file"])
+        .arg(seeds("default-flags.yaml")));
+    assert_eq!(code, 2);
+    assert!(err.contains("must be a JSON object"), "{err}");
+    let (code, _, err) = run(bin().args(["eval", "--flag", "a", "--context", "{}", "--file", "missing.yaml"]));
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: cannot load missing.yaml"), "{err}");
+}
