@@ -41,8 +41,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
-    let ruleset = load_file(&args.file)
-        .with_context(|| format!("cannot load {}", args.file.display()))?;
+    let ruleset =
+        load_file(&args.file).with_context(|| format!("cannot load {}", args.file.display()))?;
     let now = match &args.now {
         Some(text) => OffsetDateTime::parse(text, &Rfc3339)
             .with_context(|| format!("--now `{text}` is not an RFC 3339 timestamp"))?,
@@ -72,7 +72,10 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let path = args.contexts.as_ref().expect("clap requires --context or --contexts");
+    let path = args
+        .contexts
+        .as_ref()
+        .expect("clap requires --context or --contexts");
     let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(BufReader::new(io::stdin().lock()))
     } else {
@@ -99,7 +102,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             }
             Err((code, details)) => {
                 bad_lines += 1;
-                let key = args.flag.as_deref().map_or(Value::Null, |k| Value::from(k));
+                let key = args.flag.as_deref().map_or(Value::Null, Value::from);
                 let error = serde_json::json!({
                     "key": key, "value": null, "reason": "ERROR",
                     "errorCode": code, "errorDetails": details,
@@ -110,7 +113,10 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     if bad_lines > 0 {
-        eprintln!("{bad_lines} line(s) of {} were not valid contexts", path.display());
+        eprintln!(
+            "{bad_lines} line(s) of {} were not valid contexts",
+            path.display()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

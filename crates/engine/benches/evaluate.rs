@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 const FLAGS: &str = include_str!("data/flags.yaml");
 
 fn evaluation(c: &mut Criterion) {
-    let ruleset = load_str(FLAGS, Format::Yaml, Some("benches/data/flags.yaml")).expect("bench flags load");
+    let ruleset =
+        load_str(FLAGS, Format::Yaml, Some("benches/data/flags.yaml")).expect("bench flags load");
     let eval = ruleset.evaluator("production", OffsetDateTime::UNIX_EPOCH);
     let ctx = Context::from_value(json!({
         "targetingKey": "user-123456",
@@ -27,11 +28,16 @@ fn evaluation(c: &mut Criterion) {
     .expect("valid context");
 
     // Sanity: the benchmarked paths are the ones intended.
-    assert_eq!(eval.evaluate("five-conditions", &ctx).rule_id(), Some("targeted"));
+    assert_eq!(
+        eval.evaluate("five-conditions", &ctx).rule_id(),
+        Some("targeted")
+    );
     assert_eq!(eval.evaluate_all(&ctx).count(), 20);
 
     let mut group = c.benchmark_group("evaluate");
-    group.bench_function("plain_boolean", |b| b.iter(|| eval.evaluate(black_box("plain"), black_box(&ctx))));
+    group.bench_function("plain_boolean", |b| {
+        b.iter(|| eval.evaluate(black_box("plain"), black_box(&ctx)))
+    });
     group.bench_function("rollout_25_percent", |b| {
         b.iter(|| eval.evaluate(black_box("rollout-25"), black_box(&ctx)))
     });
@@ -42,7 +48,10 @@ fn evaluation(c: &mut Criterion) {
         b.iter(|| eval.evaluate(black_box("split-3"), black_box(&ctx)))
     });
     group.bench_function("typed_bool_plain", |b| {
-        b.iter(|| eval.evaluate_as(black_box("plain"), black_box(&ctx), false).value)
+        b.iter(|| {
+            eval.evaluate_as(black_box("plain"), black_box(&ctx), false)
+                .value
+        })
     });
     group.bench_function("all_20_flags", |b| {
         b.iter(|| {
@@ -78,7 +87,9 @@ fn ten_thousand_flags() -> String {
 
 fn compilation(c: &mut Criterion) {
     let text = ten_thousand_flags();
-    let value = switchyard_engine::source::parse(&text, Format::Yaml).expect("yaml").value;
+    let value = switchyard_engine::source::parse(&text, Format::Yaml)
+        .expect("yaml")
+        .value;
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     group.bench_function("10k_flags_from_value", |b| {

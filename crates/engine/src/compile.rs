@@ -16,8 +16,8 @@ use crate::condition::{id_text, Cond, CondCompiler, Segment};
 use crate::context::{AttrPath, TARGETING_KEY};
 use crate::diagnostic::{Diagnostic, FieldPath};
 use crate::document::{
-    describe, AttributeList, Document, EnvironmentDef, FlagDef, FlagType, PrerequisiteDef,
-    RuleDef, ServeDef, TargetDef, TenantDef,
+    describe, AttributeList, Document, EnvironmentDef, FlagDef, FlagType, PrerequisiteDef, RuleDef,
+    ServeDef, TargetDef, TenantDef,
 };
 use crate::eval::{
     Flag, Prereq, Rule, Ruleset, Serve, ServeAction, Target, Targeting, TenantAction,
@@ -63,7 +63,10 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
     for (name, def) in &doc.segments {
         let path = root.key("segments").key(name.clone());
         if !is_valid_key(name) {
-            diagnostics.push(Diagnostic::error(path.clone(), key_problem("segment name", name)));
+            diagnostics.push(Diagnostic::error(
+                path.clone(),
+                key_problem("segment name", name),
+            ));
         }
         let mut cc = CondCompiler {
             segment_index: &segment_index,
@@ -74,6 +77,14 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
         let cond = (!def.conditions.is_empty())
             .then(|| cc.compile_all(&def.conditions, &path.key("conditions")));
         segment_edges.push(std::mem::take(&mut cc.referenced));
+        if let Some(a) = def.attribute.as_deref() {
+            if a.is_empty() || a.split('.').any(str::is_empty) {
+                diagnostics.push(Diagnostic::error(
+                    path.key("attribute"),
+                    format!("`{a}` is not a valid attribute path"),
+                ));
+            }
+        }
         let included = id_set(&def.included, &path.key("included"), &mut diagnostics, None);
         let excluded = id_set(&def.excluded, &path.key("excluded"), &mut diagnostics, None);
         segments.push(Segment {
@@ -84,10 +95,16 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
         });
     }
     if let Some(cycle) = find_cycle(&segment_edges) {
-        let names: Vec<&str> = cycle.iter().map(|&i| segment_names[i as usize].as_str()).collect();
+        let names: Vec<&str> = cycle
+            .iter()
+            .map(|&i| segment_names[i as usize].as_str())
+            .collect();
         diagnostics.push(Diagnostic::error(
             root.key("segments").key(names[0].to_owned()),
-            format!("segments reference each other in a cycle: {}", names.join(" → ")),
+            format!(
+                "segments reference each other in a cycle: {}",
+                names.join(" → ")
+            ),
         ));
     }
 
@@ -106,7 +123,10 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
             diagnostics.push(
                 Diagnostic::error(
                     path.key("key"),
-                    format!("duplicate flag key `{}`: every flag needs its own key", flag.key),
+                    format!(
+                        "duplicate flag key `{}`: every flag needs its own key",
+                        flag.key
+                    ),
                 )
                 .in_flag(flag.key.clone()),
             );
@@ -167,6 +187,9 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
             .flags
             .retain(|f| flags.iter().any(|c: &Flag| *c.key == *f.key));
     }
+    // Environments inherit top-level targeting, so its problems would repeat per environment.
+    let mut seen = FxHashSet::default();
+    diagnostics.retain(|d| seen.insert((d.flag.clone(), d.path.clone(), d.message.clone())));
     let ruleset = Ruleset {
         flags,
         index,
@@ -191,6 +214,8 @@ struct VariantTable {
     keys: Vec<String>,
     values: Vec<Value>,
     weights: Vec<Option<f64>>,
+    /// Declared variants rejected for a wrong-typed value (already reported).
+    rejected: Vec<String>,
 }
 
 impl VariantTable {
@@ -203,6 +228,14 @@ impl VariantTable {
             .iter()
             .position(|v| same_value(v, value))
             .map(|i| i as u16)
+    }
+
+    fn listing(&self) -> String {
+        if self.keys.is_empty() {
+            "the flag has no valid variants".to_owned()
+        } else {
+            format!("the flag's variants are: {}", self.keys.join(", "))
+        }
     }
 
     fn implicit_name(&self, value: &Value) -> String {
@@ -291,7 +324,7 @@ impl<'a> FlagCompiler<'a> {
             tenants: &'a Option<BTreeMap<String, TenantDef>>,
         ) {
             for (i, rule) in rules.iter().flatten().enumerate() {
-                if let Some(v) = &rule.serve.value {
+                if let Some(v) = &rule.value {
                     sites.push((v, prefix.key("rules").index(i).key("value")));
                 }
             }
@@ -309,10 +342,24 @@ impl<'a> FlagCompiler<'a> {
                 }
             }
         }
-        targeting_sites(&mut sites, &p, &f.rules, &f.fallthrough, &f.targets, &f.tenants);
+        targeting_sites(
+            &mut sites,
+            &p,
+            &f.rules,
+            &f.fallthrough,
+            &f.targets,
+            &f.tenants,
+        );
         for (name, env) in &f.environments {
             let ep = p.key("environments").key(name.clone());
-            targeting_sites(&mut sites, &ep, &env.rules, &env.fallthrough, &env.targets, &env.tenants);
+            targeting_sites(
+                &mut sites,
+                &ep,
+                &env.rules,
+                &env.fallthrough,
+                &env.targets,
+                &env.tenants,
+            );
             if let Some(v) = &env.value {
                 sites.push((v, ep.key("value")));
             }
@@ -328,8 +375,11 @@ impl<'a> FlagCompiler<'a> {
         let f = self.flag;
         let p = self.path().clone();
         let sites = self.value_sites();
-        let declared: Vec<(&str, &Value, Option<f64>)> =
-            f.variants.as_ref().map(|v| v.iter().collect()).unwrap_or_default();
+        let declared: Vec<(&str, &Value, Option<f64>)> = f
+            .variants
+            .as_ref()
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
         let compact = f.percentage.is_some() || f.user_ids.is_some();
         let flag_type = match f.flag_type {
             Some(t) => t,
@@ -343,7 +393,9 @@ impl<'a> FlagCompiler<'a> {
         if compact && flag_type != FlagType::Boolean {
             self.error(
                 p.key("percentage"),
-                format!("`percentage` and `user_ids` are for boolean flags; this flag is {flag_type}"),
+                format!(
+                    "`percentage` and `user_ids` are for boolean flags; this flag is {flag_type}"
+                ),
             );
         }
         let mut table = VariantTable {
@@ -351,6 +403,7 @@ impl<'a> FlagCompiler<'a> {
             keys: Vec::new(),
             values: Vec::new(),
             weights: Vec::new(),
+            rejected: Vec::new(),
         };
         let variants_path = p.key("variants");
         for (i, (key, value, weight)) in declared.iter().enumerate() {
@@ -367,6 +420,7 @@ impl<'a> FlagCompiler<'a> {
                 continue;
             }
             if !flag_type.accepts(value) {
+                table.rejected.push((*key).to_owned());
                 self.error(
                     vp.key("value"),
                     format!(
@@ -391,7 +445,10 @@ impl<'a> FlagCompiler<'a> {
             if !flag_type.accepts(value) {
                 self.error(
                     path,
-                    format!("{} is not a {flag_type} value, but the flag is {flag_type}", describe(value)),
+                    format!(
+                        "{} is not a {flag_type} value, but the flag is {flag_type}",
+                        describe(value)
+                    ),
                 );
                 continue;
             }
@@ -423,12 +480,31 @@ impl<'a> FlagCompiler<'a> {
 
         let salt = f.salt.as_deref().unwrap_or(&f.key);
         let unit = self.unit_chain(f.bucket_by.as_ref(), &p.key("bucketBy"));
-        let tenant_attr = AttrPath::new(f.tenant_attribute.as_deref().unwrap_or(DEFAULT_TENANT_ATTRIBUTE));
+        if let Some(attr) = &f.tenant_attribute {
+            self.check_attribute(attr, p.key("tenantAttribute"));
+        }
+        let tenant_attr = AttrPath::new(
+            f.tenant_attribute
+                .as_deref()
+                .unwrap_or(DEFAULT_TENANT_ATTRIBUTE),
+        );
 
         // Implied top-level parts of the older layouts.
         let explicit_default = f.default_variant.is_some() || f.default_value.is_some();
         let weighted = table.weights.iter().any(Option::is_some);
         let mut implied_fallthrough: Option<ServeDef> = None;
+        if f.default_variant.is_some() && f.default_value.is_some() {
+            self.error(
+                p.key("defaultValue"),
+                "give `defaultVariant` or `defaultValue`, not both",
+            );
+        }
+        if weighted && f.percentage.is_some() {
+            self.error(
+                p.key("percentage"),
+                "variant weights already define who gets what; `percentage` would be ignored",
+            );
+        }
         if weighted {
             if f.fallthrough.is_some() {
                 self.error(
@@ -461,9 +537,11 @@ impl<'a> FlagCompiler<'a> {
         } else if f.fallthrough.is_none()
             && table.flag_type == FlagType::Boolean
             && !explicit_default
+            && f.rules.is_none()
+            && f.targets.is_none()
             && table.by_key("on").is_some()
         {
-            // A plain boolean toggle: enabled means on.
+            // A plain boolean toggle (no rules or targets to decide who is in): enabled means on.
             implied_fallthrough = Some(ServeDef {
                 variant: Some("on".to_owned()),
                 ..ServeDef::default()
@@ -490,18 +568,28 @@ impl<'a> FlagCompiler<'a> {
         };
         let top_targets: Option<&[TargetDef]> =
             (!implied_targets.is_empty()).then_some(implied_targets.as_slice());
-        let top_targets_path = if f.targets.is_some() { p.key("targets") } else { p.key("user_ids") };
+        let top_targets_path = if f.targets.is_some() {
+            p.key("targets")
+        } else {
+            p.key("user_ids")
+        };
 
         let base = Merged {
             path: p.clone(),
             top: p.clone(),
             enabled: f.enabled.unwrap_or(true),
             kill_switch: f.kill_switch.unwrap_or(false),
-            default_variant: f.default_variant.as_ref().map(|v| (v, p.key("defaultVariant"))),
+            default_variant: f
+                .default_variant
+                .as_ref()
+                .map(|v| (v, p.key("defaultVariant"))),
             default_value: f.default_value.as_ref().map(|v| (v, p.key("defaultValue"))),
             static_variant: None,
             static_value: None,
-            prerequisites: f.prerequisites.as_deref().map(|v| (v, p.key("prerequisites"))),
+            prerequisites: f
+                .prerequisites
+                .as_deref()
+                .map(|v| (v, p.key("prerequisites"))),
             tenants: f.tenants.as_ref().map(|v| (v, p.key("tenants"))),
             targets: top_targets.map(|v| (v, top_targets_path.clone())),
             rules: f.rules.as_deref().map(|v| (v, p.key("rules"))),
@@ -558,7 +646,10 @@ impl<'a> FlagCompiler<'a> {
             if !(v.is_string() || v.is_number() || v.is_boolean()) {
                 self.error(
                     p.key("metadata").key(k.clone()),
-                    format!("metadata values must be strings, numbers or booleans, found {}", describe(v)),
+                    format!(
+                        "metadata values must be strings, numbers or booleans, found {}",
+                        describe(v)
+                    ),
                 );
             }
         }
@@ -570,11 +661,18 @@ impl<'a> FlagCompiler<'a> {
         for (field, value) in [("createdAt", &f.created_at), ("updatedAt", &f.updated_at)] {
             if let Some(text) = value {
                 if crate::condition::parse_time(&Value::String(text.clone())).is_none() {
-                    self.error(p.key(field), format!("`{text}` is not an RFC 3339 timestamp"));
+                    self.error(
+                        p.key(field),
+                        format!("`{text}` is not an RFC 3339 timestamp"),
+                    );
                 }
             }
         }
-        if let Some(removal) = f.lifecycle.as_ref().and_then(|l| l.expected_removal.as_ref()) {
+        if let Some(removal) = f
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.expected_removal.as_ref())
+        {
             let date_format = time::macros::format_description!("[year]-[month]-[day]");
             if time::Date::parse(removal, &date_format).is_err()
                 && crate::condition::parse_time(&Value::String(removal.clone())).is_none()
@@ -587,6 +685,12 @@ impl<'a> FlagCompiler<'a> {
         }
     }
 
+    fn check_attribute(&mut self, attribute: &str, path: FieldPath) {
+        if attribute.is_empty() || attribute.split('.').any(str::is_empty) {
+            self.error(path, format!("`{attribute}` is not a valid attribute path"));
+        }
+    }
+
     fn unit_chain(&mut self, list: Option<&AttributeList>, path: &FieldPath) -> Vec<AttrPath> {
         match list {
             None => vec![AttrPath::new(TARGETING_KEY)],
@@ -596,7 +700,10 @@ impl<'a> FlagCompiler<'a> {
                 }
                 for (i, a) in list.as_slice().iter().enumerate() {
                     if a.is_empty() || a.split('.').any(str::is_empty) {
-                        self.error(path.index(i), format!("`{a}` is not a valid attribute path"));
+                        self.error(
+                            path.index(i),
+                            format!("`{a}` is not a valid attribute path"),
+                        );
                     }
                 }
                 list.as_slice().iter().map(|a| AttrPath::new(a)).collect()
@@ -614,19 +721,13 @@ impl<'a> FlagCompiler<'a> {
     ) -> Option<u16> {
         match (variant, value) {
             (Some(_), Some(_)) => {
-                self.error(path.clone(), format!("{what}: give `variant` or `value`, not both"));
+                self.error(
+                    path.clone(),
+                    format!("{what}: give `variant` or `value`, not both"),
+                );
                 None
             }
-            (Some(key), None) => match table.by_key(key) {
-                Some(i) => Some(i),
-                None => {
-                    self.error(
-                        path.key("variant"),
-                        format!("unknown variant `{key}`; the flag's variants are: {}", table.keys.join(", ")),
-                    );
-                    None
-                }
-            },
+            (Some(key), None) => self.variant_key(table, key, &path.key("variant")),
             // Written values got variants when the table was built; implied ones may not have.
             (None, Some(v)) => {
                 let found = table.by_value(v);
@@ -634,16 +735,34 @@ impl<'a> FlagCompiler<'a> {
                 if found.is_none() && table.flag_type.accepts(v) {
                     self.error(
                         path.clone(),
-                        format!("{what}: no variant has the value {v}; the flag's variants are: {}", table.keys.join(", ")),
+                        format!("{what}: no variant has the value {v}; {}", table.listing()),
                     );
                 }
                 found
             }
             (None, None) => {
-                self.error(path.clone(), format!("{what}: say what to serve with `variant` or `value`"));
+                self.error(
+                    path.clone(),
+                    format!("{what}: say what to serve with `variant` or `value`"),
+                );
                 None
             }
         }
+    }
+
+    /// Resolves a variant key written at `path`.
+    fn variant_key(&mut self, table: &VariantTable, key: &str, path: &FieldPath) -> Option<u16> {
+        if let Some(i) = table.by_key(key) {
+            return Some(i);
+        }
+        // A declared variant that was rejected (wrong type) was already reported.
+        if !table.rejected.iter().any(|r| r == key) {
+            self.error(
+                path.clone(),
+                format!("unknown variant `{key}`; {}", table.listing()),
+            );
+        }
+        None
     }
 
     fn targeting(
@@ -657,9 +776,14 @@ impl<'a> FlagCompiler<'a> {
         let flag_key = self.flag.key.clone();
 
         let default_variant = match (&m.default_variant, &m.default_value) {
-            (Some((key, path)), _) => self.variant_ref(table, Some(key), None, path, "default"),
-            (None, Some((value, path))) => self.variant_ref(table, None, Some(value), path, "default"),
-            (None, None) => match table.by_key("off").filter(|_| table.flag_type == FlagType::Boolean) {
+            (Some((key, path)), _) => self.variant_key(table, key, path),
+            (None, Some((value, path))) => {
+                self.variant_ref(table, None, Some(value), path, "default")
+            }
+            (None, None) => match table
+                .by_key("off")
+                .filter(|_| table.flag_type == FlagType::Boolean)
+            {
                 Some(off) => Some(off),
                 None => {
                     self.error(
@@ -673,16 +797,20 @@ impl<'a> FlagCompiler<'a> {
 
         let static_variant = match (&m.static_variant, &m.static_value) {
             (None, None) => None,
-            (v, val) => {
-                let path = v.as_ref().map(|(_, p)| p).or(val.as_ref().map(|(_, p)| p)).cloned().unwrap_or_else(|| m.path.clone());
-                self.variant_ref(table, v.as_ref().map(|(k, _)| *k), val.as_ref().map(|(v, _)| *v), &path, "environment value")
-            }
+            (v, val) => self.variant_ref(
+                table,
+                v.as_ref().map(|(k, _)| *k),
+                val.as_ref().map(|(v, _)| *v),
+                &m.path,
+                "environment value",
+            ),
         };
 
         let mut prerequisites = Vec::new();
         if let Some((list, path)) = &m.prerequisites {
             for (i, pre) in list.iter().enumerate() {
-                if let Some(prereq) = self.prerequisite(pre, &path.index(i), ctx.shared, &flag_key) {
+                if let Some(prereq) = self.prerequisite(pre, &path.index(i), ctx.shared, &flag_key)
+                {
                     prereq_edges.push(prereq.flag);
                     prerequisites.push(prereq);
                 }
@@ -695,16 +823,28 @@ impl<'a> FlagCompiler<'a> {
                 let tp = path.key(id.clone());
                 let action = match (def.enabled, def.variant.is_some() || def.value.is_some()) {
                     (Some(false), true) => {
-                        self.error(tp.clone(), "a tenant override cannot be disabled and serve a variant");
+                        self.error(
+                            tp.clone(),
+                            "a tenant override cannot be disabled and serve a variant",
+                        );
                         None
                     }
                     (Some(false), false) => Some(TenantAction::Off),
                     (_, true) => self
-                        .variant_ref(table, def.variant.as_ref(), def.value.as_ref(), &tp, "tenant override")
+                        .variant_ref(
+                            table,
+                            def.variant.as_ref(),
+                            def.value.as_ref(),
+                            &tp,
+                            "tenant override",
+                        )
                         .map(TenantAction::Serve),
                     (Some(true), false) => Some(TenantAction::On),
                     (None, false) => {
-                        self.error(tp.clone(), "empty tenant override: set `enabled`, `variant` or `value`");
+                        self.error(
+                            tp.clone(),
+                            "empty tenant override: set `enabled`, `variant` or `value`",
+                        );
                         None
                     }
                 };
@@ -718,8 +858,22 @@ impl<'a> FlagCompiler<'a> {
         if let Some((list, path)) = &m.targets {
             for (i, def) in list.iter().enumerate() {
                 let tp = path.index(i);
-                let variant = self.variant_ref(table, def.variant.as_ref(), def.value.as_ref(), &tp, "target");
-                let ids = id_set(&def.values, &tp.key("values"), self.diagnostics, Some(&flag_key));
+                let variant = self.variant_ref(
+                    table,
+                    def.variant.as_ref(),
+                    def.value.as_ref(),
+                    &tp,
+                    "target",
+                );
+                let ids = id_set(
+                    &def.values,
+                    &tp.key("values"),
+                    self.diagnostics,
+                    Some(&flag_key),
+                );
+                if let Some(a) = &def.attribute {
+                    self.check_attribute(a, tp.key("attribute"));
+                }
                 let attr = AttrPath::new(def.attribute.as_deref().unwrap_or(TARGETING_KEY));
                 if let Some(variant) = variant {
                     targets.push(Target { attr, ids, variant });
@@ -749,7 +903,7 @@ impl<'a> FlagCompiler<'a> {
                 let cond: Cond = cc.compile_all(&def.conditions, &rp.key("conditions"));
                 let cond_errors = cc.diagnostics.len() - before;
                 self.errors += cond_errors;
-                if let Some(serve) = self.serve(&def.serve, &rp, ctx, "rule") {
+                if let Some(serve) = self.serve(&def.serve(), &rp, ctx, "rule") {
                     rules.push(Rule {
                         id: id.into(),
                         cond,
@@ -767,7 +921,10 @@ impl<'a> FlagCompiler<'a> {
         if self.errors > errors_before {
             return None;
         }
-        let is_static = prerequisites.is_empty() && tenants.is_empty() && targets.is_empty() && rules.is_empty();
+        let is_static = prerequisites.is_empty()
+            && tenants.is_empty()
+            && targets.is_empty()
+            && rules.is_empty();
         Some(Targeting {
             enabled: m.enabled,
             killed: m.kill_switch,
@@ -795,14 +952,20 @@ impl<'a> FlagCompiler<'a> {
             return None;
         }
         let Some(&other) = shared.flag_index.get(def.flag.as_str()) else {
-            self.error(path.key("flag"), format!("unknown prerequisite flag `{}`", def.flag));
+            self.error(
+                path.key("flag"),
+                format!("unknown prerequisite flag `{}`", def.flag),
+            );
             return None;
         };
         let other_def = &shared.doc.flags[other as usize];
         if other_def.archived {
             self.error(
                 path.key("flag"),
-                format!("prerequisite flag `{}` is archived and never served", def.flag),
+                format!(
+                    "prerequisite flag `{}` is archived and never served",
+                    def.flag
+                ),
             );
         }
         // The other flag's own errors are reported on that flag.
@@ -815,7 +978,13 @@ impl<'a> FlagCompiler<'a> {
         }
         for (i, v) in def.variants.iter().flatten().enumerate() {
             named += 1;
-            self.prereq_variant(table, v, &path.key("variants").index(i), &def.flag, &mut variants);
+            self.prereq_variant(
+                table,
+                v,
+                &path.key("variants").index(i),
+                &def.flag,
+                &mut variants,
+            );
         }
         if let Some(value) = &def.value {
             named += 1;
@@ -830,7 +999,10 @@ impl<'a> FlagCompiler<'a> {
         if named == 0 {
             self.error(
                 path.clone(),
-                format!("say which variant of `{}` is required with `variant`, `variants` or `value`", def.flag),
+                format!(
+                    "say which variant of `{}` is required with `variant`, `variants` or `value`",
+                    def.flag
+                ),
             );
         }
         Some(Prereq {
@@ -839,35 +1011,53 @@ impl<'a> FlagCompiler<'a> {
         })
     }
 
-    fn prereq_variant(&mut self, table: &VariantTable, key: &str, path: &FieldPath, flag: &str, out: &mut Vec<u16>) {
+    fn prereq_variant(
+        &mut self,
+        table: &VariantTable,
+        key: &str,
+        path: &FieldPath,
+        flag: &str,
+        out: &mut Vec<u16>,
+    ) {
         match table.by_key(key) {
             Some(i) => out.push(i),
             None => self.error(
                 path.clone(),
-                format!("flag `{flag}` has no variant `{key}`; its variants are: {}", table.keys.join(", ")),
+                format!("flag `{flag}` has no variant `{key}`; {}", table.listing()),
             ),
         }
     }
 
-    fn serve(&mut self, def: &ServeDef, path: &FieldPath, ctx: &TargetingCtx<'_>, what: &str) -> Option<Serve> {
+    fn serve(
+        &mut self,
+        def: &ServeDef,
+        path: &FieldPath,
+        ctx: &TargetingCtx<'_>,
+        what: &str,
+    ) -> Option<Serve> {
         let table = ctx.table;
         let errors_before = self.errors;
         let percentage = match def.percentage {
             None => None,
-            Some(p) => match percent_to_units(p) {
-                Some(units) => Some(units),
-                None => {
-                    self.error(
+            Some(p) => {
+                match percent_to_units(p) {
+                    Some(units) => Some(units),
+                    None => {
+                        self.error(
                         path.key("percentage"),
                         format!("percentage {p} must be between 0 and 100 in steps of at most 0.001"),
                     );
-                    None
+                        None
+                    }
                 }
-            },
+            }
         };
         let action = match (&def.split, def.variant.is_some() || def.value.is_some()) {
             (Some(_), true) => {
-                self.error(path.clone(), format!("{what}: give `split` or a `variant`/`value`, not both"));
+                self.error(
+                    path.clone(),
+                    format!("{what}: give `split` or a `variant`/`value`, not both"),
+                );
                 None
             }
             (Some(split), false) => self.split(split, &path.key("split"), table),
@@ -892,14 +1082,19 @@ impl<'a> FlagCompiler<'a> {
         })
     }
 
-    fn split(&mut self, split: &BTreeMap<String, f64>, path: &FieldPath, table: &VariantTable) -> Option<ServeAction> {
+    fn split(
+        &mut self,
+        split: &BTreeMap<String, f64>,
+        path: &FieldPath,
+        table: &VariantTable,
+    ) -> Option<ServeAction> {
         let mut ok = true;
         let mut units_by_variant: Vec<(u16, u32)> = Vec::new();
         for (key, weight) in split {
             let Some(index) = table.by_key(key) else {
                 self.error(
                     path.key(key.clone()),
-                    format!("unknown variant `{key}` in split; the flag's variants are: {}", table.keys.join(", ")),
+                    format!("unknown variant `{key}` in split; {}", table.listing()),
                 );
                 ok = false;
                 continue;
@@ -909,7 +1104,9 @@ impl<'a> FlagCompiler<'a> {
                 None => {
                     self.error(
                         path.key(key.clone()),
-                        format!("weight {weight} must be between 0 and 100 in steps of at most 0.001"),
+                        format!(
+                            "weight {weight} must be between 0 and 100 in steps of at most 0.001"
+                        ),
                     );
                     ok = false;
                 }
@@ -922,10 +1119,7 @@ impl<'a> FlagCompiler<'a> {
         if total != u64::from(BUCKETS) {
             self.error(
                 path.clone(),
-                format!(
-                    "split weights add up to {}, not 100",
-                    format_units(total)
-                ),
+                format!("split weights add up to {}, not 100", format_units(total)),
             );
             return None;
         }
@@ -950,7 +1144,9 @@ fn format_units(units: u64) -> String {
     if frac == 0 {
         whole.to_string()
     } else {
-        format!("{whole}.{frac:03}").trim_end_matches('0').to_owned()
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_owned()
     }
 }
 
@@ -982,22 +1178,36 @@ fn merge<'a>(base: &Merged<'a>, env: &'a EnvironmentDef, ep: &FieldPath) -> Merg
         // A top-level kill switch wins everywhere.
         kill_switch: base.kill_switch || env.kill_switch.unwrap_or(false),
         default_variant: if env_default_given {
-            env.default_variant.as_ref().map(|v| (v, ep.key("defaultVariant")))
+            env.default_variant
+                .as_ref()
+                .map(|v| (v, ep.key("defaultVariant")))
         } else {
             base.default_variant.clone()
         },
         default_value: if env_default_given {
-            env.default_value.as_ref().map(|v| (v, ep.key("defaultValue")))
+            env.default_value
+                .as_ref()
+                .map(|v| (v, ep.key("defaultValue")))
         } else {
             base.default_value.clone()
         },
         static_variant: env.variant.as_ref().map(|v| (v, ep.key("variant"))),
         static_value: env.value.as_ref().map(|v| (v, ep.key("value"))),
-        prerequisites: pick(env.prerequisites.as_deref(), ep, "prerequisites", &base.prerequisites),
+        prerequisites: pick(
+            env.prerequisites.as_deref(),
+            ep,
+            "prerequisites",
+            &base.prerequisites,
+        ),
         tenants: pick(env.tenants.as_ref(), ep, "tenants", &base.tenants),
         targets: pick(env.targets.as_deref(), ep, "targets", &base.targets),
         rules: pick(env.rules.as_deref(), ep, "rules", &base.rules),
-        fallthrough: pick(env.fallthrough.as_ref(), ep, "fallthrough", &base.fallthrough),
+        fallthrough: pick(
+            env.fallthrough.as_ref(),
+            ep,
+            "fallthrough",
+            &base.fallthrough,
+        ),
     }
 }
 
@@ -1086,7 +1296,10 @@ mod tests {
     #[test]
     fn cycles() {
         assert_eq!(find_cycle(&[vec![1], vec![2], vec![]]), None);
-        assert_eq!(find_cycle(&[vec![1], vec![2], vec![0]]), Some(vec![0, 1, 2, 0]));
+        assert_eq!(
+            find_cycle(&[vec![1], vec![2], vec![0]]),
+            Some(vec![0, 1, 2, 0])
+        );
         assert_eq!(find_cycle(&[vec![], vec![1]]), Some(vec![1, 1]));
     }
 

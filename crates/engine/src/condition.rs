@@ -46,6 +46,7 @@ pub const OPERATORS: &[&str] = &[
     "before",
     "after",
     "in_segment",
+    "not_in_segment",
 ];
 
 /// The attribute name that means "the evaluation time".
@@ -57,15 +58,8 @@ pub(crate) enum Cond {
     All(Box<[Cond]>),
     Any(Box<[Cond]>),
     Not(Box<Cond>),
-    Clause {
-        attr: Attr,
-        op: Op,
-        negate: bool,
-    },
-    InSegment {
-        segments: Box<[u32]>,
-        negate: bool,
-    },
+    Clause { attr: Attr, op: Op, negate: bool },
+    InSegment { segments: Box<[u32]>, negate: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +318,8 @@ impl CondCompiler<'_> {
 
     /// Compiles a list of conditions that must all hold.
     pub(crate) fn compile_all(&mut self, defs: &[ConditionDef], path: &FieldPath) -> Cond {
-        self.compile_list(defs, path, 0).map_or_else(Cond::always, Cond::All)
+        self.compile_list(defs, path, 0)
+            .map_or_else(Cond::always, Cond::All)
     }
 
     fn compile_list(
@@ -419,13 +414,14 @@ impl CondCompiler<'_> {
                     value_path.clone()
                 };
                 match name.as_str() {
-                    Some(n) => match self.segment_index.get(n) {
-                        Some(&idx) => segments.push(idx),
-                        None => {
-                            let mut known: Vec<&str> =
-                                self.segment_index.keys().map(String::as_str).collect();
-                            known.sort_unstable();
-                            self.error(
+                    Some(n) => {
+                        match self.segment_index.get(n) {
+                            Some(&idx) => segments.push(idx),
+                            None => {
+                                let mut known: Vec<&str> =
+                                    self.segment_index.keys().map(String::as_str).collect();
+                                known.sort_unstable();
+                                self.error(
                                 p,
                                 if known.is_empty() {
                                     format!("unknown segment `{n}`: the document defines no segments")
@@ -436,9 +432,10 @@ impl CondCompiler<'_> {
                                     )
                                 },
                             );
-                            ok = false;
+                                ok = false;
+                            }
                         }
-                    },
+                    }
                     None => {
                         self.error(
                             p,
@@ -479,28 +476,57 @@ impl CondCompiler<'_> {
         };
 
         let (op, negate) = match operator {
-            "equals" | "not_equals" => (self.scalar(value, &value_path).map(Op::Equals)?, operator == "not_equals"),
-            "in" | "not_in" => (self.set(value, &value_path).map(|s| Op::In(Box::new(s)))?, operator == "not_in"),
-            "contains" | "not_contains" => (self.scalar(value, &value_path).map(Op::Contains)?, operator == "not_contains"),
-            "starts_with" => (Op::StartsWith(self.string(value, &value_path, operator)?), false),
-            "ends_with" => (Op::EndsWith(self.string(value, &value_path, operator)?), false),
+            "equals" | "not_equals" => (
+                self.scalar(value, &value_path).map(Op::Equals)?,
+                operator == "not_equals",
+            ),
+            "in" | "not_in" => (
+                self.set(value, &value_path).map(|s| Op::In(Box::new(s)))?,
+                operator == "not_in",
+            ),
+            "contains" | "not_contains" => (
+                self.scalar(value, &value_path).map(Op::Contains)?,
+                operator == "not_contains",
+            ),
+            "starts_with" => (
+                Op::StartsWith(self.string(value, &value_path, operator)?),
+                false,
+            ),
+            "ends_with" => (
+                Op::EndsWith(self.string(value, &value_path, operator)?),
+                false,
+            ),
             "gt" | "gte" | "lt" | "lte" => {
                 let Some(n) = value.as_f64() else {
-                    self.error(value_path, format!("`{operator}` needs a number, found {}", describe(value)));
+                    self.error(
+                        value_path,
+                        format!("`{operator}` needs a number, found {}", describe(value)),
+                    );
                     return None;
                 };
-                let wanted = if operator.starts_with('g') { Ordering::Greater } else { Ordering::Less };
+                let wanted = if operator.starts_with('g') {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                };
                 (Op::Compare(wanted, operator.ends_with('e'), n), false)
             }
             "regex" => {
                 let pattern = self.string(value, &value_path, operator)?;
-                match regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build() {
+                match regex::RegexBuilder::new(&pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                {
                     Ok(re) => (Op::Regex(Box::new(re)), false),
                     Err(err) => {
                         // The regex crate's message spans lines (pattern, caret, reason);
                         // diagnostics are one line each, so keep the reason.
                         let text = err.to_string();
-                        let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                        let reason = text
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("");
                         let reason = reason.trim().trim_start_matches("error: ");
                         self.error(
                             value_path,
@@ -530,12 +556,25 @@ impl CondCompiler<'_> {
                     self.error(value_path, format!("`{operator}` needs an RFC 3339 timestamp (2026-01-31T09:00:00Z) or Unix seconds, found {value}"));
                     return None;
                 };
-                (Op::Time(if operator == "before" { Ordering::Less } else { Ordering::Greater }, t), false)
+                (
+                    Op::Time(
+                        if operator == "before" {
+                            Ordering::Less
+                        } else {
+                            Ordering::Greater
+                        },
+                        t,
+                    ),
+                    false,
+                )
             }
             unknown => {
                 self.error(
                     path.key("operator"),
-                    format!("unknown operator `{unknown}`; expected one of: {}", OPERATORS.join(", ")),
+                    format!(
+                        "unknown operator `{unknown}`; expected one of: {}",
+                        OPERATORS.join(", ")
+                    ),
                 );
                 return None;
             }
@@ -558,7 +597,10 @@ impl CondCompiler<'_> {
             other => {
                 self.error(
                     path.clone(),
-                    format!("expected a string, number or boolean, found {}", describe(other)),
+                    format!(
+                        "expected a string, number or boolean, found {}",
+                        describe(other)
+                    ),
                 );
                 None
             }
@@ -598,7 +640,10 @@ impl CondCompiler<'_> {
                 other => {
                     self.error(
                         path.index(i),
-                        format!("list items must be strings, numbers or booleans, found {}", describe(other)),
+                        format!(
+                            "list items must be strings, numbers or booleans, found {}",
+                            describe(other)
+                        ),
                     );
                     ok = false;
                 }
@@ -642,35 +687,151 @@ mod tests {
     #[test]
     fn operator_table() {
         let cases = [
-            (json!({"attribute": "a", "operator": "equals", "value": "x"}), json!({"a": "x"}), true),
-            (json!({"attribute": "a", "operator": "equals", "value": 5}), json!({"a": 5.0}), true),
-            (json!({"attribute": "a", "operator": "equals", "value": "5"}), json!({"a": 5}), false),
-            (json!({"attribute": "a", "operator": "not_equals", "value": "x"}), json!({}), true),
-            (json!({"attribute": "a", "operator": "in", "value": ["x", 1, true]}), json!({"a": true}), true),
-            (json!({"attribute": "a", "operator": "not_in", "value": ["x"]}), json!({"a": "y"}), true),
-            (json!({"attribute": "a", "operator": "contains", "value": "ell"}), json!({"a": "hello"}), true),
-            (json!({"attribute": "a", "operator": "contains", "value": "admin"}), json!({"a": ["superadmin"]}), false),
-            (json!({"attribute": "a", "operator": "contains", "value": "admin"}), json!({"a": ["admin"]}), true),
-            (json!({"attribute": "a", "operator": "not_contains", "value": "z"}), json!({"a": "hello"}), true),
-            (json!({"attribute": "a", "operator": "starts_with", "value": "he"}), json!({"a": "hello"}), true),
-            (json!({"attribute": "a", "operator": "ends_with", "value": "lo"}), json!({"a": "hello"}), true),
-            (json!({"attribute": "a", "operator": "gt", "value": 3}), json!({"a": "4"}), true),
-            (json!({"attribute": "a", "operator": "gte", "value": 3}), json!({"a": 3}), true),
-            (json!({"attribute": "a", "operator": "lt", "value": 3}), json!({"a": 3}), false),
-            (json!({"attribute": "a", "operator": "lte", "value": 3}), json!({"a": 2.5}), true),
-            (json!({"attribute": "a", "operator": "regex", "value": "^[a-z]+@acme\\.com$"}), json!({"a": "bo@acme.com"}), true),
-            (json!({"attribute": "a", "operator": "semver_gt", "value": "1.2.3"}), json!({"a": "1.10.0"}), true),
-            (json!({"attribute": "a", "operator": "semver_gt", "value": "1.2.3"}), json!({"a": "1.2.3-beta"}), false),
-            (json!({"attribute": "a", "operator": "semver_eq", "value": "v2"}), json!({"a": "2.0.0"}), true),
-            (json!({"attribute": "a", "operator": "semver_gte", "value": "2.0.0"}), json!({"a": "2.0"}), true),
-            (json!({"attribute": "a", "operator": "semver_lt", "value": "2.0.0"}), json!({"a": "not a version"}), false),
-            (json!({"attribute": "a", "operator": "semver_lte", "value": "2.0.0"}), json!({"a": "2.0.0-rc.1"}), true),
-            (json!({"attribute": "a", "operator": "before", "value": "2026-01-01T00:00:00Z"}), json!({"a": "2025-12-31T23:59:59Z"}), true),
-            (json!({"attribute": "a", "operator": "after", "value": 1000}), json!({"a": "1970-01-01T00:20:00+00:00"}), true),
-            (json!({"attribute": "$now", "operator": "after", "value": "1969-01-01T00:00:00Z"}), json!({}), true),
-            (json!({"any": [{"attribute": "a", "operator": "equals", "value": 1}, {"attribute": "b", "operator": "equals", "value": 2}]}), json!({"b": 2}), true),
-            (json!({"all": [{"attribute": "a", "operator": "equals", "value": 1}, {"attribute": "b", "operator": "equals", "value": 2}]}), json!({"b": 2}), false),
-            (json!({"not": {"attribute": "a", "operator": "equals", "value": 1}}), json!({"a": 2}), true),
+            (
+                json!({"attribute": "a", "operator": "equals", "value": "x"}),
+                json!({"a": "x"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "equals", "value": 5}),
+                json!({"a": 5.0}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "equals", "value": "5"}),
+                json!({"a": 5}),
+                false,
+            ),
+            (
+                json!({"attribute": "a", "operator": "not_equals", "value": "x"}),
+                json!({}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "in", "value": ["x", 1, true]}),
+                json!({"a": true}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "not_in", "value": ["x"]}),
+                json!({"a": "y"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "contains", "value": "ell"}),
+                json!({"a": "hello"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "contains", "value": "admin"}),
+                json!({"a": ["superadmin"]}),
+                false,
+            ),
+            (
+                json!({"attribute": "a", "operator": "contains", "value": "admin"}),
+                json!({"a": ["admin"]}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "not_contains", "value": "z"}),
+                json!({"a": "hello"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "starts_with", "value": "he"}),
+                json!({"a": "hello"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "ends_with", "value": "lo"}),
+                json!({"a": "hello"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "gt", "value": 3}),
+                json!({"a": "4"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "gte", "value": 3}),
+                json!({"a": 3}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "lt", "value": 3}),
+                json!({"a": 3}),
+                false,
+            ),
+            (
+                json!({"attribute": "a", "operator": "lte", "value": 3}),
+                json!({"a": 2.5}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "regex", "value": "^[a-z]+@acme\\.com$"}),
+                json!({"a": "bo@acme.com"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_gt", "value": "1.2.3"}),
+                json!({"a": "1.10.0"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_gt", "value": "1.2.3"}),
+                json!({"a": "1.2.3-beta"}),
+                false,
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_eq", "value": "v2"}),
+                json!({"a": "2.0.0"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_gte", "value": "2.0.0"}),
+                json!({"a": "2.0"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_lt", "value": "2.0.0"}),
+                json!({"a": "not a version"}),
+                false,
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_lte", "value": "2.0.0"}),
+                json!({"a": "2.0.0-rc.1"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "before", "value": "2026-01-01T00:00:00Z"}),
+                json!({"a": "2025-12-31T23:59:59Z"}),
+                true,
+            ),
+            (
+                json!({"attribute": "a", "operator": "after", "value": 1000}),
+                json!({"a": "1970-01-01T00:20:00+00:00"}),
+                true,
+            ),
+            (
+                json!({"attribute": "$now", "operator": "after", "value": "1969-01-01T00:00:00Z"}),
+                json!({}),
+                true,
+            ),
+            (
+                json!({"any": [{"attribute": "a", "operator": "equals", "value": 1}, {"attribute": "b", "operator": "equals", "value": 2}]}),
+                json!({"b": 2}),
+                true,
+            ),
+            (
+                json!({"all": [{"attribute": "a", "operator": "equals", "value": 1}, {"attribute": "b", "operator": "equals", "value": 2}]}),
+                json!({"b": 2}),
+                false,
+            ),
+            (
+                json!({"not": {"attribute": "a", "operator": "equals", "value": 1}}),
+                json!({"a": 2}),
+                true,
+            ),
         ];
         for (def, ctx, expected) in cases {
             assert_eq!(holds(def.clone(), ctx.clone()), expected, "{def} on {ctx}");
@@ -680,15 +841,42 @@ mod tests {
     #[test]
     fn bad_operands_are_diagnosed() {
         let cases = [
-            (json!({"attribute": "a", "operator": "regex", "value": "("}), "invalid regular expression"),
-            (json!({"attribute": "a", "operator": "semver_gt", "value": "one"}), "not a semantic version"),
-            (json!({"attribute": "a", "operator": "bogus", "value": 1}), "unknown operator `bogus`"),
-            (json!({"attribute": "a", "operator": "in", "value": "x"}), "need a list"),
-            (json!({"attribute": "a", "operator": "gt", "value": "x"}), "needs a number"),
-            (json!({"attribute": "a", "operator": "before", "value": "soon"}), "RFC 3339"),
-            (json!({"operator": "in_segment", "value": "beta"}), "unknown segment `beta`"),
-            (json!({"attribute": "a", "operator": "equals", "value": 1, "any": []}), "exactly one of"),
-            (json!({"attribute": "a..b", "operator": "equals", "value": 1}), "not a valid attribute path"),
+            (
+                json!({"attribute": "a", "operator": "regex", "value": "("}),
+                "invalid regular expression",
+            ),
+            (
+                json!({"attribute": "a", "operator": "semver_gt", "value": "one"}),
+                "not a semantic version",
+            ),
+            (
+                json!({"attribute": "a", "operator": "bogus", "value": 1}),
+                "unknown operator `bogus`",
+            ),
+            (
+                json!({"attribute": "a", "operator": "in", "value": "x"}),
+                "need a list",
+            ),
+            (
+                json!({"attribute": "a", "operator": "gt", "value": "x"}),
+                "needs a number",
+            ),
+            (
+                json!({"attribute": "a", "operator": "before", "value": "soon"}),
+                "RFC 3339",
+            ),
+            (
+                json!({"operator": "in_segment", "value": "beta"}),
+                "unknown segment `beta`",
+            ),
+            (
+                json!({"attribute": "a", "operator": "equals", "value": 1, "any": []}),
+                "exactly one of",
+            ),
+            (
+                json!({"attribute": "a..b", "operator": "equals", "value": 1}),
+                "not a valid attribute path",
+            ),
         ];
         for (def, needle) in cases {
             let (cond, diags) = compile(def.clone());

@@ -139,7 +139,10 @@ mod tests {
             ctx.lookup(&AttrPath::new("tenant.settings.preferredProvider")),
             Some(&json!("openai"))
         );
-        assert_eq!(ctx.lookup(&AttrPath::new("app.version")), Some(&json!("1.2.3")));
+        assert_eq!(
+            ctx.lookup(&AttrPath::new("app.version")),
+            Some(&json!("1.2.3"))
+        );
         assert_eq!(ctx.lookup(&AttrPath::new("tenant.missing")), None);
         assert_eq!(ctx.lookup(&AttrPath::new("targetingKey.x")), None);
     }

@@ -110,11 +110,7 @@ pub struct FlagDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_value: Option<Value>,
     /// Variant served when the flag is off or nothing matches.
-    #[serde(
-        default,
-        alias = "offVariant",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, alias = "offVariant", skip_serializing_if = "Option::is_none")]
     pub default_variant: Option<String>,
     /// Team or person that owns the flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,7 +121,7 @@ pub struct FlagDef {
     /// Purpose, expected removal, rollout plan, rollback criteria.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
-    /// Extra scalar metadata returned with evaluations (OFREP `metadata`).
+    /// Extra scalar metadata about the flag (the server returns it as OFREP `metadata`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, Value>,
     /// Archived flags are validated but not served.
@@ -204,11 +200,7 @@ pub struct EnvironmentDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_switch: Option<bool>,
     /// Variant served when off or unmatched, in this environment.
-    #[serde(
-        default,
-        alias = "offVariant",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, alias = "offVariant", skip_serializing_if = "Option::is_none")]
     pub default_variant: Option<String>,
     /// Value served when off or unmatched, in this environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,11 +275,9 @@ impl Variants {
     /// The variants as `(key, value, weight)` in declaration order.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Value, Option<f64>)> + '_> {
         match self {
-            Variants::List(items) => Box::new(
-                items
-                    .iter()
-                    .map(|v| (v.key.as_str(), &v.value, v.weight)),
-            ),
+            Variants::List(items) => {
+                Box::new(items.iter().map(|v| (v.key.as_str(), &v.value, v.weight)))
+            }
             Variants::Map(items) => Box::new(items.iter().map(|(k, v)| (k.as_str(), v, None))),
         }
     }
@@ -437,14 +427,43 @@ pub struct RuleDef {
     /// All must hold (an empty list always holds).
     #[serde(default)]
     pub conditions: Vec<ConditionDef>,
-    /// What to serve, as in a fallthrough.
-    #[serde(flatten)]
-    pub serve: ServeDef,
+    /// Serve this variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Serve this value (matched to its variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// Split between variants by weight (percent, summing to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<BTreeMap<String, f64>>,
+    /// Only this percentage (0–100, step 0.001) of matching units; the others fall through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+    /// Bucketing unit attribute(s) for this rule; defaults to the flag's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<AttributeList>,
+    /// Bucketing salt for this rule; defaults to the flag's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+impl RuleDef {
+    /// What the rule serves, in the same shape as a fallthrough.
+    pub fn serve(&self) -> ServeDef {
+        ServeDef {
+            variant: self.variant.clone(),
+            value: self.value.clone(),
+            split: self.split.clone(),
+            percentage: self.percentage,
+            bucket_by: self.bucket_by.clone(),
+            salt: self.salt.clone(),
+        }
+    }
 }
 
 /// What to serve: a variant, a value, or a weighted split, optionally to a percentage only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServeDef {
     /// Serve this variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -565,7 +584,10 @@ impl Document {
                 Value::Null => {}
                 other => diagnostics.push(Diagnostic::error(
                     path,
-                    format!("expected a map of segment name to segment, found {}", describe(&other)),
+                    format!(
+                        "expected a map of segment name to segment, found {}",
+                        describe(&other)
+                    ),
                 )),
             }
         }
@@ -631,7 +653,9 @@ impl Document {
         for (unknown, _) in top {
             diagnostics.push(Diagnostic::error(
                 root.key(unknown.clone()),
-                format!("unknown field `{unknown}`; expected one of `version`, `segments`, `flags`"),
+                format!(
+                    "unknown field `{unknown}`; expected one of `version`, `segments`, `flags`"
+                ),
             ));
         }
         (doc, diagnostics)

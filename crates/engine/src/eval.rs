@@ -399,7 +399,12 @@ impl<'r> Evaluator<'r> {
 
     /// Evaluates flag `key` and reads its value as `T`; a value of another type is a
     /// [`ErrorCode::TypeMismatch`] and yields `default`, never a coerced value.
-    pub fn evaluate_as<T: FromFlagValue<'r>>(&self, key: &str, ctx: &Context, default: T) -> Typed<'r, T> {
+    pub fn evaluate_as<T: FromFlagValue<'r>>(
+        &self,
+        key: &str,
+        ctx: &Context,
+        default: T,
+    ) -> Typed<'r, T> {
         let eval = self.evaluate(key, ctx);
         if let Some(error) = eval.error {
             return Typed {
@@ -471,7 +476,11 @@ impl<'r> Evaluator<'r> {
         };
 
         if t.killed {
-            return served(t.default_variant, Reason::Disabled, Some(Detail::KillSwitch));
+            return served(
+                t.default_variant,
+                Reason::Disabled,
+                Some(Detail::KillSwitch),
+            );
         }
         let mut enabled = t.enabled;
         if !t.tenants.is_empty() {
@@ -501,10 +510,12 @@ impl<'r> Evaluator<'r> {
                 result.error.is_none()
                     && result.variant.is_some_and(|served| {
                         let other = &self.ruleset.flags[prereq.flag as usize];
-                        prereq
-                            .variants
-                            .iter()
-                            .any(|&v| other.variants.get(v as usize).is_some_and(|(k, _)| **k == *served))
+                        prereq.variants.iter().any(|&v| {
+                            other
+                                .variants
+                                .get(v as usize)
+                                .is_some_and(|(k, _)| **k == *served)
+                        })
                     })
             };
             if !ok {
@@ -632,7 +643,11 @@ fn missing_unit<'r>(flag: &'r Flag, t: &'r Targeting, serve: &Serve) -> Evaluati
             "flag `{}` buckets by {} and the context has {}",
             flag.key,
             names.join(", then "),
-            if names.len() == 1 { "none" } else { "none of them" }
+            if names.len() == 1 {
+                "none"
+            } else {
+                "none of them"
+            }
         ),
     });
     eval
@@ -659,7 +674,10 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
             randomized: false,
         };
     }
-    let Some(unit) = serve.unit.iter().find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
+    let Some(unit) = serve
+        .unit
+        .iter()
+        .find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
     else {
         return Served::NoUnit;
     };

@@ -49,7 +49,7 @@ pub mod source;
 use std::path::Path;
 
 pub use compile::{compile, is_valid_key};
-pub use condition::{OPERATORS, NOW_ATTRIBUTE};
+pub use condition::{NOW_ATTRIBUTE, OPERATORS};
 pub use context::{AttrPath, Context, ContextError};
 pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};
 pub use document::{Document, FlagDef, FlagType, FORMAT_VERSION};
@@ -81,7 +81,11 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 
 /// Parses, reads and compiles a document from text, attributing diagnostics to `file` and
 /// to lines. Returns every diagnostic (warnings included) alongside the outcome.
-pub fn check_str(text: &str, format: Format, file: Option<&str>) -> (Option<Ruleset>, Vec<Diagnostic>) {
+pub fn check_str(
+    text: &str,
+    format: Format,
+    file: Option<&str>,
+) -> (Option<Ruleset>, Vec<Diagnostic>) {
     let attribute = |mut d: Diagnostic, positions: Option<&source::Positions>| {
         d.file = file.map(str::to_owned);
         if d.line.is_none() {

@@ -10,7 +10,9 @@ fn bin() -> Command {
 }
 
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 fn seeds(name: &str) -> PathBuf {
@@ -18,7 +20,11 @@ fn seeds(name: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().expect("binary runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("binary runs");
     (
         status.code().unwrap_or(-1),
         String::from_utf8(stdout).expect("utf-8 stdout"),
@@ -41,9 +47,15 @@ fn validate_accepts_the_seed_files_and_examples() {
 #[test]
 fn validate_lists_every_problem_and_exits_1() {
     let bad = repo("crates/engine/tests/fixtures/invalid/many-problems.yaml");
-    let (code, out, _) = run(bin().arg("validate").arg(seeds("default-flags.yaml")).arg(&bad));
+    let (code, out, _) = run(bin()
+        .arg("validate")
+        .arg(seeds("default-flags.yaml"))
+        .arg(&bad));
     assert_eq!(code, 1);
-    assert!(out.contains("ok: "), "valid files are still reported: {out}");
+    assert!(
+        out.contains("ok: "),
+        "valid files are still reported: {out}"
+    );
     let errors = out.lines().filter(|l| l.starts_with("error: ")).count();
     assert_eq!(errors, 13, "{out}");
     assert!(out.contains("many-problems.yaml:11: flag `bad regex`: flags[0].rules[0].conditions[0].value: invalid regular expression"), "{out}");
@@ -53,17 +65,22 @@ fn validate_lists_every_problem_and_exits_1() {
     assert_eq!(code, 1);
     let items: Vec<Value> = serde_json::from_str(&out).expect("json diagnostics");
     assert_eq!(items.len(), 13);
-    assert!(items.iter().any(|d| d["flag"] == "typo" && d["path"] == "flags[9].enabeld" && d["line"] == 44));
+    assert!(items
+        .iter()
+        .any(|d| d["flag"] == "typo" && d["path"] == "flags[9].enabeld" && d["line"] == 44));
 }
 
 #[test]
 fn eval_single_flag_prints_one_object() {
-    let (code, out, err) = run(bin().args(["eval", "--file"]).arg(seeds("default-flags.yaml")).args([
-        "--flag",
-        "parallel-agents-limit",
-        "--context",
-        r#"{"targetingKey":"u1","tenant":{"type":"professional"}}"#,
-    ]));
+    let (code, out, err) = run(bin()
+        .args(["eval", "--file"])
+        .arg(seeds("default-flags.yaml"))
+        .args([
+            "--flag",
+            "parallel-agents-limit",
+            "--context",
+            r#"{"targetingKey":"u1","tenant":{"type":"professional"}}"#,
+        ]));
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).expect("one JSON object");
     assert_eq!(
@@ -75,9 +92,10 @@ fn eval_single_flag_prints_one_object() {
 
 #[test]
 fn eval_reports_errors_in_the_result() {
-    let (code, out, err) = run(bin().args(["eval", "--file"]).arg(seeds("default-flags.yaml")).args([
-        "--flag", "nope", "--context", "{}",
-    ]));
+    let (code, out, err) = run(bin()
+        .args(["eval", "--file"])
+        .arg(seeds("default-flags.yaml"))
+        .args(["--flag", "nope", "--context", "{}"]));
     assert_eq!(code, 0);
     assert!(err.contains("has no flag `nope`"), "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -95,13 +113,29 @@ fn eval_all_prints_an_array_and_honours_env() {
         "flags:\n  - key: a\n    environments:\n      production: {enabled: false}\n  - key: b\n    type: string\n    defaultValue: x\n",
     )
     .unwrap();
-    let (code, out, _) = run(bin().args(["eval", "--all", "--context", r#"{"targetingKey":"u"}"#, "--file"]).arg(&file));
+    let (code, out, _) = run(bin()
+        .args([
+            "eval",
+            "--all",
+            "--context",
+            r#"{"targetingKey":"u"}"#,
+            "--file",
+        ])
+        .arg(&file));
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["value"], true);
     assert_eq!(v[1]["value"], "x");
     let (_, out, _) = run(bin()
-        .args(["eval", "--all", "--env", "production", "--context", r#"{"targetingKey":"u"}"#, "--file"])
+        .args([
+            "eval",
+            "--all",
+            "--env",
+            "production",
+            "--context",
+            r#"{"targetingKey":"u"}"#,
+            "--file",
+        ])
         .arg(&file));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["value"], false);
@@ -126,13 +160,25 @@ fn eval_contexts_prints_one_line_per_context_in_order() {
         .arg(&contexts));
     assert_eq!(code, 1, "bad lines make the exit code non-zero");
     assert!(err.contains("2 line(s)"), "{err}");
-    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(results.len(), 2002);
-    let on = results[..2000].iter().filter(|r| r["value"] == true).count();
+    let on = results[..2000]
+        .iter()
+        .filter(|r| r["value"] == true)
+        .count();
     assert!((400..600).contains(&on), "25 % of 2000 ≈ 500, got {on}");
-    assert_eq!(results[7]["value"], true, "user-7 is pinned inside the rollout");
+    assert_eq!(
+        results[7]["value"], true,
+        "user-7 is pinned inside the rollout"
+    );
     assert_eq!(results[2000]["errorCode"], "PARSE_ERROR");
-    assert!(results[2000]["errorDetails"].as_str().unwrap().starts_with("line 2001:"));
+    assert!(results[2000]["errorDetails"]
+        .as_str()
+        .unwrap()
+        .starts_with("line 2001:"));
     assert_eq!(results[2001]["errorCode"], "INVALID_CONTEXT");
 }
 
@@ -146,7 +192,15 @@ fn usage_errors_exit_2_with_a_message() {
         .arg(seeds("default-flags.yaml")));
     assert_eq!(code, 2);
     assert!(err.contains("must be a JSON object"), "{err}");
-    let (code, _, err) = run(bin().args(["eval", "--flag", "a", "--context", "{}", "--file", "missing.yaml"]));
+    let (code, _, err) = run(bin().args([
+        "eval",
+        "--flag",
+        "a",
+        "--context",
+        "{}",
+        "--file",
+        "missing.yaml",
+    ]));
     assert_eq!(code, 2);
     assert!(err.starts_with("error: cannot load missing.yaml"), "{err}");
 }

@@ -42,7 +42,11 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 
 #[test]
 fn common_evaluations_do_not_allocate() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/data/flags.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/data/flags.yaml"
+    ))
+    .unwrap();
     let ruleset = load_str(&text, Format::Yaml, None).unwrap();
     let eval = ruleset.evaluator("production", OffsetDateTime::UNIX_EPOCH);
     let ctx = Context::from_value(json!({
@@ -56,7 +60,14 @@ fn common_evaluations_do_not_allocate() {
     for (_, e) in eval.evaluate_all(&ctx) {
         assert!(e.error.is_none());
     }
-    for key in ["plain", "rollout-25", "five-conditions", "split-3", "extra-3", "extra-5"] {
+    for key in [
+        "plain",
+        "rollout-25",
+        "five-conditions",
+        "split-3",
+        "extra-3",
+        "extra-5",
+    ] {
         let n = allocations_during(|| {
             for _ in 0..100 {
                 let e = eval.evaluate(key, &ctx);
@@ -66,7 +77,10 @@ fn common_evaluations_do_not_allocate() {
         assert_eq!(n, 0, "evaluating `{key}` allocated {n} times");
     }
     let n = allocations_during(|| {
-        let count = eval.evaluate_all(&ctx).filter(|(_, e)| e.error.is_none()).count();
+        let count = eval
+            .evaluate_all(&ctx)
+            .filter(|(_, e)| e.error.is_none())
+            .count();
         assert_eq!(count, 20);
     });
     assert_eq!(n, 0, "evaluating all flags allocated {n} times");

@@ -26,7 +26,10 @@ pub fn run_case(ruleset: &Ruleset, case: &Map<String, Value>) -> Map<String, Val
     let eval = ruleset.evaluator(env, now).evaluate(flag, &ctx);
     let mut out = Map::new();
     out.insert("value".into(), eval.value.clone());
-    out.insert("variant".into(), eval.variant.map_or(Value::Null, Value::from));
+    out.insert(
+        "variant".into(),
+        eval.variant.map_or(Value::Null, Value::from),
+    );
     out.insert("reason".into(), eval.reason.as_str().into());
     if let Some(id) = eval.rule_id() {
         out.insert("ruleId".into(), id.into());
@@ -69,12 +72,18 @@ fn evaluation_fixtures() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "expected fixture suites in {}", dir.display());
+    assert!(
+        files.len() >= 4,
+        "expected fixture suites in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     let mut cases = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).expect("readable fixture");
-        let suite_file = parse(&text, Format::Yaml).expect("fixture is valid YAML").value;
+        let suite_file = parse(&text, Format::Yaml)
+            .expect("fixture is valid YAML")
+            .value;
         for suite in suite_file["suites"].as_array().expect("suites") {
             let ruleset = match (suite.get("document"), suite.get("documentFile")) {
                 (Some(doc), None) => load_value(doc.clone())
@@ -83,7 +92,10 @@ fn evaluation_fixtures() {
                     let path = fixtures().join(path.as_str().expect("documentFile is a path"));
                     load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 }
-                _ => panic!("{}: a suite needs `document` or `documentFile`", file.display()),
+                _ => panic!(
+                    "{}: a suite needs `document` or `documentFile`",
+                    file.display()
+                ),
             };
             for case in suite["cases"].as_array().expect("cases") {
                 let case = case.as_object().expect("case is an object");
@@ -103,5 +115,10 @@ fn evaluation_fixtures() {
         }
     }
     assert!(cases > 30, "only {cases} cases ran");
-    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

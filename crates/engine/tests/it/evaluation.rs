@@ -52,7 +52,10 @@ fn typed_access_reports_type_mismatch_instead_of_coercing() {
     let odd = Context::with_targeting_key("u").with("plan", "odd");
     let n = ev.evaluate_as::<i64>("limit", &odd, -1);
     assert_eq!(n.value, -1, "2.5 is not an integer");
-    assert_eq!(n.error.as_ref().map(|e| e.code), Some(ErrorCode::TypeMismatch));
+    assert_eq!(
+        n.error.as_ref().map(|e| e.code),
+        Some(ErrorCode::TypeMismatch)
+    );
     assert_eq!(n.reason, Reason::Error);
 
     let wrong = ev.evaluate_as("greeting", &ctx, true);
@@ -60,7 +63,11 @@ fn typed_access_reports_type_mismatch_instead_of_coercing() {
     assert_eq!(wrong.variant, None);
     let err = wrong.error.expect("type mismatch");
     assert_eq!(err.code, ErrorCode::TypeMismatch);
-    assert!(err.message.contains("flag `greeting` is of type string"), "{}", err.message);
+    assert!(
+        err.message.contains("flag `greeting` is of type string"),
+        "{}",
+        err.message
+    );
 
     let empty = serde_json::Map::new();
     let obj = ev.evaluate_as::<&serde_json::Map<String, Value>>("layout", &ctx, &empty);
@@ -76,7 +83,10 @@ fn evaluate_all_covers_every_served_flag_in_order() {
     let rs = ruleset();
     let ev = rs.evaluator("", OffsetDateTime::UNIX_EPOCH);
     let ctx = Context::with_targeting_key("u").with("age", 20);
-    let all: Vec<(&str, Value)> = ev.evaluate_all(&ctx).map(|(k, e)| (k, e.value.clone())).collect();
+    let all: Vec<(&str, Value)> = ev
+        .evaluate_all(&ctx)
+        .map(|(k, e)| (k, e.value.clone()))
+        .collect();
     assert_eq!(
         all,
         vec![
@@ -93,9 +103,16 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
         "\\PC*".prop_map(Value::from),
-        prop_oneof![Just("1.2.3"), Just("2026-01-01T00:00:00Z"), Just("beta"), Just("")].prop_map(Value::from),
+        prop_oneof![
+            Just("1.2.3"),
+            Just("2026-01-01T00:00:00Z"),
+            Just("beta"),
+            Just("")
+        ]
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![

@@ -1,6 +1,8 @@
 //! Integration tests of the engine through its public API.
 
+mod alloc;
+mod bucketing;
 mod conformance;
 mod diagnostics;
-mod alloc;
+mod docs;
 mod evaluation;
