@@ -1,7 +1,7 @@
 //! The flag definition document: the versioned format people write in YAML or JSON.
 //!
 //! These types mirror the file format one to one (see `docs/flag-format.md`); they carry no
-//! meaning beyond shape. [`crate::compile`] turns a [`Document`] into an evaluable
+//! meaning beyond shape. [`crate::compile()`] turns a [`Document`] into an evaluable
 //! [`crate::Ruleset`] and reports every semantic problem. Parsing here reports shape problems:
 //! each flag is read on its own, so one malformed flag does not hide the problems of another.
 //!
