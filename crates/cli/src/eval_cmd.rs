@@ -29,7 +29,7 @@ pub struct EvalArgs {
     /// Evaluate every flag (prints a JSON array per context).
     #[arg(long)]
     all: bool,
-    /// Evaluation context as JSON: {"targetingKey": "...", <attributes>}.
+    /// Evaluation context as JSON: {"targetingKey": "...", ...other attributes}.
     #[arg(long, value_name = "JSON")]
     context: Option<String>,
     /// File with one JSON context per line (JSON Lines); `-` reads standard input.
