@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{ArgGroup, Args};
-use serde_json::{Map, Value};
-use switchyard_engine::{load_file, Context, ContextError, Evaluation, Evaluator};
+use serde::Serialize;
+use serde_json::Value;
+use switchyard_engine::{load_file, Context, ContextError, Detail, Evaluation, Evaluator};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -123,45 +124,63 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
 }
 
 fn render(args: &EvalArgs, evaluator: &Evaluator<'_>, ctx: &Context, pretty: bool) -> String {
-    let value = match &args.flag {
-        Some(key) => result_json(key, &evaluator.evaluate(key, ctx)),
-        None => Value::Array(
-            evaluator
-                .evaluate_all(ctx)
-                .map(|(key, eval)| result_json(key, &eval))
-                .collect(),
-        ),
-    };
-    if pretty {
-        serde_json::to_string_pretty(&value)
-    } else {
-        serde_json::to_string(&value)
+    fn to_text<T: Serialize>(value: &T, pretty: bool) -> String {
+        if pretty {
+            serde_json::to_string_pretty(value)
+        } else {
+            serde_json::to_string(value)
+        }
+        .unwrap_or_default()
     }
-    .unwrap_or_default()
+    match &args.flag {
+        Some(key) => {
+            let eval = evaluator.evaluate(key, ctx);
+            to_text(&ResultOut::new(key, &eval), pretty)
+        }
+        None => {
+            let evals: Vec<(&str, Evaluation<'_>)> = evaluator.evaluate_all(ctx).collect();
+            let out: Vec<ResultOut<'_>> = evals.iter().map(|(k, e)| ResultOut::new(k, e)).collect();
+            to_text(&out, pretty)
+        }
+    }
 }
 
-/// `{"key","value","variant","reason","ruleId"?,"detail"?,"errorCode"?,"errorDetails"?}`
-pub fn result_json(key: &str, eval: &Evaluation<'_>) -> Value {
-    let mut out = Map::new();
-    out.insert("key".into(), key.into());
-    out.insert("value".into(), eval.value.clone());
-    out.insert(
-        "variant".into(),
-        eval.variant.map_or(Value::Null, Value::from),
-    );
-    out.insert("reason".into(), eval.reason.as_str().into());
-    if let Some(detail) = eval.detail {
-        if let Some(id) = detail.rule_id() {
-            out.insert("ruleId".into(), id.into());
-        }
-        out.insert("detail".into(), detail.tag().into());
-        if let switchyard_engine::Detail::PrerequisiteFailed(flag) = detail {
-            out.insert("prerequisite".into(), flag.into());
+/// One result: `{"key","value","variant","reason","ruleId"?,"detail"?,"prerequisite"?,
+/// "errorCode"?,"errorDetails"?}`, fields in that order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultOut<'a> {
+    key: &'a str,
+    value: &'a Value,
+    variant: Option<&'a str>,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prerequisite: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_details: Option<&'a str>,
+}
+
+impl<'a> ResultOut<'a> {
+    pub fn new(key: &'a str, eval: &'a Evaluation<'a>) -> Self {
+        Self {
+            key,
+            value: eval.value,
+            variant: eval.variant,
+            reason: eval.reason.as_str(),
+            rule_id: eval.rule_id(),
+            detail: eval.detail.map(|d| d.tag()),
+            prerequisite: match eval.detail {
+                Some(Detail::PrerequisiteFailed(flag)) => Some(flag),
+                _ => None,
+            },
+            error_code: eval.error.as_ref().map(|e| e.code.as_str()),
+            error_details: eval.error.as_ref().map(|e| e.message.as_str()),
         }
     }
-    if let Some(error) = &eval.error {
-        out.insert("errorCode".into(), error.code.as_str().into());
-        out.insert("errorDetails".into(), error.message.clone().into());
-    }
-    Value::Object(out)
 }

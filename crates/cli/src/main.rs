@@ -2,6 +2,7 @@
 //! the work is done by the library crates.
 
 mod eval_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Evaluate flags from a file for one or many contexts, printing JSON results.
     Eval(eval_cmd::EvalArgs),
+    /// Run the server (admin API, OFREP, metrics). With no configuration: 127.0.0.1:8080,
+    /// one SQLite file, example flags loaded.
+    Serve(serve_cmd::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Serve(args) => serve_cmd::run(args),
     };
     match outcome {
         Ok(code) => code,

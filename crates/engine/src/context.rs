@@ -80,21 +80,21 @@ impl Context {
         &self.attributes
     }
 
-    /// Looks an attribute up: the literal name first (`"tenant.id"` as one key), then the
-    /// dotted path through nested objects (`{"tenant": {"id": ...}}`).
+    /// Looks an attribute up: the dotted path through nested objects first
+    /// (`{"tenant": {"id": ...}}`), then the literal name as one key (`{"tenant.id": ...}`).
     pub fn lookup(&self, path: &AttrPath) -> Option<&Value> {
-        if let Some(value) = self.attributes.get(&*path.full) {
-            return Some(value);
-        }
         let (first, rest) = path.segments.split_first()?;
+        let top = self.attributes.get(&**first);
         if rest.is_empty() {
-            return None;
+            return top;
         }
-        let mut current = self.attributes.get(&**first)?;
-        for segment in rest {
-            current = current.as_object()?.get(&**segment)?;
-        }
-        Some(current)
+        let nested = top.and_then(|mut current| {
+            for segment in rest {
+                current = current.as_object()?.get(&**segment)?;
+            }
+            Some(current)
+        });
+        nested.or_else(|| self.attributes.get(&*path.full))
     }
 }
 

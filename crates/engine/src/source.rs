@@ -599,6 +599,49 @@ fn unexpected(event: &Event, mark: Marker) -> Diagnostic {
     )
 }
 
+/// Renders a JSON value as a YAML document (block style), for exports. Strings that YAML
+/// would read as something else (`on`, `true`, `1.0`, `null`) are quoted, so the output reads
+/// back as the same value.
+pub fn to_yaml(value: &Value) -> String {
+    fn convert(value: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match value {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Yaml::Integer(i),
+                None => {
+                    let f = n.as_f64().unwrap_or_default();
+                    // Keep floats recognisably floats: `1.0`, not `1`.
+                    let text = if f.fract() == 0.0 && f.abs() < 1e15 {
+                        format!("{f:.1}")
+                    } else {
+                        f.to_string()
+                    };
+                    Yaml::Real(text)
+                }
+            },
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(items) => Yaml::Array(items.iter().map(convert).collect()),
+            Value::Object(map) => {
+                let mut hash = yaml_rust2::yaml::Hash::new();
+                for (k, v) in map {
+                    hash.insert(Yaml::String(k.clone()), convert(v));
+                }
+                Yaml::Hash(hash)
+            }
+        }
+    }
+    let mut out = String::new();
+    let yaml = convert(value);
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    if emitter.dump(&yaml).is_err() {
+        return String::new();
+    }
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1018,5 +1061,20 @@ empty:
         // Tabs and compact JSON still parse; the value never depends on the YAML pass.
         let source = json_src("{\"a\":{\"b\":[1,2]},\t\"c\":\"\\u00e9\\/\"}");
         assert_eq!(source.value, json!({"a": {"b": [1, 2]}, "c": "é/"}));
+    }
+
+    #[test]
+    fn yaml_export_round_trips() {
+        let value = serde_json::json!({
+            "flags": [{"key": "a", "variants": {"on": true, "off": false}, "ratio": 1.0, "n": 15,
+                       "s": "on", "t": "true", "e": "", "q": "it's \"quoted\"", "list": [], "obj": {}}],
+            "unicode": "日本 é 🚀", "nothing": null
+        });
+        let text = to_yaml(&value);
+        let back = parse(&text, Format::Yaml)
+            .expect("exported YAML parses")
+            .value;
+        assert_eq!(back, value, "{text}");
+        assert!(text.contains("1.0"), "{text}");
     }
 }

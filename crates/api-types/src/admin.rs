@@ -1,0 +1,234 @@
+//! Admin API bodies (`/api/v1/...`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_engine::document::{RuleDef, SegmentDef, TargetDef};
+use switchyard_engine::FlagDef;
+
+/// A flag as the admin API returns it: the definition plus bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagResource {
+    /// Flag key.
+    pub key: String,
+    /// Version for optimistic concurrency (send it back in `If-Match`).
+    pub version: i64,
+    /// Archived flags are kept but not served.
+    pub archived: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// The flag definition, in the flag file format.
+    pub definition: FlagDef,
+}
+
+/// `GET /api/v1/flags` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagList {
+    /// Matching flags, by key.
+    pub flags: Vec<FlagResource>,
+}
+
+/// A segment as the admin API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentResource {
+    /// Segment name.
+    pub name: String,
+    /// Version for optimistic concurrency.
+    pub version: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// The segment definition.
+    pub definition: SegmentDef,
+}
+
+/// `GET /api/v1/segments` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentList {
+    /// All segments, by name.
+    pub segments: Vec<SegmentResource>,
+}
+
+/// An environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    /// Name (`production`).
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `POST /api/v1/environments` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnvironment {
+    /// Name of the new environment.
+    pub name: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `PUT .../environments/{env}/enabled` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnabled {
+    /// On or off.
+    pub enabled: bool,
+    /// Why (goes to the audit log).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of kill / release / archive calls: just the reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    /// Why (goes to the audit log).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `PUT .../environments/{env}/rollout` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRollout {
+    /// Percentage (0–100, step 0.001) of units that get the fallthrough.
+    pub percentage: f64,
+    /// Variant rolled out; defaults to the fallthrough's current variant, or `on`.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `PUT .../environments/{env}/targets` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTargets {
+    /// Replaces the environment's targets.
+    pub targets: Vec<TargetDef>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `PUT .../environments/{env}/rules` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRules {
+    /// Replaces the environment's rules.
+    pub rules: Vec<RuleDef>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/import` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportResult {
+    /// Flags created.
+    pub created: Vec<String>,
+    /// Flags updated.
+    pub updated: Vec<String>,
+    /// Flags left as they were (identical).
+    pub unchanged: Vec<String>,
+    /// Segments written.
+    pub segments: Vec<String>,
+}
+
+/// A token as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// Token id (the part before the secret).
+    pub id: String,
+    /// Name given at creation.
+    pub name: String,
+    /// `admin`, `editor`, `viewer` or `sdk`.
+    pub role: String,
+    /// The environment an SDK key is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// `POST /api/v1/tokens` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// A name people recognise (`checkout-service production`).
+    pub name: String,
+    /// `admin`, `editor`, `viewer` or `sdk`.
+    pub role: String,
+    /// Required for `sdk`, refused otherwise.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// `POST /api/v1/tokens` result: the only time the secret is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Environment of an SDK key.
+    pub environment: Option<String>,
+    /// The token to send as `Authorization: Bearer …` (or `X-API-Key`).
+    pub token: String,
+    /// Token id.
+    pub id: String,
+}
+
+/// `GET /api/v1/tokens` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// All tokens, revoked included.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// Increasing id (use it to page with `before`).
+    pub id: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// Token name that made the change.
+    pub actor: String,
+    /// What was done (`flag.create`, `flag.kill`, …).
+    pub action: String,
+    /// `flag`, `segment`, `environment` or `token`.
+    pub subject_kind: String,
+    /// Key or name of what changed.
+    pub subject: String,
+    /// Environment the change applies to, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// State before (`null` on create).
+    pub before: Value,
+    /// State after (`null` on delete).
+    pub after: Value,
+    /// Reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/audit` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditList {
+    /// Entries, newest first.
+    pub entries: Vec<AuditEntry>,
+}

@@ -1,0 +1,54 @@
+//! `switchyard serve`: configuration from file, environment and flags, then the server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use switchyard_server::config::{CliOverrides, LogFormat, Settings};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: SWITCHYARD_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Storage URL: sqlite://PATH or postgres://... [env: SWITCHYARD_DB] [default: sqlite://switchyard.db].
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    /// Configuration file (TOML; see config.example.toml) [env: SWITCHYARD_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Import a flag file into the store at start (repeatable) [env: SWITCHYARD_IMPORT].
+    #[arg(long, value_name = "FILE")]
+    import: Vec<PathBuf>,
+    /// Serve read-only from a flag file, reloading it when it changes (GitOps) [env: SWITCHYARD_FLAGS].
+    #[arg(long, value_name = "FILE")]
+    flags: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let env = std::env::vars().collect();
+    let cli = CliOverrides {
+        config: args.config,
+        listen: args.listen,
+        db: args.db,
+        import: args.import,
+        flags: args.flags,
+    };
+    let settings = Settings::load(&cli, &env).context("invalid configuration")?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .with_context(|| format!("invalid log filter `{}`", settings.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(switchyard_server::run(settings))?;
+    Ok(ExitCode::SUCCESS)
+}

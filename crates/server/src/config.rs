@@ -1,0 +1,586 @@
+//! Configuration: a TOML file, then `SWITCHYARD_*` environment variables, then command-line
+//! flags (later wins), turned into validated [`Settings`] before anything starts.
+//!
+//! Precedence, highest first: command-line flag → environment variable → config file →
+//! built-in default. Every key of the file, its variable and its flag:
+//!
+//! | file key | environment | flag | default |
+//! | --- | --- | --- | --- |
+//! | `listen` | `SWITCHYARD_LISTEN` | `--listen` | `127.0.0.1:8080` |
+//! | `storage.url` | `SWITCHYARD_DB` | `--db` | `sqlite://switchyard.db` |
+//! | `import` | `SWITCHYARD_IMPORT` | `--import` | none |
+//! | `flags` | `SWITCHYARD_FLAGS` | `--flags` | none (GitOps mode when set) |
+//! | `seed_examples` | `SWITCHYARD_SEED_EXAMPLES` | | `true` |
+//! | `sync_interval_ms` | `SWITCHYARD_SYNC_INTERVAL_MS` | | `1000` |
+//! | `ofrep.rate_limit_per_second` | `SWITCHYARD_RATE_LIMIT` | | `0` (off) |
+//! | `ofrep.rate_limit_burst` | | | twice the rate |
+//! | `ofrep.cors_allowed_origins` | `SWITCHYARD_CORS_ORIGINS` (comma-separated) | | `["*"]` |
+//! | `log.format` | `SWITCHYARD_LOG_FORMAT` | | `text` |
+//! | `log.level` | `SWITCHYARD_LOG` | | `info` |
+//! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration file, as written (`config.example.toml` documents every key).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Storage settings.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Flag file(s) to import into the store at start.
+    #[serde(default)]
+    pub import: Vec<PathBuf>,
+    /// Serve read-only from this flag file, reloading it when it changes (GitOps mode).
+    pub flags: Option<PathBuf>,
+    /// Load the example flags on first start.
+    pub seed_examples: Option<bool>,
+    /// How often to check the store for changes made by other replicas, in milliseconds.
+    pub sync_interval_ms: Option<u64>,
+    /// OFREP settings.
+    #[serde(default)]
+    pub ofrep: OfrepConfig,
+    /// Logging settings.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://path` or `postgres://...`.
+    pub url: Option<String>,
+}
+
+/// `[ofrep]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfrepConfig {
+    /// Requests per second allowed per SDK key; 0 disables rate limiting.
+    pub rate_limit_per_second: Option<u32>,
+    /// Burst size per SDK key.
+    pub rate_limit_burst: Option<u32>,
+    /// Origins allowed by CORS; `*` allows any.
+    pub cors_allowed_origins: Option<Vec<String>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A tracing filter (`info`, `switchyard_server=debug`).
+    pub level: Option<String>,
+}
+
+/// Values given on the command line (highest precedence).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CliOverrides {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// `--db URL`.
+    pub db: Option<String>,
+    /// `--import FILE` (repeatable).
+    pub import: Vec<PathBuf>,
+    /// `--flags FILE`.
+    pub flags: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where flags come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagSource {
+    /// The store; changed through the admin API.
+    Store,
+    /// A file, read-only, reloaded on change (GitOps).
+    File(PathBuf),
+}
+
+/// Validated settings: everything the server needs, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Storage URL.
+    pub storage_url: String,
+    /// Files imported at start.
+    pub import: Vec<PathBuf>,
+    /// Where flags come from.
+    pub flag_source: FlagSource,
+    /// Load example flags on first start.
+    pub seed_examples: bool,
+    /// Change polling interval.
+    pub sync_interval_ms: u64,
+    /// Per-key OFREP rate limit, requests per second (`None` = off).
+    pub rate_limit: Option<(u32, u32)>,
+    /// CORS origins (`None` = any).
+    pub cors_origins: Option<Vec<String>>,
+    /// Bootstrap admin token, from the environment.
+    pub admin_token: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+}
+
+/// A configuration problem, naming the setting and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause, with line and column.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A setting has an invalid value.
+    #[error("invalid {setting} `{value}` (from {origin}): {reason}")]
+    Invalid {
+        /// Setting name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// Where it came from: the flag, variable or file.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default storage URL: one SQLite file in the working directory.
+pub const DEFAULT_STORAGE_URL: &str = "sqlite://switchyard.db";
+
+impl Settings {
+    /// Builds settings from the command line, the environment (passed in, so tests need no
+    /// global state) and the config file named by either.
+    pub fn load(
+        cli: &CliOverrides,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let config_path = cli
+            .config
+            .clone()
+            .or_else(|| env.get("SWITCHYARD_CONFIG").map(PathBuf::from));
+        let (file, file_origin) = match &config_path {
+            Some(path) => (
+                read_config(path)?,
+                format!("config file {}", path.display()),
+            ),
+            None => (ServerConfig::default(), "config file".to_owned()),
+        };
+        Self::resolve(cli, env, &file, &file_origin)
+    }
+
+    fn resolve(
+        cli: &CliOverrides,
+        env: &HashMap<String, String>,
+        file: &ServerConfig,
+        file_origin: &str,
+    ) -> Result<Settings, ConfigError> {
+        // (value, origin) for a setting: flag, then variable, then file.
+        fn pick(
+            flag: Option<&String>,
+            flag_name: &str,
+            env: &HashMap<String, String>,
+            var: &str,
+            file: Option<&String>,
+            file_key: &str,
+            file_origin: &str,
+        ) -> Option<(String, String)> {
+            flag.map(|v| (v.clone(), flag_name.to_owned()))
+                .or_else(|| env.get(var).map(|v| (v.clone(), format!("${var}"))))
+                .or_else(|| file.map(|v| (v.clone(), format!("`{file_key}` in {file_origin}"))))
+        }
+        let invalid = |setting: &'static str, (value, origin): (String, String), reason: String| {
+            ConfigError::Invalid {
+                setting,
+                value,
+                origin,
+                reason,
+            }
+        };
+
+        let listen_src = pick(
+            cli.listen.as_ref(),
+            "--listen",
+            env,
+            "SWITCHYARD_LISTEN",
+            file.listen.as_ref(),
+            "listen",
+            file_origin,
+        )
+        .unwrap_or_else(|| (DEFAULT_LISTEN.to_owned(), "default".to_owned()));
+        let listen = listen_src.0.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "listen address",
+                listen_src.clone(),
+                format!("{e}; expected HOST:PORT such as 127.0.0.1:8080"),
+            )
+        })?;
+
+        let storage_src = pick(
+            cli.db.as_ref(),
+            "--db",
+            env,
+            "SWITCHYARD_DB",
+            file.storage.url.as_ref(),
+            "storage.url",
+            file_origin,
+        )
+        .unwrap_or_else(|| (DEFAULT_STORAGE_URL.to_owned(), "default".to_owned()));
+        let scheme_ok = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| storage_src.0.starts_with(p));
+        if !scheme_ok {
+            return Err(invalid(
+                "storage URL",
+                (redact(&storage_src.0), storage_src.1),
+                "expected sqlite://PATH or postgres://USER@HOST/DB".to_owned(),
+            ));
+        }
+
+        let mut import: Vec<PathBuf> = if !cli.import.is_empty() {
+            cli.import.clone()
+        } else if let Some(v) = env.get("SWITCHYARD_IMPORT") {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        } else {
+            file.import.clone()
+        };
+        import.retain(|p| !p.as_os_str().is_empty());
+        for path in &import {
+            check_file("import file", path)?;
+        }
+
+        let flags = cli
+            .flags
+            .clone()
+            .or_else(|| env.get("SWITCHYARD_FLAGS").map(PathBuf::from))
+            .or_else(|| file.flags.clone());
+        let flag_source = match flags {
+            Some(path) => {
+                check_file("flags file", &path)?;
+                if !import.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        setting: "flags file",
+                        value: path.display().to_string(),
+                        origin: "--flags / $SWITCHYARD_FLAGS / `flags`".to_owned(),
+                        reason: "serving read-only from a file cannot be combined with --import"
+                            .to_owned(),
+                    });
+                }
+                FlagSource::File(path)
+            }
+            None => FlagSource::Store,
+        };
+
+        let bool_setting =
+            |var: &str, from_file: Option<bool>, default: bool| -> Result<bool, ConfigError> {
+                match env.get(var) {
+                    Some(v) => match v.as_str() {
+                        "1" | "true" | "yes" | "on" => Ok(true),
+                        "0" | "false" | "no" | "off" => Ok(false),
+                        _ => Err(ConfigError::Invalid {
+                            setting: "boolean",
+                            value: v.clone(),
+                            origin: format!("${var}"),
+                            reason: "expected true or false".to_owned(),
+                        }),
+                    },
+                    None => Ok(from_file.unwrap_or(default)),
+                }
+            };
+        let seed_examples = bool_setting("SWITCHYARD_SEED_EXAMPLES", file.seed_examples, true)?;
+
+        let number = |var: &str, from_file: Option<u64>| -> Result<Option<u64>, ConfigError> {
+            match env.get(var) {
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|e| ConfigError::Invalid {
+                        setting: "number",
+                        value: v.clone(),
+                        origin: format!("${var}"),
+                        reason: e.to_string(),
+                    }),
+                None => Ok(from_file),
+            }
+        };
+        let sync_interval_ms =
+            number("SWITCHYARD_SYNC_INTERVAL_MS", file.sync_interval_ms)?.unwrap_or(1000);
+        if !(10..=3_600_000).contains(&sync_interval_ms) {
+            return Err(ConfigError::Invalid {
+                setting: "sync interval",
+                value: sync_interval_ms.to_string(),
+                origin: "$SWITCHYARD_SYNC_INTERVAL_MS / `sync_interval_ms`".to_owned(),
+                reason: "must be between 10 and 3600000 milliseconds".to_owned(),
+            });
+        }
+        let rate = number(
+            "SWITCHYARD_RATE_LIMIT",
+            file.ofrep.rate_limit_per_second.map(u64::from),
+        )?
+        .unwrap_or(0);
+        let rate = u32::try_from(rate).map_err(|_| ConfigError::Invalid {
+            setting: "rate limit",
+            value: rate.to_string(),
+            origin: "$SWITCHYARD_RATE_LIMIT / `ofrep.rate_limit_per_second`".to_owned(),
+            reason: "too large".to_owned(),
+        })?;
+        let rate_limit = (rate > 0).then(|| {
+            (
+                rate,
+                file.ofrep
+                    .rate_limit_burst
+                    .unwrap_or(rate.saturating_mul(2))
+                    .max(1),
+            )
+        });
+
+        let origins = env
+            .get("SWITCHYARD_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .or_else(|| file.ofrep.cors_allowed_origins.clone())
+            .unwrap_or_else(|| vec!["*".to_owned()]);
+        let cors_origins = if origins.iter().any(|o| o == "*") {
+            None
+        } else {
+            Some(origins)
+        };
+
+        let log_format = match env
+            .get("SWITCHYARD_LOG_FORMAT")
+            .map(|v| (v.clone(), "$SWITCHYARD_LOG_FORMAT".to_owned()))
+            .or_else(|| {
+                file.log
+                    .format
+                    .clone()
+                    .map(|v| (v, format!("`log.format` in {file_origin}")))
+            }) {
+            None => LogFormat::Text,
+            Some((v, _)) if v == "text" => LogFormat::Text,
+            Some((v, _)) if v == "json" => LogFormat::Json,
+            Some(src) => {
+                return Err(invalid(
+                    "log format",
+                    src,
+                    "expected `text` or `json`".to_owned(),
+                ))
+            }
+        };
+        let log_level = env
+            .get("SWITCHYARD_LOG")
+            .cloned()
+            .or_else(|| file.log.level.clone())
+            .unwrap_or_else(|| "info".to_owned());
+
+        let admin_token = env
+            .get("SWITCHYARD_ADMIN_TOKEN")
+            .cloned()
+            .filter(|t| !t.is_empty());
+        if let Some(token) = &admin_token {
+            if token.len() < 16 {
+                return Err(ConfigError::Invalid {
+                    setting: "admin token",
+                    value: "(hidden)".to_owned(),
+                    origin: "$SWITCHYARD_ADMIN_TOKEN".to_owned(),
+                    reason: "must be at least 16 characters".to_owned(),
+                });
+            }
+        }
+
+        Ok(Settings {
+            listen,
+            storage_url: storage_src.0,
+            import,
+            flag_source,
+            seed_examples,
+            sync_interval_ms,
+            rate_limit,
+            cors_origins,
+            admin_token,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+fn read_config(path: &Path) -> Result<ServerConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn check_file(setting: &'static str, path: &Path) -> Result<(), ConfigError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            setting,
+            value: path.display().to_string(),
+            origin: "settings".to_owned(),
+            reason: "no such file".to_owned(),
+        })
+    }
+}
+
+/// Hides the password of a URL for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = Settings::load(&CliOverrides::default(), &HashMap::new()).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.storage_url, DEFAULT_STORAGE_URL);
+        assert_eq!(s.flag_source, FlagSource::Store);
+        assert!(s.seed_examples);
+        assert_eq!(s.rate_limit, None);
+        assert_eq!(s.cors_origins, None);
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let file = ServerConfig {
+            listen: Some("127.0.0.1:1".into()),
+            storage: StorageConfig {
+                url: Some("sqlite://file.db".into()),
+            },
+            ..ServerConfig::default()
+        };
+        let e = env(&[("SWITCHYARD_LISTEN", "127.0.0.1:2")]);
+        let cli = CliOverrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..CliOverrides::default()
+        };
+        let s = Settings::resolve(&cli, &e, &file, "config file x").unwrap();
+        assert_eq!(s.listen.port(), 3);
+        assert_eq!(s.storage_url, "sqlite://file.db");
+        let s = Settings::resolve(&CliOverrides::default(), &e, &file, "x").unwrap();
+        assert_eq!(s.listen.port(), 2);
+        let s = Settings::resolve(&CliOverrides::default(), &HashMap::new(), &file, "x").unwrap();
+        assert_eq!(s.listen.port(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_its_origin() {
+        let err = Settings::load(
+            &CliOverrides::default(),
+            &env(&[("SWITCHYARD_LISTEN", "localhost")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("invalid listen address `localhost` (from $SWITCHYARD_LISTEN)"),
+            "{err}"
+        );
+        let err = Settings::load(
+            &CliOverrides {
+                db: Some("mysql://u:secret@h/db".into()),
+                ..CliOverrides::default()
+            },
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("mysql://u:***@h/db") && err.contains("--db"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../../config.example.toml");
+        let config: ServerConfig = toml::from_str(text).expect("config.example.toml is valid");
+        let s = Settings::resolve(
+            &CliOverrides::default(),
+            &HashMap::new(),
+            &config,
+            "example",
+        )
+        .unwrap();
+        assert_eq!(s.rate_limit, Some((1000, 2000)));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let err = toml::from_str::<ServerConfig>("listen = \"127.0.0.1:1\"\nlisten_port = 3\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `listen_port`"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The admin API's errors: a closed set of codes, mapped to HTTP status and the one JSON body
+//! shape (`{"error": {"code", "message", "details"}}`) in exactly one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+use switchyard_api_types::{ErrorBody, ErrorInfo, FieldProblem};
+use switchyard_engine::Diagnostic;
+use switchyard_storage::StoreError;
+
+/// What kind of failure; each maps to one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No or bad credentials (401).
+    Unauthorized,
+    /// The token's role may not do this (403).
+    Forbidden,
+    /// No such resource (404).
+    NotFound,
+    /// Stale version or already exists (409).
+    Conflict,
+    /// The server serves flags read-only from a file (409).
+    ReadOnly,
+    /// The body or query is malformed (400).
+    BadRequest,
+    /// The definition is invalid; `details` lists every problem (422).
+    ValidationFailed,
+    /// Too many requests (429).
+    RateLimited,
+    /// The store is unreachable (503).
+    Unavailable,
+    /// Anything else; details are logged, not returned (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::ReadOnly => StatusCode::CONFLICT,
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `code` string in the body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::ReadOnly => "read_only",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// An admin API error.
+#[derive(Debug)]
+pub struct ApiError {
+    /// Kind.
+    pub code: ErrorCode,
+    /// Message for the client.
+    pub message: String,
+    /// Structured details for the client.
+    pub details: Value,
+    /// Internal cause: logged, never returned.
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Value::Null,
+            source: None,
+        }
+    }
+
+    /// With structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// 404 for a named thing.
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} was not found"))
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// 500 with a logged cause.
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: "internal error; see the server log".to_owned(),
+            details: Value::Null,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// 422 listing every diagnostic.
+    pub fn validation(diagnostics: &[Diagnostic]) -> Self {
+        let problems: Vec<FieldProblem> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| FieldProblem {
+                path: if d.path.is_root() {
+                    String::new()
+                } else {
+                    d.path.to_string()
+                },
+                flag: d.flag.clone(),
+                line: d.line,
+                message: d.message.clone(),
+            })
+            .collect();
+        let summary = match problems.as_slice() {
+            [one] if one.path.is_empty() => one.message.clone(),
+            [one] => format!("{}: {}", one.path, one.message),
+            many => format!("{} problems; see details", many.len()),
+        };
+        Self::new(ErrorCode::ValidationFailed, summary)
+            .with_details(serde_json::json!({ "problems": problems }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match &err {
+            StoreError::Conflict { subject, expected, actual } => ApiError::new(
+                ErrorCode::Conflict,
+                match (expected, actual) {
+                    (_, None) => format!("{subject} does not exist"),
+                    (None, Some(_)) => format!("{subject} already exists"),
+                    (Some(e), Some(a)) => format!(
+                        "{subject} is at version {a}, not {e}: it changed since you read it; fetch it again and retry"
+                    ),
+                },
+            )
+            .with_details(serde_json::json!({ "expectedVersion": expected, "currentVersion": actual })),
+            StoreError::NotFound { subject } => ApiError::not_found(subject),
+            StoreError::Connect { .. } => Self {
+                code: ErrorCode::Unavailable,
+                message: "the store is unavailable".to_owned(),
+                details: Value::Null,
+                source: Some(Box::new(err)),
+            },
+            _ => ApiError::internal(err),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            tracing::error!(code = self.code.as_str(), error = %source, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorInfo {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+                details: self.details,
+            },
+        };
+        (self.code.status(), Json(body)).into_response()
+    }
+}
+
+/// Result of an admin handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,343 @@
+//! OFREP: `POST /ofrep/v1/evaluate/flags/{key}` and `POST /ofrep/v1/evaluate/flags`, as in
+//! `shared/specs/ofrep-openapi.yaml`, with the behaviour the real OpenFeature clients need:
+//! JSON content type on every response, `variant` and a standard reason always, floats kept
+//! floats, `key`/`errorCode`/`errorDetails` on every error body, strong ETag and 304 on bulk,
+//! 429 with `Retry-After`. Evaluation reads the in-memory snapshot only; no database access.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use switchyard_engine::{Context, ErrorCode, Evaluation};
+
+use crate::auth::{presented, Principal, Role};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Success<'a> {
+    key: &'a str,
+    value: &'a Value,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failure<'a> {
+    key: &'a str,
+    error_code: &'static str,
+    error_details: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Success(Success<'a>),
+    Failure(Failure<'a>),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bulk<'a> {
+    flags: Vec<Item<'a>>,
+    metadata: &'a Map<String, Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkFailure<'a> {
+    error_code: &'static str,
+    error_details: &'a str,
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn failure(status: StatusCode, key: &str, code: &'static str, details: &str) -> Response {
+    json(
+        status,
+        to_vec(&Failure {
+            key,
+            error_code: code,
+            error_details: details,
+            metadata: None,
+        }),
+    )
+}
+
+/// Authenticates an SDK key and applies the rate limit; errors are OFREP-shaped.
+fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Principal, Response> {
+    let tokens = state.tokens.load();
+    let Some(token) = presented(headers) else {
+        return Err(failure(
+            StatusCode::UNAUTHORIZED,
+            key,
+            "GENERAL",
+            "missing SDK key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+        ));
+    };
+    let Some(principal) = tokens.verify(token) else {
+        return Err(failure(
+            StatusCode::UNAUTHORIZED,
+            key,
+            "GENERAL",
+            "invalid or revoked SDK key",
+        ));
+    };
+    if principal.role != Role::Sdk || principal.environment.is_none() {
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            key,
+            "GENERAL",
+            "OFREP needs an SDK key (role sdk), which selects the environment",
+        ));
+    }
+    if let Some(limiter) = &state.limiter {
+        if let Err(not_until) = limiter.check_key(&principal.id) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                key,
+                "GENERAL",
+                "rate limit exceeded",
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(response);
+        }
+    }
+    Ok(principal.clone())
+}
+
+/// Parses the request body into a context; `Err` carries the OFREP error code and details.
+fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::new());
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        (
+            "PARSE_ERROR",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(mut top) = value else {
+        return Err((
+            "PARSE_ERROR",
+            "the request body must be a JSON object `{\"context\": {...}}`".to_owned(),
+        ));
+    };
+    match top.remove("context") {
+        None | Some(Value::Null) => Ok(Context::new()),
+        Some(ctx) => Context::from_value(ctx).map_err(|e| ("INVALID_CONTEXT", e.to_string())),
+    }
+}
+
+fn record(state: &AppState, key: &str, eval: &Evaluation<'_>) {
+    state
+        .metrics
+        .evaluations
+        .with_label_values(&[key, eval.variant.unwrap_or(""), eval.reason.as_str()])
+        .inc();
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`.
+pub async fn evaluate_flag(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match sdk_principal(&state, &headers, &key) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let ctx = match parse_context(&body) {
+        Ok(ctx) => ctx,
+        Err((code, details)) => return failure(StatusCode::BAD_REQUEST, &key, code, &details),
+    };
+    let snapshot = state.snapshot.load();
+    let env = principal.environment.as_deref().unwrap_or_default();
+    let evaluator = snapshot
+        .ruleset
+        .evaluator(env, time::OffsetDateTime::now_utc());
+    let eval = evaluator.evaluate(&key, &ctx);
+    record(&state, &key, &eval);
+    let metadata = snapshot.metadata.get(&key);
+    match &eval.error {
+        None => json(
+            StatusCode::OK,
+            to_vec(&Success {
+                key: &key,
+                value: eval.value,
+                reason: eval.reason.as_str(),
+                variant: eval.variant,
+                metadata,
+            }),
+        ),
+        Some(err) => {
+            let status = match err.code {
+                ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
+                ErrorCode::General => StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::TypeMismatch
+                | ErrorCode::ParseError
+                | ErrorCode::TargetingKeyMissing
+                | ErrorCode::InvalidContext => StatusCode::BAD_REQUEST,
+            };
+            json(
+                status,
+                to_vec(&Failure {
+                    key: &key,
+                    error_code: err.code.as_str(),
+                    error_details: &err.message,
+                    metadata,
+                }),
+            )
+        }
+    }
+}
+
+/// `POST /ofrep/v1/evaluate/flags` (bulk, strong ETag, 304 on `If-None-Match`).
+pub async fn evaluate_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let principal = match sdk_principal(&state, &headers, "") {
+        Ok(p) => p,
+        Err(response) => return strip_key(response),
+    };
+    let ctx = match parse_context(&body) {
+        Ok(ctx) => ctx,
+        Err((code, details)) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                to_vec(&BulkFailure {
+                    error_code: code,
+                    error_details: &details,
+                }),
+            )
+        }
+    };
+    let snapshot = state.snapshot.load();
+    let env = principal.environment.as_deref().unwrap_or_default();
+    let evaluator = snapshot
+        .ruleset
+        .evaluator(env, time::OffsetDateTime::now_utc());
+    let evals: Vec<(&str, Evaluation<'_>)> = evaluator.evaluate_all(&ctx).collect();
+    let flags = evals
+        .iter()
+        .map(|(key, eval)| {
+            record(&state, key, eval);
+            let metadata = snapshot.metadata.get(*key);
+            match &eval.error {
+                None => Item::Success(Success {
+                    key,
+                    value: eval.value,
+                    reason: eval.reason.as_str(),
+                    variant: eval.variant,
+                    metadata,
+                }),
+                Some(err) => Item::Failure(Failure {
+                    key,
+                    error_code: err.code.as_str(),
+                    error_details: &err.message,
+                    metadata,
+                }),
+            }
+        })
+        .collect();
+    let body = to_vec(&Bulk {
+        flags,
+        metadata: &snapshot.set_metadata,
+    });
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json(StatusCode::OK, body)
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// Bulk failures carry no flag key: rewrite `{key, errorCode, errorDetails}` bodies.
+fn strip_key(response: Response) -> Response {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let details = match status {
+        StatusCode::UNAUTHORIZED => "missing, invalid or revoked SDK key",
+        StatusCode::FORBIDDEN => "OFREP needs an SDK key (role sdk), which selects the environment",
+        StatusCode::TOO_MANY_REQUESTS => "rate limit exceeded",
+        _ => "request refused",
+    };
+    let mut out = json(
+        status,
+        to_vec(&BulkFailure {
+            error_code: "GENERAL",
+            error_details: details,
+        }),
+    );
+    if let Some(retry) = headers.get(header::RETRY_AFTER) {
+        out.headers_mut().insert(header::RETRY_AFTER, retry.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_parsing() {
+        assert!(parse_context(b"").is_ok());
+        assert!(parse_context(b"{}").is_ok());
+        assert!(parse_context(br#"{"context": null}"#).is_ok());
+        assert_eq!(
+            parse_context(br#"{"context": {"targetingKey": "u"}}"#)
+                .unwrap()
+                .targeting_key(),
+            Some("u")
+        );
+        assert_eq!(parse_context(b"{").unwrap_err().0, "PARSE_ERROR");
+        assert_eq!(parse_context(b"[]").unwrap_err().0, "PARSE_ERROR");
+        assert_eq!(
+            parse_context(br#"{"context": 5}"#).unwrap_err().0,
+            "INVALID_CONTEXT"
+        );
+        assert_eq!(
+            parse_context(br#"{"context": {"targetingKey": 5}}"#)
+                .unwrap_err()
+                .0,
+            "INVALID_CONTEXT"
+        );
+    }
+}
