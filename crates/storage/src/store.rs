@@ -589,3 +589,33 @@ mod tests {
     }
 }
 
+
+/// Every operation's future is `Send`, so servers can run them on any task (this is a compile
+/// check: a `Send` regression fails to build the crate's tests).
+#[cfg(test)]
+#[allow(dead_code, clippy::let_underscore_future)]
+fn futures_are_send(store: &Store, write: &Write, info: &AuditInfo, query: &AuditQuery, token: &NewToken) {
+    fn send<T: Send>(_: T) {}
+    send(Store::connect("sqlite::memory:"));
+    send(store.ping());
+    send(store.close());
+    send(store.revision());
+    send(store.list_environments());
+    send(store.create_environment("e", info));
+    send(store.list_flags());
+    send(store.get_flag("k"));
+    send(store.write_flag(write));
+    send(store.write_flags(std::slice::from_ref(write)));
+    send(store.list_segments());
+    send(store.get_segment("k"));
+    send(store.write_segment(write));
+    send(store.write_document(std::slice::from_ref(write), std::slice::from_ref(write)));
+    send(store.audit(query));
+    send(store.create_token(token, info));
+    send(store.list_tokens());
+    send(store.find_token("t"));
+    send(store.revoke_token("t", info));
+    send(store.count_active_tokens(Some("r")));
+    send(store.get_meta("k"));
+    send(store.set_meta("k", "v"));
+}

@@ -1,0 +1,685 @@
+//! Admin API: auth and roles, flag lifecycle, optimistic concurrency, validation, audit,
+//! per-environment operations, segments, tokens, import/export, seed, OpenAPI coverage.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::{TestServer, ADMIN};
+
+const FLAG: &str = r#"{"key": "new-search", "tags": ["search"], "rules": [{"id": "staff", "conditions": [{"attribute": "email", "operator": "ends_with", "value": "@acme.io"}], "variant": "on"}], "reason": "ticket SEARCH-1"}"#;
+
+#[tokio::test]
+async fn requests_need_a_token_with_the_right_role() {
+    let s = TestServer::start().await;
+    let r = s.call(Method::GET, "/api/v1/flags", None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.error_code(), "unauthorized");
+    let r = s
+        .call(
+            Method::GET,
+            "/api/v1/flags",
+            Some("sy_0123456789abcdef_nope"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let viewer = s.token("viewer", None).await;
+    assert_eq!(
+        s.call(Method::GET, "/api/v1/flags", Some(&viewer), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/flags",
+            Some(&viewer),
+            Some(FLAG),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.error_code(), "forbidden");
+
+    let editor = s.token("editor", None).await;
+    assert_eq!(
+        s.call(
+            Method::POST,
+            "/api/v1/flags",
+            Some(&editor),
+            Some(FLAG),
+            &[]
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.call(Method::GET, "/api/v1/tokens", Some(&editor), None, &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    let sdk = s.token("sdk", Some("production")).await;
+    assert_eq!(
+        s.call(Method::GET, "/api/v1/flags", Some(&sdk), None, &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // X-API-Key works as well as Bearer.
+    let r = s
+        .call(
+            Method::GET,
+            "/api/v1/flags",
+            None,
+            None,
+            &[("x-api-key", ADMIN)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn flag_lifecycle_with_optimistic_concurrency_and_audit() {
+    let s = TestServer::start().await;
+    let r = s.admin(Method::POST, "/api/v1/flags", Some(FLAG)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    assert_eq!(r.header("location"), Some("/api/v1/flags/new-search"));
+    assert_eq!(r.json["version"], 1);
+    assert_eq!(r.json["definition"]["rules"][0]["id"], "staff");
+
+    let dup = s.admin(Method::POST, "/api/v1/flags", Some(FLAG)).await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+
+    let update = r#"{"key": "new-search", "tags": ["search", "beta"], "fallthrough": {"percentage": 10, "variant": "on"}}"#;
+    let ok = s
+        .call(
+            Method::PUT,
+            "/api/v1/flags/new-search",
+            Some(ADMIN),
+            Some(update),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(ok.json["version"], 2);
+
+    // A stale write gets 409 and changes nothing.
+    let audit_before = s
+        .admin(Method::GET, "/api/v1/audit?flag=new-search", None)
+        .await
+        .json["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    let stale = s
+        .call(
+            Method::PUT,
+            "/api/v1/flags/new-search",
+            Some(ADMIN),
+            Some(FLAG),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.error_code(), "conflict");
+    assert_eq!(stale.json["error"]["details"]["currentVersion"], 2);
+    let now = s.admin(Method::GET, "/api/v1/flags/new-search", None).await;
+    assert_eq!(now.json["version"], 2);
+    assert_eq!(now.json["definition"]["tags"], json!(["search", "beta"]));
+    let audit_after = s
+        .admin(Method::GET, "/api/v1/audit?flag=new-search", None)
+        .await
+        .json["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(audit_before, audit_after);
+
+    // Audit: newest first, actor, reason, before/after.
+    let audit = s
+        .admin(Method::GET, "/api/v1/audit?flag=new-search", None)
+        .await
+        .json;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["action"], "flag.create");
+    assert_eq!(entries[1]["actor"], "bootstrap-admin");
+    assert_eq!(entries[1]["reason"], "ticket SEARCH-1");
+    assert_eq!(entries[1]["before"], serde_json::Value::Null);
+    assert_eq!(entries[0]["action"], "flag.update");
+    assert_eq!(entries[0]["before"]["tags"], json!(["search"]));
+    assert_eq!(entries[0]["after"]["tags"], json!(["search", "beta"]));
+
+    // Filters.
+    let list = s
+        .admin(Method::GET, "/api/v1/flags?tag=beta", None)
+        .await
+        .json;
+    assert_eq!(list["flags"].as_array().unwrap().len(), 1);
+    let list = s
+        .admin(Method::GET, "/api/v1/flags?tag=nothing", None)
+        .await
+        .json;
+    assert_eq!(list["flags"].as_array().unwrap().len(), 0);
+    let bad = s
+        .admin(Method::GET, "/api/v1/flags?state=sleepy", None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Archive, then it is listed as archived and not served.
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/flags/new-search/archive",
+            Some(r#"{"reason": "done"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["archived"], true);
+    let archived = s
+        .admin(Method::GET, "/api/v1/flags?state=archived", None)
+        .await
+        .json;
+    assert_eq!(archived["flags"][0]["key"], "new-search");
+    let sdk = s.token("sdk", Some("production")).await;
+    assert_eq!(
+        s.ofrep("new-search", &sdk, "{}").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let del = s
+        .admin(Method::DELETE, "/api/v1/flags/new-search", None)
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    let gone = s.admin(Method::GET, "/api/v1/flags/new-search", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.error_code(), "not_found");
+}
+
+#[tokio::test]
+async fn invalid_definitions_are_rejected_with_every_problem() {
+    let s = TestServer::start().await;
+    let body = r#"{"key": "bad", "rules": [{"conditions": [{"attribute": "x", "operator": "regex", "value": "("}], "variant": "maybe"}], "fallthrough": {"split": {"on": 60, "off": 30}}}"#;
+    let r = s.admin(Method::POST, "/api/v1/flags", Some(body)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.error_code(), "validation_failed");
+    let problems = r.json["error"]["details"]["problems"].as_array().unwrap();
+    let paths: Vec<&str> = problems
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "rules[0].conditions[0].value",
+            "rules[0].variant",
+            "fallthrough.split"
+        ],
+        "{}",
+        r.text
+    );
+
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/flags",
+            Some(r#"{"key": "typo", "enabeld": true}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json["error"]["details"]["problems"][0]["path"], "enabeld");
+
+    // Cross-flag checks: a prerequisite must exist, and a required flag cannot be deleted.
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/flags",
+            Some(r#"{"key": "child", "prerequisites": [{"flag": "parent", "variant": "on"}]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text.contains("unknown prerequisite flag `parent`"),
+        "{}",
+        r.text
+    );
+    s.admin(Method::POST, "/api/v1/flags", Some(r#"{"key": "parent"}"#))
+        .await;
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/flags",
+            Some(r#"{"key": "child", "prerequisites": [{"flag": "parent", "variant": "on"}]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = s.admin(Method::DELETE, "/api/v1/flags/parent", None).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(
+        s.admin(Method::GET, "/api/v1/flags/parent", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let r = s
+        .admin(Method::POST, "/api/v1/flags", Some("not json"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "bad_request");
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/parent",
+            Some(r#"{"key": "other"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn environment_operations_take_effect_at_once() {
+    let s = TestServer::start().await;
+    s.admin(Method::POST, "/api/v1/flags", Some(r#"{"key": "beta-ui"}"#))
+        .await;
+    let sdk = s.token("sdk", Some("production")).await;
+    let ctx = r#"{"targetingKey": "user-1"}"#;
+    assert_eq!(s.ofrep("beta-ui", &sdk, ctx).await.json["value"], true);
+
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/beta-ui/environments/production/enabled",
+            Some(r#"{"enabled": false, "reason": "not yet"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = s.ofrep("beta-ui", &sdk, ctx).await.json;
+    assert_eq!(
+        (e["value"].clone(), e["reason"].clone()),
+        (json!(false), json!("DISABLED"))
+    );
+    // Other environments are untouched.
+    let dev = s.token("sdk", Some("development")).await;
+    assert_eq!(s.ofrep("beta-ui", &dev, ctx).await.json["value"], true);
+
+    s.admin(
+        Method::PUT,
+        "/api/v1/flags/beta-ui/environments/production/enabled",
+        Some(r#"{"enabled": true}"#),
+    )
+    .await;
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/flags/beta-ui/environments/production/kill",
+            Some(r#"{"reason": "incident 42"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        s.ofrep("beta-ui", &sdk, ctx).await.json["reason"],
+        "DISABLED"
+    );
+    s.admin(
+        Method::DELETE,
+        "/api/v1/flags/beta-ui/environments/production/kill",
+        None,
+    )
+    .await;
+    assert_eq!(s.ofrep("beta-ui", &sdk, ctx).await.json["value"], true);
+
+    // The global kill switch wins over every environment.
+    s.admin(Method::POST, "/api/v1/flags/beta-ui/kill", None)
+        .await;
+    assert_eq!(s.ofrep("beta-ui", &dev, ctx).await.json["value"], false);
+    s.admin(Method::DELETE, "/api/v1/flags/beta-ui/kill", None)
+        .await;
+
+    // Rollout to 10 %: about a tenth of users, stable per user.
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/beta-ui/environments/production/rollout",
+            Some(r#"{"percentage": 10}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let mut on = 0;
+    for i in 0..400 {
+        if s.ofrep(
+            "beta-ui",
+            &sdk,
+            &format!(r#"{{"targetingKey": "user-{i}"}}"#),
+        )
+        .await
+        .json["value"]
+            == true
+        {
+            on += 1;
+        }
+    }
+    assert!((20..=65).contains(&on), "10 % of 400 ≈ 40, got {on}");
+
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/beta-ui/environments/production/targets",
+            Some(r#"{"targets": [{"variant": "on", "values": ["vip"]}]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = s
+        .ofrep("beta-ui", &sdk, r#"{"targetingKey": "vip"}"#)
+        .await
+        .json;
+    assert_eq!(
+        (e["value"].clone(), e["reason"].clone()),
+        (json!(true), json!("TARGETING_MATCH"))
+    );
+
+    let r = s.admin(Method::PUT, "/api/v1/flags/beta-ui/environments/production/rules", Some(r#"{"rules": [{"id": "pro", "conditions": [{"attribute": "plan", "operator": "equals", "value": "pro"}], "variant": "on"}]}"#)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = s
+        .ofrep(
+            "beta-ui",
+            &sdk,
+            r#"{"targetingKey": "user-3", "plan": "pro"}"#,
+        )
+        .await
+        .json;
+    assert_eq!(e["reason"], "TARGETING_MATCH");
+
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/beta-ui/environments/nowhere/enabled",
+            Some(r#"{"enabled": true}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("environment `nowhere`"));
+
+    let audit = s
+        .admin(Method::GET, "/api/v1/audit?flag=beta-ui&limit=100", None)
+        .await
+        .json;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "flag.create",
+        "flag.disable",
+        "flag.enable",
+        "flag.kill",
+        "flag.release",
+        "flag.rollout",
+        "flag.targets",
+        "flag.rules",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let kill = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "flag.kill" && e["environment"] == "production")
+        .unwrap();
+    assert_eq!(kill["reason"], "incident 42");
+
+    let metrics = s.call(Method::GET, "/metrics", None, None, &[]).await.text;
+    assert!(
+        metrics.contains(
+            r#"switchyard_kill_switch_activations_total{environment="production",flag="beta-ui"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchyard_flag_changes_total{action=\"flag.rollout\"} 1"));
+    assert!(metrics.contains("switchyard_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn segments_tokens_and_environments() {
+    let s = TestServer::start().await;
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/segments/beta",
+            Some(r#"{"included": ["u1", "u2"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.admin(Method::POST, "/api/v1/flags", Some(r#"{"key": "f", "rules": [{"conditions": [{"operator": "in_segment", "value": "beta"}], "variant": "on"}]}"#)).await;
+    let sdk = s.token("sdk", Some("staging")).await;
+    assert_eq!(
+        s.ofrep("f", &sdk, r#"{"targetingKey": "u2"}"#).await.json["value"],
+        true
+    );
+    assert_eq!(
+        s.ofrep("f", &sdk, r#"{"targetingKey": "u3"}"#).await.json["value"],
+        false
+    );
+    // A segment in use cannot be deleted.
+    let r = s.admin(Method::DELETE, "/api/v1/segments/beta", None).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+    let envs = s
+        .admin(Method::GET, "/api/v1/environments", None)
+        .await
+        .json;
+    let names: Vec<&str> = envs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for e in ["development", "staging", "production"] {
+        assert!(names.contains(&e));
+    }
+    assert_eq!(
+        s.admin(
+            Method::POST,
+            "/api/v1/environments",
+            Some(r#"{"name": "qa"}"#)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.admin(
+            Method::POST,
+            "/api/v1/environments",
+            Some(r#"{"name": "qa"}"#)
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        s.admin(
+            Method::POST,
+            "/api/v1/environments",
+            Some(r#"{"name": "no spaces"}"#)
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(r#"{"name": "x", "role": "sdk"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(r#"{"name": "x", "role": "root"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = s
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(r#"{"name": "x", "role": "sdk", "environment": "mars"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let list = s.admin(Method::GET, "/api/v1/tokens", None).await;
+    assert!(
+        !list.text.contains("hash") && !list.text.contains(&sdk),
+        "no secrets in listings"
+    );
+    let id = list.json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "sdk")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json["revokedAt"].is_string());
+    assert_eq!(
+        s.ofrep("f", &sdk, "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let audit = s
+        .admin(Method::GET, "/api/v1/audit?limit=500", None)
+        .await
+        .text;
+    assert!(!audit.contains("secret_hash") && !audit.contains("secretHash"));
+}
+
+#[tokio::test]
+async fn export_import_and_seed_round_trip() {
+    let s = TestServer::with(|c| c.seed_examples = true).await;
+    let flags = s.admin(Method::GET, "/api/v1/flags", None).await.json;
+    let count = flags["flags"].as_array().unwrap().len();
+    assert!(count >= 8, "example flags seeded on first start");
+
+    let yaml = s
+        .admin(Method::GET, "/api/v1/export?format=yaml", None)
+        .await;
+    assert_eq!(yaml.status, StatusCode::OK);
+    assert_eq!(yaml.header("content-type"), Some("application/yaml"));
+    let json_export = s.admin(Method::GET, "/api/v1/export", None).await.json;
+
+    let other = TestServer::start().await;
+    let r = other
+        .call(
+            Method::POST,
+            "/api/v1/import",
+            Some(ADMIN),
+            Some(&yaml.text),
+            &[("content-type", "application/yaml")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["created"].as_array().unwrap().len(), count);
+    let again = other.admin(Method::GET, "/api/v1/export", None).await.json;
+    assert_eq!(again, json_export, "export → import → export is stable");
+    let r = other
+        .call(
+            Method::POST,
+            "/api/v1/import",
+            Some(ADMIN),
+            Some(&yaml.text),
+            &[("content-type", "application/yaml")],
+        )
+        .await;
+    assert_eq!(
+        r.json["unchanged"].as_array().unwrap().len(),
+        count,
+        "re-importing changes nothing"
+    );
+
+    // Invalid imports name the line and change nothing.
+    let bad = "flags:\n  - key: ok-one\n  - key: broken\n    rules:\n      - conditions: [{attribute: a, operator: nope, value: 1}]\n        variant: \"on\"\n";
+    let r = other
+        .call(
+            Method::POST,
+            "/api/v1/import?format=yaml",
+            Some(ADMIN),
+            Some(bad),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.json["error"]["details"]["problems"][0]["line"], 5,
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        other
+            .admin(Method::GET, "/api/v1/flags/ok-one", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Seeding again creates only what is missing.
+    let first = s.admin(Method::GET, "/api/v1/flags", None).await.json["flags"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.admin(Method::DELETE, &format!("/api/v1/flags/{first}"), None)
+        .await;
+    let r = s.admin(Method::POST, "/api/v1/seed", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["created"], json!([first]));
+}
+
+#[tokio::test]
+async fn openapi_lists_exactly_the_served_routes() {
+    let s = TestServer::start().await;
+    let doc = s
+        .call(Method::GET, "/api/v1/openapi.json", None, None, &[])
+        .await
+        .json;
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = 0;
+    for (path, ops) in paths {
+        for (method, _) in ops.as_object().unwrap() {
+            documented += 1;
+            let uri = path
+                .replace("{key}", "no-such-flag")
+                .replace("{env}", "production")
+                .replace("{name}", "no-such")
+                .replace("{id}", "no-such");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = s.admin(m.clone(), &uri, Some("{}")).await;
+            // Every documented route is routed: never the router's own 404/405.
+            assert!(
+                r.status != StatusCode::METHOD_NOT_ALLOWED
+                    && !(r.status == StatusCode::NOT_FOUND && r.text.is_empty()),
+                "{method} {path} is documented but not served ({})",
+                r.status
+            );
+        }
+    }
+    assert_eq!(documented, switchyard_server::ROUTES.len());
+    let r = s.admin(Method::GET, "/api/v1/undocumented", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
