@@ -1,5 +1,7 @@
 //! Drives the real `switchyard` binary.
 
+mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

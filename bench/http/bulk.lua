@@ -1,0 +1,5 @@
+-- wrk script: OFREP bulk evaluation (every flag of the environment).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("SDK_KEY")
+wrk.body = '{"context":{"targetingKey":"user-42","email":"jane@example.com","plan":"pro","tenant":{"id":"tenant-beta-1"},"app":{"version":"5.2.0"}}}'

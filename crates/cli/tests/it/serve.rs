@@ -1,0 +1,287 @@
+//! `switchyard serve` as a process: first start, crash safety, graceful shutdown, config errors.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `switchyard serve` with `args` and `env`, waiting for its `listening on` line.
+pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args);
+    cmd.env("SWITCHYARD_LOG", "warn")
+        .env_remove("SWITCHYARD_ADMIN_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let url = url.trim().to_owned();
+                    lines.push(line);
+                    return Server {
+                        child,
+                        url,
+                        stdout_lines: lines,
+                    };
+                }
+                lines.push(line);
+            }
+            Err(_) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("server did not start; stdout: {lines:?}; stderr: {err}");
+            }
+            Err(_) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("server exited with {status}; stdout: {lines:?}; stderr: {err}");
+                }
+            }
+        }
+    }
+}
+
+fn db(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("switchyard.db").display())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn get_json(url: &str, token: &str) -> (u16, serde_json::Value) {
+    let mut r = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("request");
+    let status = r.status().as_u16();
+    (
+        status,
+        r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn send_json(method: &str, url: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .unwrap();
+    let mut r = agent().run(req).expect("request");
+    let status = r.status().as_u16();
+    (
+        status,
+        r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn first_start_prints_an_admin_token_once_and_loads_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_db = db(dir.path());
+    let token = {
+        let server = start(&["--db", &url_db], &[]);
+        let token_line = server
+            .stdout_lines
+            .iter()
+            .position(|l| l.contains("first admin token"))
+            .expect("token announced");
+        let token = server.stdout_lines[token_line + 1].trim().to_owned();
+        assert!(token.starts_with("sy_"), "{token}");
+        let (status, flags) = get_json(&format!("{}/api/v1/flags", server.url), &token);
+        assert_eq!(status, 200);
+        assert!(
+            flags["flags"].as_array().unwrap().len() >= 8,
+            "example flags loaded"
+        );
+        let (status, _) = get_json(&format!("{}/readyz", server.url), &token);
+        assert_eq!(status, 200);
+        token
+    };
+    // Second start: the same token still works, none is printed, examples are not re-added.
+    let server = start(&["--db", &url_db], &[]);
+    assert!(
+        !server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains("first admin token")),
+        "{:?}",
+        server.stdout_lines
+    );
+    let (status, _) = get_json(&format!("{}/api/v1/flags", server.url), &token);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn an_acknowledged_change_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_db = db(dir.path());
+    let admin = "crash-test-admin-token-0123";
+    let env = [
+        ("SWITCHYARD_ADMIN_TOKEN", admin),
+        ("SWITCHYARD_SEED_EXAMPLES", "false"),
+    ];
+    {
+        let server = start(&["--db", &url_db], &env);
+        for i in 0..20 {
+            let (status, body) = send_json(
+                "POST",
+                &format!("{}/api/v1/flags", server.url),
+                admin,
+                &format!(r#"{{"key": "durable-{i}"}}"#),
+            );
+            assert_eq!(status, 201, "{body}");
+        }
+        let (status, _) = send_json(
+            "POST",
+            &format!("{}/api/v1/flags/durable-7/kill", server.url),
+            admin,
+            "{}",
+        );
+        assert_eq!(status, 200);
+        // SIGKILL: no shutdown hook runs.
+        let mut server = server;
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    }
+    let server = start(&["--db", &url_db], &env);
+    let (_, flags) = get_json(&format!("{}/api/v1/flags", server.url), admin);
+    assert_eq!(flags["flags"].as_array().unwrap().len(), 20);
+    let (_, flag) = get_json(&format!("{}/api/v1/flags/durable-7", server.url), admin);
+    assert_eq!(flag["definition"]["killSwitch"], true);
+    let (_, audit) = get_json(&format!("{}/api/v1/audit?limit=1000", server.url), admin);
+    let actions = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subjectKind"] == "flag")
+        .count();
+    assert_eq!(actions, 21);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        &["--db", &db(dir.path())],
+        &[("SWITCHYARD_SEED_EXAMPLES", "false")],
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_a_clear_message() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("serve")
+            .args(args)
+            .env_remove("SWITCHYARD_ADMIN_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--listen", "nowhere"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("invalid listen address `nowhere` (from --listen)"),
+        "{err}"
+    );
+    let (code, err) = run(&[], &[("SWITCHYARD_DB", "mysql://u:pw@h/db")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("$SWITCHYARD_DB") && !err.contains("pw@"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_port = 1\n").unwrap();
+    let (code, err) = run(&["--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown field `listen_port`"), "{err}");
+    let (code, err) = run(&["--import", "/no/such/flags.yaml"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no such file"), "{err}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "flags:\n  - key: x\n    rules: [{variant: nope}]\n").unwrap();
+    let (code, err) = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db(dir.path()),
+            "--import",
+            bad.to_str().unwrap(),
+        ],
+        &[("SWITCHYARD_SEED_EXAMPLES", "false")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown variant `nope`"), "{err}");
+}
