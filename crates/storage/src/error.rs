@@ -112,6 +112,9 @@ mod tests {
             expected: None,
             actual: Some(2),
         };
-        assert_eq!(exists.to_string(), "conflict: flag \"a\" already exists (version 2)");
+        assert_eq!(
+            exists.to_string(),
+            "conflict: flag \"a\" already exists (version 2)"
+        );
     }
 }

@@ -19,9 +19,10 @@ pub(crate) struct Table {
     has_archived: bool,
     select_all: &'static str,
     select_one: &'static str,
-    /// Binds `$1` key, `$2` definition, `$3` now (`$4` archived).
+    /// Binds `$1` key, `$2` definition, `$3` now, and for flags `$4` archived.
     insert: &'static str,
-    /// Binds `$1` key, `$2` definition, `$3` now, (`$4` archived,) `$5` new version.
+    /// Binds `$1` key, `$2` definition, `$3` now, for flags `$4` archived, then the new
+    /// version (`$5` for flags, `$4` for segments).
     update: &'static str,
     /// Binds `$1` key.
     delete: &'static str,
@@ -125,7 +126,11 @@ pub(crate) async fn list(pool: &AnyPool, table: &Table) -> Result<Vec<Item>> {
     rows.iter().map(|row| item_from_row(table, row)).collect()
 }
 
-pub(crate) async fn get(conn: &mut AnyConnection, table: &Table, key: &str) -> Result<Option<Item>> {
+pub(crate) async fn get(
+    conn: &mut AnyConnection,
+    table: &Table,
+    key: &str,
+) -> Result<Option<Item>> {
     let row = sqlx::query(table.select_one)
         .bind(key)
         .fetch_optional(conn)
@@ -171,7 +176,11 @@ pub(crate) async fn write(
                 .bind(write.key.as_str())
                 .bind(definition.to_string())
                 .bind(now);
-            let query = if table.has_archived { query.bind(archived) } else { query };
+            let query = if table.has_archived {
+                query.bind(archived)
+            } else {
+                query
+            };
             query.execute(&mut *conn).await?;
             Some(Item {
                 key: write.key.clone(),
@@ -183,15 +192,22 @@ pub(crate) async fn write(
             })
         }
         (Some(definition), Some(current)) => {
-            let version = current.version.checked_add(1).ok_or_else(|| StoreError::Corrupt {
-                subject: subject(),
-                reason: "the version cannot be increased any further".into(),
-            })?;
+            let version = current
+                .version
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Corrupt {
+                    subject: subject(),
+                    reason: "the version cannot be increased any further".into(),
+                })?;
             let query = sqlx::query(table.update)
                 .bind(write.key.as_str())
                 .bind(definition.to_string())
                 .bind(now);
-            let query = if table.has_archived { query.bind(archived) } else { query };
+            let query = if table.has_archived {
+                query.bind(archived)
+            } else {
+                query
+            };
             query.bind(version).execute(&mut *conn).await?;
             Some(Item {
                 key: write.key.clone(),

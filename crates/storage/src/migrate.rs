@@ -7,7 +7,7 @@
 //! runner again applies nothing (idempotent). A database whose newest version is unknown to
 //! this build is refused with [`StoreError::SchemaTooNew`] rather than used.
 
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Executor, Row};
 
 use crate::{Backend, Result, StoreError};
 
@@ -17,7 +17,10 @@ pub(crate) struct Migration {
     /// Its number; migrations run in increasing order.
     pub(crate) version: i64,
     /// Its file name without the number and extension.
-    #[cfg_attr(not(test), expect(dead_code, reason = "documents the list; checked by a test"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "documents the list; checked by a test")
+    )]
     pub(crate) name: &'static str,
     /// The statements, run as one script.
     pub(crate) sql: &'static str,
@@ -100,21 +103,21 @@ async fn apply(pool: &AnyPool, migration: &Migration, now_ms: i64) -> Result<()>
         source,
     };
     let mut tx = pool.begin().await.map_err(failed)?;
-    let claimed = sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
-        .bind(migration.version)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await;
+    let claimed =
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
+            .bind(migration.version)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await;
     match claimed {
         Ok(_) => {}
         // Another process applied it since we looked.
         Err(sqlx::Error::Database(err)) if err.is_unique_violation() => return Ok(()),
         Err(err) => return Err(failed(err)),
     }
-    sqlx::raw_sql(migration.sql)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed)?;
+    // A query without arguments runs as a script: PostgreSQL's simple-query protocol and
+    // SQLite both execute every statement in it.
+    tx.execute(migration.sql).await.map_err(failed)?;
     tx.commit().await.map_err(failed)
 }
 
@@ -129,7 +132,13 @@ mod tests {
             let path = format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
             let mut files: Vec<String> = std::fs::read_dir(&path)
                 .expect("migrations directory")
-                .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+                .map(|entry| {
+                    entry
+                        .expect("entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
                 .collect();
             files.sort();
             let expected: Vec<String> = list
@@ -138,13 +147,22 @@ mod tests {
                 .collect();
             assert_eq!(files, expected, "{path}");
             for (i, m) in list.iter().enumerate() {
-                assert_eq!(m.version, i as i64 + 1, "{dir} migrations are numbered 1, 2, 3, ...");
-                let on_disk = std::fs::read_to_string(format!("{path}/{:04}_{}.sql", m.version, m.name))
-                    .expect("migration file");
+                assert_eq!(
+                    m.version,
+                    i as i64 + 1,
+                    "{dir} migrations are numbered 1, 2, 3, ..."
+                );
+                let on_disk =
+                    std::fs::read_to_string(format!("{path}/{:04}_{}.sql", m.version, m.name))
+                        .expect("migration file");
                 assert_eq!(on_disk, m.sql);
             }
         }
         let versions = |list: &[Migration]| list.iter().map(|m| m.version).collect::<Vec<_>>();
-        assert_eq!(versions(SQLITE), versions(POSTGRES), "both backends share schema versions");
+        assert_eq!(
+            versions(SQLITE),
+            versions(POSTGRES),
+            "both backends share schema versions"
+        );
     }
 }

@@ -101,7 +101,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store> {
         let location = url::parse(url)?;
         let backend = location.backend();
-        let connect_error = |source| StoreError::Connect { backend, source };
+        let connect_error = move |source| StoreError::Connect { backend, source };
         sqlx::any::install_default_drivers();
 
         let (driver_url, pool_options) = match &location {
@@ -117,7 +117,10 @@ impl Store {
             Location::SqliteFile(path) => {
                 let absolute =
                     prepare_sqlite_file(path).map_err(|err| connect_error(sqlx::Error::Io(err)))?;
-                (url::sqlite_driver_url(&absolute), AnyPoolOptions::new().max_connections(4))
+                (
+                    url::sqlite_driver_url(&absolute),
+                    AnyPoolOptions::new().max_connections(4),
+                )
             }
             Location::Postgres(url) => (url.clone(), AnyPoolOptions::new().max_connections(10)),
         };
@@ -132,10 +135,12 @@ impl Store {
             Backend::Postgres => pool_options,
         };
         let connect_options: AnyConnectOptions =
-            driver_url.parse().map_err(|err: sqlx::Error| StoreError::InvalidUrl {
-                url: url::redact(url),
-                reason: err.to_string(),
-            })?;
+            driver_url
+                .parse()
+                .map_err(|err: sqlx::Error| StoreError::InvalidUrl {
+                    url: url::redact(url),
+                    reason: err.to_string(),
+                })?;
 
         // The pool retries refused connections until its timeout and then reports only that
         // it timed out; one direct connection first surfaces the real cause at once.
@@ -144,10 +149,7 @@ impl Store {
                 .await
                 .map_err(connect_error)?;
             if backend == Backend::Sqlite {
-                sqlx::raw_sql(SQLITE_PRAGMAS)
-                    .execute(&mut probe)
-                    .await
-                    .map_err(connect_error)?;
+                probe.execute(SQLITE_PRAGMAS).await.map_err(connect_error)?;
             }
             probe.close().await.map_err(connect_error)?;
         }
@@ -440,21 +442,20 @@ impl Store {
 
     /// How many tokens are not revoked, of `role` if given.
     pub async fn count_active_tokens(&self, role: Option<&str>) -> Result<i64> {
-        let row = match role {
-            Some(role) => {
-                sqlx::query(
+        let row =
+            match role {
+                Some(role) => sqlx::query(
                     "SELECT COUNT(*) AS n FROM tokens WHERE revoked_at_ms IS NULL AND role = $1",
                 )
                 .bind(role)
                 .fetch_one(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT COUNT(*) AS n FROM tokens WHERE revoked_at_ms IS NULL")
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-        };
+                .await?,
+                None => {
+                    sqlx::query("SELECT COUNT(*) AS n FROM tokens WHERE revoked_at_ms IS NULL")
+                        .fetch_one(&self.pool)
+                        .await?
+                }
+            };
         Ok(row.try_get("n")?)
     }
 
@@ -537,7 +538,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_sqlite_connection_is_durable() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/created/on/demand/store.db", dir.path().display());
+        let url = format!(
+            "sqlite://{}/created/on/demand/store.db",
+            dir.path().display()
+        );
         let store = Store::connect(&url).await.expect("connect");
         assert!(dir.path().join("created/on/demand/store.db").is_file());
 
@@ -584,38 +588,53 @@ mod tests {
     async fn in_memory_store_keeps_its_data_across_calls() {
         let store = Store::connect("sqlite::memory:").await.expect("connect");
         store.set_meta("k", "v").await.expect("set");
-        assert_eq!(store.get_meta("k").await.expect("get").as_deref(), Some("v"));
+        assert_eq!(
+            store.get_meta("k").await.expect("get").as_deref(),
+            Some("v")
+        );
         assert_eq!(store.backend(), Backend::Sqlite);
     }
-}
 
+    /// Every operation's future is `Send`, so servers can run them on any task (this is a compile
+    /// check: a `Send` regression fails to build the crate's tests).
+    #[test]
+    fn store_is_cheap_to_share() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Store>();
+        fn error_for_anyhow<T: std::error::Error + Send + Sync + 'static>() {}
+        error_for_anyhow::<StoreError>();
+    }
 
-/// Every operation's future is `Send`, so servers can run them on any task (this is a compile
-/// check: a `Send` regression fails to build the crate's tests).
-#[cfg(test)]
-#[allow(dead_code, clippy::let_underscore_future)]
-fn futures_are_send(store: &Store, write: &Write, info: &AuditInfo, query: &AuditQuery, token: &NewToken) {
-    fn send<T: Send>(_: T) {}
-    send(Store::connect("sqlite::memory:"));
-    send(store.ping());
-    send(store.close());
-    send(store.revision());
-    send(store.list_environments());
-    send(store.create_environment("e", info));
-    send(store.list_flags());
-    send(store.get_flag("k"));
-    send(store.write_flag(write));
-    send(store.write_flags(std::slice::from_ref(write)));
-    send(store.list_segments());
-    send(store.get_segment("k"));
-    send(store.write_segment(write));
-    send(store.write_document(std::slice::from_ref(write), std::slice::from_ref(write)));
-    send(store.audit(query));
-    send(store.create_token(token, info));
-    send(store.list_tokens());
-    send(store.find_token("t"));
-    send(store.revoke_token("t", info));
-    send(store.count_active_tokens(Some("r")));
-    send(store.get_meta("k"));
-    send(store.set_meta("k", "v"));
+    #[allow(dead_code)]
+    fn futures_are_send(
+        store: &Store,
+        write: &Write,
+        info: &AuditInfo,
+        query: &AuditQuery,
+        token: &NewToken,
+    ) {
+        fn send<T: Send>(_: T) {}
+        send(Store::connect("sqlite::memory:"));
+        send(store.ping());
+        send(store.close());
+        send(store.revision());
+        send(store.list_environments());
+        send(store.create_environment("e", info));
+        send(store.list_flags());
+        send(store.get_flag("k"));
+        send(store.write_flag(write));
+        send(store.write_flags(std::slice::from_ref(write)));
+        send(store.list_segments());
+        send(store.get_segment("k"));
+        send(store.write_segment(write));
+        send(store.write_document(std::slice::from_ref(write), std::slice::from_ref(write)));
+        send(store.audit(query));
+        send(store.create_token(token, info));
+        send(store.list_tokens());
+        send(store.find_token("t"));
+        send(store.revoke_token("t", info));
+        send(store.count_active_tokens(Some("r")));
+        send(store.get_meta("k"));
+        send(store.set_meta("k", "v"));
+    }
 }

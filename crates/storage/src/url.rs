@@ -47,7 +47,9 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
     }
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
-            return Err(invalid("the SQLite URL names no file: use `sqlite://PATH`".into()));
+            return Err(invalid(
+                "the SQLite URL names no file: use `sqlite://PATH`".into(),
+            ));
         }
         if path.contains('?') {
             return Err(invalid(
@@ -166,7 +168,10 @@ mod tests {
     #[test]
     fn sqlite_urls() {
         assert_eq!(parse("sqlite::memory:").ok(), Some(Location::SqliteMemory));
-        assert_eq!(parse("sqlite://:memory:").ok(), Some(Location::SqliteMemory));
+        assert_eq!(
+            parse("sqlite://:memory:").ok(),
+            Some(Location::SqliteMemory)
+        );
         assert_eq!(
             parse("sqlite://data/switchyard.db").ok(),
             Some(Location::SqliteFile("data/switchyard.db".into()))
@@ -175,7 +180,10 @@ mod tests {
             parse("sqlite:///var/lib/s y/ä.db").ok(),
             Some(Location::SqliteFile("/var/lib/s y/ä.db".into()))
         );
-        assert_eq!(parse(" sqlite://x.db\n").ok().map(|l| l.backend()), Some(Backend::Sqlite));
+        assert_eq!(
+            parse(" sqlite://x.db\n").ok().map(|l| l.backend()),
+            Some(Backend::Sqlite)
+        );
         assert!(reason("sqlite://").contains("names no file"));
         assert!(reason("sqlite://x.db?mode=ro").contains("no query parameters"));
         assert!(reason("sqlite:x.db").contains("sqlite://PATH"));
@@ -186,7 +194,10 @@ mod tests {
         let url = "postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3Ds1";
         assert_eq!(parse(url).ok(), Some(Location::Postgres(url.into())));
         let url = "postgresql://u:pw@db.internal/switchyard";
-        assert_eq!(parse(url).ok().map(|l| l.backend()), Some(Backend::Postgres));
+        assert_eq!(
+            parse(url).ok().map(|l| l.backend()),
+            Some(Backend::Postgres)
+        );
         assert!(reason("postgres://u:secret@host:notaport/db").contains("PostgreSQL URL"));
     }
 
@@ -213,7 +224,10 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact("postgres://u:p@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:p@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("postgres://u:p:q@h"), "postgres://u:***@h");

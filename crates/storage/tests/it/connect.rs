@@ -8,7 +8,12 @@ use crate::harness::chain;
 
 #[tokio::test]
 async fn bad_urls_are_invalid_url_errors() {
-    for url in ["mysql://root:pw@localhost/db", "switchyard.db", "sqlite:x.db", "sqlite://"] {
+    for url in [
+        "mysql://root:pw@localhost/db",
+        "switchyard.db",
+        "sqlite:x.db",
+        "sqlite://",
+    ] {
         match Store::connect(url).await {
             Err(err @ StoreError::InvalidUrl { .. }) => {
                 assert!(!err.to_string().contains(":pw@"), "{err}");
@@ -26,14 +31,27 @@ async fn unreachable_postgres_fails_fast_with_the_cause() {
         .await
         .expect_err("nothing listens on port 1");
     assert!(
-        matches!(err, StoreError::Connect { backend: Backend::Postgres, .. }),
+        matches!(
+            err,
+            StoreError::Connect {
+                backend: Backend::Postgres,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let text = chain(&err);
-    assert!(text.starts_with("cannot connect to the PostgreSQL database"), "{text}");
+    assert!(
+        text.starts_with("cannot connect to the PostgreSQL database"),
+        "{text}"
+    );
     assert!(text.to_lowercase().contains("refused"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -44,5 +62,14 @@ async fn unopenable_sqlite_file_is_a_connect_error() {
     let err = Store::connect(&format!("sqlite://{}/db", dir.path().display()))
         .await
         .expect_err("a directory is not a database");
-    assert!(matches!(err, StoreError::Connect { backend: Backend::Sqlite, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Connect {
+                backend: Backend::Sqlite,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

@@ -36,7 +36,9 @@ impl Ctx {
     /// A raw driver connection to the same database, bypassing the store.
     pub async fn raw(&self) -> AnyConnection {
         sqlx::any::install_default_drivers();
-        AnyConnection::connect(&self.url).await.expect("raw connection")
+        AnyConnection::connect(&self.url)
+            .await
+            .expect("raw connection")
     }
 }
 
@@ -62,7 +64,11 @@ fn unique_suffix() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Runs one suite function on a fresh store of `kind`, cleaning up even if it panics.

@@ -61,7 +61,11 @@ fn token(id: &str, role: &str, environment: Option<&str>) -> NewToken {
     }
 }
 
-fn assert_conflict(result: Result<impl std::fmt::Debug, StoreError>, e: Option<i64>, a: Option<i64>) {
+fn assert_conflict(
+    result: Result<impl std::fmt::Debug, StoreError>,
+    e: Option<i64>,
+    a: Option<i64>,
+) {
     match result {
         Err(StoreError::Conflict {
             expected, actual, ..
@@ -122,8 +126,16 @@ pub async fn newer_schema_is_refused(ctx: Ctx) {
         .await
         .expect("insert");
     match Store::connect(&ctx.url).await {
-        Err(err @ StoreError::SchemaTooNew { found: 999, supported: 1 }) => {
-            assert!(err.to_string().contains("newer than this build supports"), "{err}");
+        Err(
+            err @ StoreError::SchemaTooNew {
+                found: 999,
+                supported: 1,
+            },
+        ) => {
+            assert!(
+                err.to_string().contains("newer than this build supports"),
+                "{err}"
+            );
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
@@ -156,7 +168,9 @@ pub async fn environments_create_list_conflict(ctx: Ctx) {
 
     let log_before = whole_log(store).await.len();
     let revision = store.revision().await.expect("revision");
-    let again = store.create_environment("staging", &who("bob", "environment.create")).await;
+    let again = store
+        .create_environment("staging", &who("bob", "environment.create"))
+        .await;
     assert_conflict(again, None, None);
     assert_eq!(whole_log(store).await.len(), log_before);
     assert_eq!(store.revision().await.expect("revision"), revision);
@@ -185,9 +199,15 @@ pub async fn flag_lifecycle_versions_and_timestamps(ctx: Ctx) {
     assert_eq!(created.version, 1);
     assert!(!created.archived);
     assert_eq!(created.created_at_ms, created.updated_at_ms);
-    assert_eq!(store.get_flag("checkout").await.expect("get"), Some(created.clone()));
+    assert_eq!(
+        store.get_flag("checkout").await.expect("get"),
+        Some(created.clone())
+    );
 
-    store.write_flag(&create("banner", json!({}))).await.expect("create banner");
+    store
+        .write_flag(&create("banner", json!({})))
+        .await
+        .expect("create banner");
     let keys: Vec<String> = store
         .list_flags()
         .await
@@ -207,7 +227,10 @@ pub async fn flag_lifecycle_versions_and_timestamps(ctx: Ctx) {
     assert_eq!(updated.definition, json!({ "default": "on" }));
     assert_eq!(updated.created_at_ms, created.created_at_ms);
     assert!(updated.updated_at_ms > created.updated_at_ms);
-    assert_eq!(store.get_flag("checkout").await.expect("get"), Some(updated.clone()));
+    assert_eq!(
+        store.get_flag("checkout").await.expect("get"),
+        Some(updated.clone())
+    );
 
     // Writing the same definition again still counts as a write.
     let same = store
@@ -227,11 +250,18 @@ pub async fn flag_lifecycle_versions_and_timestamps(ctx: Ctx) {
         .expect("record");
     assert!(archived.archived);
     assert_eq!(archived.version, 4);
-    let fetched = store.get_flag("checkout").await.expect("get").expect("exists");
+    let fetched = store
+        .get_flag("checkout")
+        .await
+        .expect("get")
+        .expect("exists");
     assert!(fetched.archived);
     assert_eq!(store.list_flags().await.expect("list")[1], fetched);
 
-    let deleted = store.write_flag(&delete("checkout", Expect::Version(4))).await.expect("delete");
+    let deleted = store
+        .write_flag(&delete("checkout", Expect::Version(4)))
+        .await
+        .expect("delete");
     assert_eq!(deleted, None);
     assert_eq!(store.get_flag("checkout").await.expect("get"), None);
     assert_eq!(store.list_flags().await.expect("list").len(), 1);
@@ -247,35 +277,64 @@ pub async fn flag_lifecycle_versions_and_timestamps(ctx: Ctx) {
 
 pub async fn stale_version_is_a_conflict_that_changes_nothing(ctx: Ctx) {
     let store = &ctx.store;
-    store.write_flag(&create("f", json!({ "v": 1 }))).await.expect("create");
-    store.write_flag(&update("f", 1, json!({ "v": 2 }))).await.expect("update");
+    store
+        .write_flag(&create("f", json!({ "v": 1 })))
+        .await
+        .expect("create");
+    store
+        .write_flag(&update("f", 1, json!({ "v": 2 })))
+        .await
+        .expect("update");
     let before = store.get_flag("f").await.expect("get");
     let log = whole_log(store).await;
     let revision = store.revision().await.expect("revision");
 
-    let stale = store.write_flag(&update("f", 1, json!({ "v": "lost" }))).await;
+    let stale = store
+        .write_flag(&update("f", 1, json!({ "v": "lost" })))
+        .await;
     assert_conflict(stale, Some(1), Some(2));
     let stale_delete = store.write_flag(&delete("f", Expect::Version(1))).await;
     assert_conflict(stale_delete, Some(1), Some(2));
-    let future = store.write_flag(&update("f", 7, json!({ "v": "lost" }))).await;
+    let future = store
+        .write_flag(&update("f", 7, json!({ "v": "lost" })))
+        .await;
     assert_conflict(future, Some(7), Some(2));
 
     assert_eq!(store.get_flag("f").await.expect("get"), before);
-    assert_eq!(whole_log(store).await, log, "no audit entry for a failed write");
+    assert_eq!(
+        whole_log(store).await,
+        log,
+        "no audit entry for a failed write"
+    );
     assert_eq!(store.revision().await.expect("revision"), revision);
 }
 
 pub async fn expectations(ctx: Ctx) {
     let store = &ctx.store;
-    store.write_flag(&create("x", json!(1))).await.expect("create");
+    store
+        .write_flag(&create("x", json!(1)))
+        .await
+        .expect("create");
     let log = whole_log(store).await.len();
 
-    assert_conflict(store.write_flag(&create("x", json!(2))).await, None, Some(1));
+    assert_conflict(
+        store.write_flag(&create("x", json!(2))).await,
+        None,
+        Some(1),
+    );
     assert_not_found(store.write_flag(&update("missing", 1, json!(1))).await);
-    assert_not_found(store.write_flag(&write("missing", Expect::Exists, Some(json!(1)))).await);
+    assert_not_found(
+        store
+            .write_flag(&write("missing", Expect::Exists, Some(json!(1))))
+            .await,
+    );
     assert_not_found(store.write_flag(&delete("missing", Expect::Any)).await);
     assert_not_found(store.write_flag(&delete("missing", Expect::Exists)).await);
-    assert_not_found(store.write_flag(&delete("missing", Expect::Version(1))).await);
+    assert_not_found(
+        store
+            .write_flag(&delete("missing", Expect::Version(1)))
+            .await,
+    );
     assert_eq!(whole_log(store).await.len(), log);
     assert_eq!(store.list_flags().await.expect("list").len(), 1);
 
@@ -297,14 +356,29 @@ pub async fn expectations(ctx: Ctx) {
         .expect("upsert existing")
         .expect("record");
     assert_eq!(upsert_old.version, 2);
-    assert_eq!(store.write_flag(&delete("y", Expect::Any)).await.expect("delete"), None);
-    assert_eq!(store.write_flag(&delete("x", Expect::Exists)).await.expect("delete"), None);
+    assert_eq!(
+        store
+            .write_flag(&delete("y", Expect::Any))
+            .await
+            .expect("delete"),
+        None
+    );
+    assert_eq!(
+        store
+            .write_flag(&delete("x", Expect::Exists))
+            .await
+            .expect("delete"),
+        None
+    );
     assert!(store.list_flags().await.expect("list").is_empty());
 }
 
 pub async fn batch_is_all_or_nothing(ctx: Ctx) {
     let store = &ctx.store;
-    store.write_flag(&create("existing", json!(0))).await.expect("create");
+    store
+        .write_flag(&create("existing", json!(0)))
+        .await
+        .expect("create");
     let log = whole_log(store).await;
     let revision = store.revision().await.expect("revision");
 
@@ -323,7 +397,11 @@ pub async fn batch_is_all_or_nothing(ctx: Ctx) {
     assert_eq!(flags.len(), 1);
     assert_eq!(flags[0].version, 1);
     assert_eq!(flags[0].definition, json!(0));
-    assert_eq!(whole_log(store).await, log, "no audit entries from a failed batch");
+    assert_eq!(
+        whole_log(store).await,
+        log,
+        "no audit entries from a failed batch"
+    );
     assert_eq!(store.revision().await.expect("revision"), revision);
 }
 
@@ -341,9 +419,18 @@ pub async fn batch_applies_in_order_and_audits_each_item(ctx: Ctx) {
         .expect("batch");
     assert_eq!(written.len(), 4);
     assert_eq!(written[0].as_ref().map(|f| f.version), Some(1));
-    assert_eq!(written[2].as_ref().map(|f| (f.version, f.definition.clone())), Some((2, json!(11))));
+    assert_eq!(
+        written[2]
+            .as_ref()
+            .map(|f| (f.version, f.definition.clone())),
+        Some((2, json!(11)))
+    );
     assert_eq!(written[3], None);
-    assert_eq!(store.revision().await.expect("revision"), revision + 1, "one transaction");
+    assert_eq!(
+        store.revision().await.expect("revision"),
+        revision + 1,
+        "one transaction"
+    );
     let log = whole_log(store).await;
     assert_eq!(log.len(), 4);
     let order: Vec<(&str, Option<Value>, Option<Value>)> = log
@@ -360,7 +447,11 @@ pub async fn batch_applies_in_order_and_audits_each_item(ctx: Ctx) {
             ("b", Some(json!(2)), None),
         ]
     );
-    assert!(store.write_flags(&[]).await.expect("empty batch").is_empty());
+    assert!(store
+        .write_flags(&[])
+        .await
+        .expect("empty batch")
+        .is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,7 +468,10 @@ pub async fn segments_lifecycle(ctx: Ctx) {
         .expect("create")
         .expect("record");
     assert_eq!((beta.name.as_str(), beta.version), ("beta-users", 1));
-    store.write_segment(&create("alpha", json!({}))).await.expect("create alpha");
+    store
+        .write_segment(&create("alpha", json!({})))
+        .await
+        .expect("create alpha");
     let names: Vec<String> = store
         .list_segments()
         .await
@@ -394,14 +488,36 @@ pub async fn segments_lifecycle(ctx: Ctx) {
         .expect("record");
     assert_eq!(updated.version, 2);
     assert_eq!(updated.created_at_ms, beta.created_at_ms);
-    assert_eq!(store.get_segment("beta-users").await.expect("get"), Some(updated));
-    assert_conflict(store.write_segment(&update("beta-users", 1, json!({}))).await, Some(1), Some(2));
-    assert_conflict(store.write_segment(&create("alpha", json!({}))).await, None, Some(1));
+    assert_eq!(
+        store.get_segment("beta-users").await.expect("get"),
+        Some(updated)
+    );
+    assert_conflict(
+        store
+            .write_segment(&update("beta-users", 1, json!({})))
+            .await,
+        Some(1),
+        Some(2),
+    );
+    assert_conflict(
+        store.write_segment(&create("alpha", json!({}))).await,
+        None,
+        Some(1),
+    );
     assert_not_found(store.write_segment(&update("gamma", 1, json!({}))).await);
 
-    assert_eq!(store.write_segment(&delete("alpha", Expect::Version(1))).await.expect("delete"), None);
+    assert_eq!(
+        store
+            .write_segment(&delete("alpha", Expect::Version(1)))
+            .await
+            .expect("delete"),
+        None
+    );
     assert_eq!(store.get_segment("alpha").await.expect("get"), None);
-    assert!(store.list_flags().await.expect("flags").is_empty(), "segments are not flags");
+    assert!(
+        store.list_flags().await.expect("flags").is_empty(),
+        "segments are not flags"
+    );
 
     let log = whole_log(store).await;
     assert_eq!(log.len(), 4);
@@ -414,27 +530,45 @@ pub async fn write_document_is_all_or_nothing(ctx: Ctx) {
     store
         .write_document(
             &[create("s1", json!({ "rules": [] }))],
-            &[create("f1", json!({ "segment": "s1" })), create("f2", json!({}))],
+            &[
+                create("f1", json!({ "segment": "s1" })),
+                create("f2", json!({})),
+            ],
         )
         .await
         .expect("document");
     assert_eq!(store.revision().await.expect("revision"), revision + 1);
     assert_eq!(store.list_segments().await.expect("segments").len(), 1);
     assert_eq!(store.list_flags().await.expect("flags").len(), 2);
-    let kinds: Vec<String> = whole_log(store).await.into_iter().rev().map(|e| e.subject_kind).collect();
+    let kinds: Vec<String> = whole_log(store)
+        .await
+        .into_iter()
+        .rev()
+        .map(|e| e.subject_kind)
+        .collect();
     assert_eq!(kinds, ["segment", "flag", "flag"]);
 
     // A bad flag undoes the segments written before it.
     let log = whole_log(store).await;
     let result = store
         .write_document(
-            &[create("s2", json!({})), update("s1", 1, json!({ "rules": [1] }))],
+            &[
+                create("s2", json!({})),
+                update("s1", 1, json!({ "rules": [1] })),
+            ],
             &[create("f3", json!({})), create("f1", json!({}))],
         )
         .await;
     assert_conflict(result, None, Some(1));
     assert_eq!(store.get_segment("s2").await.expect("get"), None);
-    assert_eq!(store.get_segment("s1").await.expect("get").map(|s| s.version), Some(1));
+    assert_eq!(
+        store
+            .get_segment("s1")
+            .await
+            .expect("get")
+            .map(|s| s.version),
+        Some(1)
+    );
     assert_eq!(store.get_flag("f3").await.expect("get"), None);
     assert_eq!(whole_log(store).await, log);
     assert_eq!(store.revision().await.expect("revision"), revision + 1);
@@ -478,7 +612,10 @@ pub async fn audit_records_who_what_why(ctx: Ctx) {
 
     let log = whole_log(store).await;
     assert_eq!(log.len(), 3);
-    assert!(log[0].id > log[1].id && log[1].id > log[2].id, "newest first");
+    assert!(
+        log[0].id > log[1].id && log[1].id > log[2].id,
+        "newest first"
+    );
     let (deleted, updated, created) = (&log[0], &log[1], &log[2]);
 
     assert_eq!(created.actor, "alice@example.com");
@@ -486,7 +623,10 @@ pub async fn audit_records_who_what_why(ctx: Ctx) {
     assert_eq!(created.subject_kind, "flag");
     assert_eq!(created.subject, "checkout");
     assert_eq!(created.environment.as_deref(), Some("production"));
-    assert_eq!(created.reason.as_deref(), Some("launch the new checkout (JIRA-12)"));
+    assert_eq!(
+        created.reason.as_deref(),
+        Some("launch the new checkout (JIRA-12)")
+    );
     assert_eq!(created.before, None);
     assert_eq!(created.after, Some(json!({ "default": "off" })));
     assert!(created.at_ms >= started - 1000);
@@ -628,14 +768,21 @@ pub async fn audit_filters_and_pagination(ctx: Ctx) {
 }
 
 pub async fn audit_log_is_append_only(ctx: Ctx) {
-    ctx.store.write_flag(&create("f", json!(1))).await.expect("create");
+    ctx.store
+        .write_flag(&create("f", json!(1)))
+        .await
+        .expect("create");
     let mut raw = ctx.raw().await;
     for statement in [
         "UPDATE audit_log SET actor = 'mallory'",
         "DELETE FROM audit_log",
     ] {
         let err = raw.execute(statement).await.expect_err(statement);
-        assert!(chain(&err).contains("append-only"), "{statement}: {}", chain(&err));
+        assert!(
+            chain(&err).contains("append-only"),
+            "{statement}: {}",
+            chain(&err)
+        );
     }
     let log = whole_log(&ctx.store).await;
     assert_eq!(log.len(), 1);
@@ -651,36 +798,70 @@ pub async fn tokens_lifecycle(ctx: Ctx) {
     assert_eq!(store.count_active_tokens(None).await.expect("count"), 0);
 
     let admin = store
-        .create_token(&token("tok-admin", "admin", None), &who("root", "token.create"))
+        .create_token(
+            &token("tok-admin", "admin", None),
+            &who("root", "token.create"),
+        )
         .await
         .expect("create admin");
     assert_eq!(admin.role, "admin");
     assert_eq!(admin.secret_hash, "argon2-secret-hash-of-tok-admin");
     assert_eq!(admin.revoked_at_ms, None);
     store
-        .create_token(&token("tok-sdk-1", "sdk", Some("production")), &who("root", "token.create"))
+        .create_token(
+            &token("tok-sdk-1", "sdk", Some("production")),
+            &who("root", "token.create"),
+        )
         .await
         .expect("create sdk 1");
     store
-        .create_token(&token("tok-sdk-2", "sdk", Some("staging")), &who("root", "token.create"))
+        .create_token(
+            &token("tok-sdk-2", "sdk", Some("staging")),
+            &who("root", "token.create"),
+        )
         .await
         .expect("create sdk 2");
     assert_conflict(
         store
-            .create_token(&token("tok-sdk-1", "admin", None), &who("root", "token.create"))
+            .create_token(
+                &token("tok-sdk-1", "admin", None),
+                &who("root", "token.create"),
+            )
             .await,
         None,
         None,
     );
 
-    assert_eq!(store.find_token("tok-admin").await.expect("find"), Some(admin.clone()));
+    assert_eq!(
+        store.find_token("tok-admin").await.expect("find"),
+        Some(admin.clone())
+    );
     assert_eq!(store.find_token("nope").await.expect("find"), None);
-    let sdk = store.find_token("tok-sdk-1").await.expect("find").expect("exists");
+    let sdk = store
+        .find_token("tok-sdk-1")
+        .await
+        .expect("find")
+        .expect("exists");
     assert_eq!(sdk.environment.as_deref(), Some("production"));
     assert_eq!(store.count_active_tokens(None).await.expect("count"), 3);
-    assert_eq!(store.count_active_tokens(Some("sdk")).await.expect("count"), 2);
-    assert_eq!(store.count_active_tokens(Some("admin")).await.expect("count"), 1);
-    assert_eq!(store.count_active_tokens(Some("viewer")).await.expect("count"), 0);
+    assert_eq!(
+        store.count_active_tokens(Some("sdk")).await.expect("count"),
+        2
+    );
+    assert_eq!(
+        store
+            .count_active_tokens(Some("admin"))
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        store
+            .count_active_tokens(Some("viewer"))
+            .await
+            .expect("count"),
+        0
+    );
 
     let revoked = store
         .revoke_token("tok-sdk-1", &who("root", "token.revoke"))
@@ -688,23 +869,49 @@ pub async fn tokens_lifecycle(ctx: Ctx) {
         .expect("revoke");
     let at = revoked.revoked_at_ms.expect("revoked_at");
     assert!(at >= sdk.created_at_ms);
-    assert_eq!(store.find_token("tok-sdk-1").await.expect("find"), Some(revoked.clone()));
-    assert_eq!(store.count_active_tokens(Some("sdk")).await.expect("count"), 1);
+    assert_eq!(
+        store.find_token("tok-sdk-1").await.expect("find"),
+        Some(revoked.clone())
+    );
+    assert_eq!(
+        store.count_active_tokens(Some("sdk")).await.expect("count"),
+        1
+    );
     assert_eq!(store.count_active_tokens(None).await.expect("count"), 2);
 
     let log_len = whole_log(store).await.len();
-    let again = store.revoke_token("tok-sdk-1", &who("root", "token.revoke")).await;
+    let again = store
+        .revoke_token("tok-sdk-1", &who("root", "token.revoke"))
+        .await;
     assert_conflict(again, None, None);
-    assert_not_found(store.revoke_token("nope", &who("root", "token.revoke")).await);
+    assert_not_found(
+        store
+            .revoke_token("nope", &who("root", "token.revoke"))
+            .await,
+    );
     assert_eq!(whole_log(store).await.len(), log_len);
     assert_eq!(
-        store.find_token("tok-sdk-1").await.expect("find").and_then(|t| t.revoked_at_ms),
+        store
+            .find_token("tok-sdk-1")
+            .await
+            .expect("find")
+            .and_then(|t| t.revoked_at_ms),
         Some(at),
         "revoking twice keeps the first time"
     );
 
-    let ids: Vec<String> = store.list_tokens().await.expect("list").into_iter().map(|t| t.id).collect();
-    assert_eq!(ids, ["tok-admin", "tok-sdk-1", "tok-sdk-2"], "revoked tokens are listed");
+    let ids: Vec<String> = store
+        .list_tokens()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["tok-admin", "tok-sdk-1", "tok-sdk-2"],
+        "revoked tokens are listed"
+    );
 
     let log = store
         .audit(&AuditQuery {
@@ -715,15 +922,27 @@ pub async fn tokens_lifecycle(ctx: Ctx) {
         .expect("audit");
     assert_eq!(log.len(), 4);
     assert_eq!(log[0].action, "token.revoke");
-    assert_eq!(log[0].before.as_ref().map(|b| b["revoked_at_ms"].clone()), Some(Value::Null));
-    assert_eq!(log[0].after.as_ref().map(|a| a["revoked_at_ms"].clone()), Some(json!(at)));
+    assert_eq!(
+        log[0].before.as_ref().map(|b| b["revoked_at_ms"].clone()),
+        Some(Value::Null)
+    );
+    assert_eq!(
+        log[0].after.as_ref().map(|a| a["revoked_at_ms"].clone()),
+        Some(json!(at))
+    );
 }
 
 pub async fn token_audit_never_contains_the_secret_hash(ctx: Ctx) {
     let store = &ctx.store;
     let new = token("t1", "sdk", Some("production"));
-    store.create_token(&new, &who("root", "token.create")).await.expect("create");
-    store.revoke_token("t1", &who("root", "token.revoke")).await.expect("revoke");
+    store
+        .create_token(&new, &who("root", "token.create"))
+        .await
+        .expect("create");
+    store
+        .revoke_token("t1", &who("root", "token.revoke"))
+        .await
+        .expect("revoke");
     let log = whole_log(store).await;
     assert_eq!(log.len(), 2);
     assert_eq!(
@@ -750,7 +969,9 @@ pub async fn token_audit_never_contains_the_secret_hash(ctx: Ctx) {
     }
     // Nor does a serialized token record.
     let record = store.find_token("t1").await.expect("find").expect("exists");
-    assert!(!serde_json::to_string(&record).expect("json").contains(&new.secret_hash));
+    assert!(!serde_json::to_string(&record)
+        .expect("json")
+        .contains(&new.secret_hash));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -764,21 +985,39 @@ pub async fn revision_counts_writes_not_reads(ctx: Ctx) {
         assert_eq!(store.revision().await.expect("revision"), expected);
     };
 
-    store.write_flag(&create("f", json!(1))).await.expect("flag");
+    store
+        .write_flag(&create("f", json!(1)))
+        .await
+        .expect("flag");
     expect_revision(r0 + 1).await;
-    store.write_segment(&create("s", json!(1))).await.expect("segment");
+    store
+        .write_segment(&create("s", json!(1)))
+        .await
+        .expect("segment");
     expect_revision(r0 + 2).await;
-    store.create_environment("e", &audit).await.expect("environment");
+    store
+        .create_environment("e", &audit)
+        .await
+        .expect("environment");
     expect_revision(r0 + 3).await;
-    store.create_token(&token("t", "sdk", None), &audit).await.expect("token");
+    store
+        .create_token(&token("t", "sdk", None), &audit)
+        .await
+        .expect("token");
     expect_revision(r0 + 4).await;
     store.revoke_token("t", &audit).await.expect("revoke");
     expect_revision(r0 + 5).await;
     store.set_meta("k", "v").await.expect("meta");
     expect_revision(r0 + 6).await;
-    store.write_flags(&[create("g", json!(1)), create("h", json!(1))]).await.expect("batch");
+    store
+        .write_flags(&[create("g", json!(1)), create("h", json!(1))])
+        .await
+        .expect("batch");
     expect_revision(r0 + 7).await;
-    store.write_document(&[], &[update("g", 1, json!(2))]).await.expect("document");
+    store
+        .write_document(&[], &[update("g", 1, json!(2))])
+        .await
+        .expect("document");
     expect_revision(r0 + 8).await;
 
     // Reads and failed writes leave it alone.
@@ -793,28 +1032,46 @@ pub async fn revision_counts_writes_not_reads(ctx: Ctx) {
     store.get_meta("k").await.expect("read");
     whole_log(store).await;
     store.ping().await.expect("ping");
-    store.write_flag(&create("f", json!(1))).await.expect_err("conflict");
+    store
+        .write_flag(&create("f", json!(1)))
+        .await
+        .expect_err("conflict");
     store.revoke_token("t", &audit).await.expect_err("conflict");
     expect_revision(r0 + 8).await;
 
     // Another connection sees the same counter.
-    assert_eq!(ctx.reconnect().await.revision().await.expect("revision"), r0 + 8);
+    assert_eq!(
+        ctx.reconnect().await.revision().await.expect("revision"),
+        r0 + 8
+    );
 }
 
 pub async fn meta_get_set(ctx: Ctx) {
     let store = &ctx.store;
     assert_eq!(store.get_meta("instance").await.expect("get"), None);
     store.set_meta("instance", "a").await.expect("set");
-    assert_eq!(store.get_meta("instance").await.expect("get").as_deref(), Some("a"));
+    assert_eq!(
+        store.get_meta("instance").await.expect("get").as_deref(),
+        Some("a")
+    );
     store.set_meta("instance", "b").await.expect("overwrite");
-    assert_eq!(store.get_meta("instance").await.expect("get").as_deref(), Some("b"));
-    store.set_meta("ключ \"'", "värde 🚀 \\ '").await.expect("set unicode");
+    assert_eq!(
+        store.get_meta("instance").await.expect("get").as_deref(),
+        Some("b")
+    );
+    store
+        .set_meta("ключ \"'", "värde 🚀 \\ '")
+        .await
+        .expect("set unicode");
     assert_eq!(
         store.get_meta("ключ \"'").await.expect("get").as_deref(),
         Some("värde 🚀 \\ '")
     );
     store.set_meta("empty", "").await.expect("set empty");
-    assert_eq!(store.get_meta("empty").await.expect("get").as_deref(), Some(""));
+    assert_eq!(
+        store.get_meta("empty").await.expect("get").as_deref(),
+        Some("")
+    );
     assert!(whole_log(store).await.is_empty(), "meta is not audited");
 }
 
@@ -823,7 +1080,10 @@ pub async fn meta_get_set(ctx: Ctx) {
 
 pub async fn concurrent_writers_exactly_one_wins(ctx: Ctx) {
     let store = ctx.store.clone();
-    store.write_flag(&create("contended", json!(0))).await.expect("create");
+    store
+        .write_flag(&create("contended", json!(0)))
+        .await
+        .expect("create");
 
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -854,7 +1114,11 @@ pub async fn concurrent_writers_exactly_one_wins(ctx: Ctx) {
         }
     }
     assert_eq!((wins, conflicts), (1, 7));
-    let stored = store.get_flag("contended").await.expect("get").expect("exists");
+    let stored = store
+        .get_flag("contended")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(stored.version, 2);
     let updates = store
         .audit(&AuditQuery {
@@ -894,7 +1158,9 @@ pub async fn concurrent_writers_exactly_one_wins(ctx: Ctx) {
     for i in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.write_flag(&create(&format!("parallel-{i}"), json!(i))).await
+            store
+                .write_flag(&create(&format!("parallel-{i}"), json!(i)))
+                .await
         }));
     }
     for task in tasks {
@@ -947,7 +1213,13 @@ pub async fn awkward_strings_survive(ctx: Ctx) {
         assert_eq!(stored.key, key);
         assert_eq!(stored.definition, definition, "{key:?}");
     }
-    let listed: Vec<String> = store.list_flags().await.expect("list").into_iter().map(|f| f.key).collect();
+    let listed: Vec<String> = store
+        .list_flags()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|f| f.key)
+        .collect();
     let mut sorted: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     sorted.sort(); // code point order, the same on both backends
     assert_eq!(listed, sorted);
@@ -972,10 +1244,20 @@ pub async fn awkward_strings_survive(ctx: Ctx) {
     assert_eq!(by_actor.len(), 1);
     assert_eq!(by_actor[0].environment.as_deref(), Some("env 🚀-emoji"));
 
-    store.create_environment("prød 'x'", &who("a", "b")).await.expect("environment");
-    store.write_segment(&create("seg \"ü\"", definition.clone())).await.expect("segment");
+    store
+        .create_environment("prød 'x'", &who("a", "b"))
+        .await
+        .expect("environment");
+    store
+        .write_segment(&create("seg \"ü\"", definition.clone()))
+        .await
+        .expect("segment");
     assert_eq!(
-        store.get_segment("seg \"ü\"").await.expect("get").map(|s| s.definition),
+        store
+            .get_segment("seg \"ü\"")
+            .await
+            .expect("get")
+            .map(|s| s.definition),
         Some(definition)
     );
     let distinct: BTreeSet<String> = store
@@ -989,7 +1271,10 @@ pub async fn awkward_strings_survive(ctx: Ctx) {
 }
 
 pub async fn corrupt_json_is_reported(ctx: Ctx) {
-    ctx.store.write_flag(&create("broken", json!(1))).await.expect("create");
+    ctx.store
+        .write_flag(&create("broken", json!(1)))
+        .await
+        .expect("create");
     let mut raw = ctx.raw().await;
     raw.execute("UPDATE flags SET definition = '{not json' WHERE key = 'broken'")
         .await
@@ -1038,7 +1323,10 @@ pub async fn acknowledged_writes_survive_kill_9(ctx: Ctx) {
     }
     child.start_kill().expect("kill -9"); // SIGKILL on Unix
     let status = child.wait().await.expect("wait");
-    assert!(!status.success(), "the child was killed, not finished: {status}");
+    assert!(
+        !status.success(),
+        "the child was killed, not finished: {status}"
+    );
 
     let store = ctx.reconnect().await;
     for n in &acked {
@@ -1058,8 +1346,15 @@ pub async fn acknowledged_writes_survive_kill_9(ctx: Ctx) {
         .await
         .expect("audit");
     let flags = store.list_flags().await.expect("list");
-    assert_eq!(log.len(), flags.len(), "every stored write has its audit entry");
+    assert_eq!(
+        log.len(),
+        flags.len(),
+        "every stored write has its audit entry"
+    );
     assert!(flags.len() >= acked.len());
     // And the store still takes writes.
-    store.write_flag(&create("after-crash", json!(true))).await.expect("write after crash");
+    store
+        .write_flag(&create("after-crash", json!(true)))
+        .await
+        .expect("write after crash");
 }
