@@ -151,6 +151,11 @@ impl AppState {
                     .list_segments()
                     .await
                     .map_err(ReloadError::Store)?;
+                // Tokens share the store revision with flags: reloading both together means a
+                // revision seen is a revision fully applied (a token made on another replica is
+                // never skipped because this replica's own write advanced the revision).
+                let tokens = self.store.list_tokens().await.map_err(ReloadError::Store)?;
+                self.tokens.store(Arc::new(TokenCache::new(&tokens)));
                 let doc = document_from_records(&flags, &segments).map_err(ReloadError::Corrupt)?;
                 let (ruleset, diagnostics) = compile(&doc);
                 for d in diagnostics.iter().filter(|d| d.is_error()) {
@@ -340,9 +345,6 @@ impl AppState {
                 {
                     if let Err(err) = self.reload().await {
                         tracing::error!(error = %err, "reload failed");
-                    }
-                    if let Err(err) = self.reload_tokens().await {
-                        tracing::error!(error = %err, "token reload failed");
                     }
                 }
                 Ok(_) => {}

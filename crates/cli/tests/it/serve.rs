@@ -285,3 +285,118 @@ fn bad_configuration_fails_at_start_with_a_clear_message() {
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown variant `nope`"), "{err}");
 }
+
+/// The PostgreSQL server tests use (`SWITCHYARD_TEST_POSTGRES_URL` overrides it).
+fn postgres_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Runs SQL with `psql` (the PostgreSQL client); fails loudly when it is missing.
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([&postgres_url(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql (the PostgreSQL client) must be installed to run the PostgreSQL tests");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_change_on_one_replica_reaches_the_other_through_postgres() {
+    let schema = format!(
+        "sy_serve_{}_{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() % 1_000_000
+    );
+    psql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ));
+    struct DropSchema(String);
+    impl Drop for DropSchema {
+        fn drop(&mut self) {
+            psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
+        }
+    }
+    let _cleanup = DropSchema(schema.clone());
+    let sep = if postgres_url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_url());
+    let admin = "replica-admin-token-0123";
+    let env = [
+        ("SWITCHYARD_ADMIN_TOKEN", admin),
+        ("SWITCHYARD_SEED_EXAMPLES", "false"),
+        ("SWITCHYARD_SYNC_INTERVAL_MS", "100"),
+    ];
+    let a = start(&["--db", &url], &env);
+    let b = start(&["--db", &url], &env);
+
+    let (status, created) = send_json(
+        "POST",
+        &format!("{}/api/v1/tokens", b.url),
+        admin,
+        r#"{"name": "app", "role": "sdk", "environment": "production"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let sdk = created["token"].as_str().unwrap().to_owned();
+    let (status, body) = send_json(
+        "POST",
+        &format!("{}/api/v1/flags", a.url),
+        admin,
+        r#"{"key": "replicated"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let eval = |server: &Server| {
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/ofrep/v1/evaluate/flags/replicated", server.url))
+            .header("Authorization", format!("Bearer {sdk}"))
+            .body(r#"{"context": {"targetingKey": "u"}}"#.to_owned())
+            .unwrap();
+        let mut r = agent().run(req).unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut()
+                .read_json::<serde_json::Value>()
+                .unwrap_or_default(),
+        )
+    };
+    // A write on A reaches B (and a token made on B works on A) within a few sync intervals.
+    let wait_for = |server: &Server, want: serde_json::Value| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = eval(server);
+            if status == 200 && body["value"] == want {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica never saw the change: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&a, serde_json::json!(true));
+    wait_for(&b, serde_json::json!(true));
+    let (status, _) = send_json(
+        "POST",
+        &format!("{}/api/v1/flags/replicated/kill", a.url),
+        admin,
+        "{}",
+    );
+    assert_eq!(status, 200);
+    let killed_at = Instant::now();
+    let seen = wait_for(&b, serde_json::json!(false));
+    assert!(
+        seen - killed_at < Duration::from_secs(2),
+        "kill switch took {:?} to reach the other replica",
+        seen - killed_at
+    );
+}
