@@ -85,18 +85,18 @@ fn failure(status: StatusCode, key: &str, code: &'static str, details: &str) -> 
 }
 
 /// Authenticates an SDK key and applies the rate limit; errors are OFREP-shaped.
-fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Principal, Response> {
+fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Principal, Box<Response>> {
     let tokens = state.tokens.load();
     let Some(token) = presented(headers) else {
-        return Err(failure(
+        return Err(Box::new(failure(
             StatusCode::UNAUTHORIZED,
             key,
             "GENERAL",
             "missing SDK key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        ));
+        )));
     };
     let Some(principal) = tokens.verify(token) else {
-        return Err(failure(
+        return Err(Box::new(failure(
             StatusCode::UNAUTHORIZED,
             key,
             "GENERAL",
@@ -104,12 +104,12 @@ fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Pri
         ));
     };
     if principal.role != Role::Sdk || principal.environment.is_none() {
-        return Err(failure(
+        return Err(Box::new(failure(
             StatusCode::FORBIDDEN,
             key,
             "GENERAL",
             "OFREP needs an SDK key (role sdk), which selects the environment",
-        ));
+        )));
     }
     if let Some(limiter) = &state.limiter {
         if let Err(not_until) = limiter.check_key(&principal.id) {
@@ -126,7 +126,7 @@ fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Pri
             if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            return Err(response);
+            return Err(Box::new(response));
         }
     }
     Ok(principal.clone())
@@ -172,7 +172,7 @@ pub async fn evaluate_flag(
 ) -> Response {
     let principal = match sdk_principal(&state, &headers, &key) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let ctx = match parse_context(&body) {
         Ok(ctx) => ctx,
@@ -227,7 +227,7 @@ pub async fn evaluate_all(
 ) -> Response {
     let principal = match sdk_principal(&state, &headers, "") {
         Ok(p) => p,
-        Err(response) => return strip_key(response),
+        Err(response) => return strip_key(*response),
     };
     let ctx = match parse_context(&body) {
         Ok(ctx) => ctx,

@@ -1,11 +1,14 @@
 //! Drives the real `switchyard` binary.
 
+mod protocol;
 mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
+
+mod admin;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
