@@ -1,8 +1,14 @@
 //! `switchyard`: the one binary. This file is glue: argument parsing, I/O and exit codes;
 //! the work is done by the library crates.
 
+mod audit_cmd;
 mod eval_cmd;
+mod flags_cmd;
+mod remote;
 mod serve_cmd;
+mod table;
+mod tokens_cmd;
+mod transfer_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +19,13 @@ use switchyard_engine::{check_file, Diagnostic, Severity};
 
 /// Self-hosted feature flags and experiments.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about, propagate_version = true)]
+#[command(
+    name = "switchyard",
+    version,
+    about,
+    propagate_version = true,
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,7 +40,32 @@ enum Command {
     /// Run the server (admin API, OFREP, metrics). With no configuration: 127.0.0.1:8080,
     /// one SQLite file, example flags loaded.
     Serve(serve_cmd::ServeArgs),
+    /// List, show, create and change flags on a running server.
+    Flags(flags_cmd::FlagsArgs),
+    /// Show a running server's audit log: who changed what, when and why.
+    Audit(audit_cmd::AuditArgs),
+    /// Create, list and revoke a running server's API tokens (admin token needed).
+    Tokens(tokens_cmd::TokensArgs),
+    /// Import a flag file into a running server (all or nothing).
+    Import(transfer_cmd::ImportArgs),
+    /// Export a running server's flags and segments as a flag file.
+    Export(transfer_cmd::ExportArgs),
 }
+
+const AFTER_HELP: &str = "\
+Remote commands (flags, audit, tokens, import, export) talk to a running server over its
+HTTP API and take these options before or after the subcommand:
+  --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
+  --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
+  --json         print the server's JSON instead of tables
+Changes apply to a flag's current version (last write wins); add --if-version N to change
+it only if it is still at version N.
+
+Exit status:
+  0  success
+  1  the server refused the request (HTTP 4xx or 5xx), or `validate` found invalid files,
+     or `eval` met invalid context lines
+  2  usage error, unreadable file, or the server could not be reached";
 
 #[derive(Debug, Args)]
 struct ValidateArgs {
@@ -46,13 +83,15 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Flags(args) => flags_cmd::run(&args),
+        Command::Audit(args) => audit_cmd::run(&args),
+        Command::Tokens(args) => tokens_cmd::run(&args),
+        Command::Import(args) => transfer_cmd::import(&args),
+        Command::Export(args) => transfer_cmd::export(&args),
     };
     match outcome {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        Err(err) => remote::report(&err),
     }
 }
 

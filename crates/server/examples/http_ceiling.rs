@@ -8,8 +8,11 @@ use axum::Router;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18090".to_owned());
-    let body = r#"{"key":"checkout-redesign","value":true,"reason":"TARGETING_MATCH","variant":"on"}"#;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18090".to_owned());
+    let body =
+        r#"{"key":"checkout-redesign","value":true,"reason":"TARGETING_MATCH","variant":"on"}"#;
     let app = Router::new().route(
         "/ofrep/v1/evaluate/flags/{key}",
         post(move || async move { ([("content-type", "application/json")], body) }),

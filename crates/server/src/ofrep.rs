@@ -85,7 +85,11 @@ fn failure(status: StatusCode, key: &str, code: &'static str, details: &str) -> 
 }
 
 /// Authenticates an SDK key and applies the rate limit; errors are OFREP-shaped.
-fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Principal, Box<Response>> {
+fn sdk_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: &str,
+) -> Result<Principal, Box<Response>> {
     let tokens = state.tokens.load();
     let Some(token) = presented(headers) else {
         return Err(Box::new(failure(
@@ -101,7 +105,7 @@ fn sdk_principal(state: &AppState, headers: &HeaderMap, key: &str) -> Result<Pri
             key,
             "GENERAL",
             "invalid or revoked SDK key",
-        ));
+        )));
     };
     if principal.role != Role::Sdk || principal.environment.is_none() {
         return Err(Box::new(failure(
