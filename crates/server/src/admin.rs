@@ -21,7 +21,7 @@ use switchyard_engine::{is_valid_key, Document, FlagDef, Format};
 use switchyard_storage::{AuditInfo, AuditQuery, Expect, FlagRecord, SegmentRecord, Write};
 
 use crate::auth::{authorize, Principal, Role};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::{rfc3339, AppState, EXAMPLE_FLAGS};
 
 /// Parses a JSON body, naming the field on error.
@@ -106,10 +106,13 @@ async fn require_environment(state: &AppState, env: &str) -> ApiResult<()> {
         Ok(())
     } else {
         let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
-        Err(ApiError::not_found(format!(
-            "environment `{env}` (environments: {})",
-            names.join(", ")
-        )))
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "environment `{env}` does not exist; environments: {}",
+                names.join(", ")
+            ),
+        ))
     }
 }
 
@@ -874,6 +877,26 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TokenInfo>> {
     let principal = authorize(&state.tokens.load(), &headers, Role::Admin)?;
+    let tokens = state.store.list_tokens().await?;
+    let Some(target) = tokens.iter().find(|t| t.id == id) else {
+        return Err(ApiError::not_found(format!("token `{id}`")));
+    };
+    if target.revoked_at_ms.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("token `{id}` is already revoked"),
+        ));
+    }
+    let admins = tokens
+        .iter()
+        .filter(|t| t.role == "admin" && t.revoked_at_ms.is_none())
+        .count();
+    if target.role == "admin" && admins <= 1 {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this is the last admin token; create another admin token before revoking it",
+        ));
+    }
     let record = state
         .store
         .revoke_token(

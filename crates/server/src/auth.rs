@@ -193,7 +193,12 @@ pub fn authorize(
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
-                "a {} token cannot do this; it needs the {} role",
+                "{} {} token cannot do this; it needs the {} role",
+                if matches!(principal.role, Role::Admin | Role::Editor) {
+                    "an"
+                } else {
+                    "a"
+                },
                 principal.role.as_str(),
                 needed.as_str()
             ),

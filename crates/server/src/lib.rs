@@ -257,13 +257,13 @@ async fn bootstrap(state: &AppState) -> Result<(), StartError> {
     // Admin token: from SWITCHYARD_ADMIN_TOKEN, or generated and printed once.
     if let Some(token) = &state.settings.admin_token {
         let (id, hash) = auth::identify(token);
-        if state
-            .store
-            .find_token(&id)
-            .await
-            .map_err(|e| fail(&e))?
-            .is_none()
-        {
+        let existing = state.store.find_token(&id).await.map_err(|e| fail(&e))?;
+        if existing.as_ref().is_some_and(|t| t.revoked_at_ms.is_some()) {
+            return Err(StartError::Bootstrap(
+                "SWITCHYARD_ADMIN_TOKEN names a token that was revoked; set it to a new value to create a fresh admin token".to_owned(),
+            ));
+        }
+        if existing.is_none() {
             state
                 .store
                 .create_token(

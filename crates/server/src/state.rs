@@ -76,12 +76,13 @@ pub const EXAMPLE_FLAGS: &str = include_str!("../../../examples/flags.yaml");
 
 /// Converts unix milliseconds to RFC 3339.
 pub fn rfc3339(ms: i64) -> String {
+    // Fixed width (always milliseconds, always `Z`), so timestamps sort as text.
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&format).ok())
         .unwrap_or_default()
 }
 

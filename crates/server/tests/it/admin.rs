@@ -683,3 +683,76 @@ async fn openapi_lists_exactly_the_served_routes() {
     let r = s.admin(Method::GET, "/api/v1/undocumented", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_last_admin_token_cannot_be_revoked_and_messages_read_well() {
+    let s = TestServer::start().await;
+    let tokens = s.admin(Method::GET, "/api/v1/tokens", None).await.json;
+    let admin_id = tokens["tokens"][0]["id"].as_str().unwrap().to_owned();
+    let r = s
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{admin_id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("last admin token"), "{}", r.text);
+    assert_eq!(
+        s.admin(Method::GET, "/api/v1/flags", None).await.status,
+        StatusCode::OK
+    );
+
+    let second = s.token("admin", None).await;
+    let r = s
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{admin_id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "with another admin it can go");
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{admin_id}"),
+            Some(&second),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text.contains("already revoked"), "{}", r.text);
+
+    let editor = s.token_with(&second, "editor").await;
+    let r = s
+        .call(Method::GET, "/api/v1/tokens", Some(&editor), None, &[])
+        .await;
+    assert!(
+        r.text
+            .contains("an editor token cannot do this; it needs the admin role"),
+        "{}",
+        r.text
+    );
+    s.call(
+        Method::POST,
+        "/api/v1/flags",
+        Some(&second),
+        Some(r#"{"key": "f"}"#),
+        &[],
+    )
+    .await;
+    let r = s
+        .call(
+            Method::PUT,
+            "/api/v1/flags/f/environments/nope/enabled",
+            Some(&second),
+            Some(r#"{"enabled": true}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.json["error"]["message"],
+        "environment `nope` does not exist; environments: development, production, staging"
+    );
+    let created = s
+        .call(Method::GET, "/api/v1/flags/f", Some(&second), None, &[])
+        .await
+        .json["createdAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(created.len(), "2026-01-01T00:00:00.000Z".len(), "{created}");
+}

@@ -107,6 +107,22 @@ impl TestServer {
         r.json["token"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a token of `role` using `admin` as the caller.
+    pub(crate) async fn token_with(&self, admin: &str, role: &str) -> String {
+        let body = format!(r#"{{"name":"{role}-by-other","role":"{role}"}}"#);
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(admin),
+                Some(&body),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["token"].as_str().unwrap().to_owned()
+    }
+
     /// Imports a YAML flag file.
     pub(crate) async fn import(&self, yaml: &str) {
         let r = self
