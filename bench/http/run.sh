@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-15}
 conns=64
 threads=2
-cargo build --release -q -p switchyard -p switchyard-server --example http_ceiling
+cargo build --release -q -p switchyard
+cargo build --release -q -p switchyard-server --example http_ceiling
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -218,6 +218,11 @@ fn number_of(value: &Value) -> Option<f64> {
 pub(crate) fn parse_version(text: &str) -> Option<semver::Version> {
     let text = text.trim();
     let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    // Fast path for the common `MAJOR.MINOR.PATCH` (no pre-release, no build): no leading
+    // zeros, digits only, exactly what the semver crate would accept for such text.
+    if let Some(v) = parse_plain_version(text) {
+        return Some(v);
+    }
     if let Ok(v) = semver::Version::parse(text) {
         return Some(v);
     }
@@ -232,6 +237,36 @@ pub(crate) fn parse_version(text: &str) -> Option<semver::Version> {
         return None;
     }
     Some(semver::Version::new(major, minor, 0))
+}
+
+fn parse_plain_version(text: &str) -> Option<semver::Version> {
+    // One pass over the bytes: three dot-separated decimal numbers without leading zeros.
+    let mut numbers = [0u64; 3];
+    let mut part = 0usize;
+    let mut digits = 0usize;
+    let mut leading_zero = false;
+    for &b in text.as_bytes() {
+        if b == b'.' {
+            if digits == 0 || part == 2 {
+                return None;
+            }
+            part += 1;
+            digits = 0;
+            leading_zero = false;
+            continue;
+        }
+        if !b.is_ascii_digit() || leading_zero {
+            return None;
+        }
+        leading_zero = digits == 0 && b == b'0';
+        let n = &mut numbers[part];
+        *n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        digits += 1;
+    }
+    if part != 2 || digits == 0 {
+        return None;
+    }
+    Some(semver::Version::new(numbers[0], numbers[1], numbers[2]))
 }
 
 /// Parses a timestamp: RFC 3339 text or Unix seconds.
@@ -835,6 +870,15 @@ mod tests {
         ];
         for (def, ctx, expected) in cases {
             assert_eq!(holds(def.clone(), ctx.clone()), expected, "{def} on {ctx}");
+        }
+    }
+
+    #[test]
+    fn the_fast_version_path_agrees_with_the_semver_crate() {
+        for text in ["0.0.0", "1.2.3", "10.20.30", "01.2.3", "1.2", "1.2.3.4", "1.2.3-rc.1", "1.2.3+b", "1..3", "a.b.c", "18446744073709551615.0.0", "18446744073709551616.0.0", "", "0.0", "1.2.", ".1.2", "1.02.3", "0.10.0", "1.2.3 "] {
+            let fast = parse_plain_version(text);
+            let slow = semver::Version::parse(text).ok().filter(|v| v.pre.is_empty() && v.build.is_empty());
+            assert_eq!(fast, slow, "{text}");
         }
     }
 

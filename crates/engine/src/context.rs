@@ -1,13 +1,24 @@
 //! The evaluation context: the targeting key plus arbitrary JSON attributes (OpenFeature).
+//!
+//! A context is flattened once, when it is built: every value that is not an object is filed
+//! under its dotted path (`{"tenant": {"id": "t1"}}` gives `tenant.id`), in a hash table keyed
+//! by the same hash that [`AttrPath`] precomputes when a flag is compiled. A lookup during
+//! evaluation is then one probe and one comparison, and never allocates.
 
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde_json::{Map, Value};
 
 /// An evaluation context: `{"targetingKey": "...", <attributes, nested objects allowed>}`.
 ///
 /// Built once per request and borrowed by every evaluation; lookups never allocate.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Context {
-    attributes: Map<String, Value>,
+    /// `(dotted path, value, nesting depth)`; objects are not entries, their leaves are.
+    entries: Vec<(Box<str>, Value, u16)>,
+    index: HashTable<u32>,
 }
 
 /// Why a JSON value is not a valid evaluation context.
@@ -30,6 +41,10 @@ pub enum ContextError {
 /// The context attribute that holds the targeting key.
 pub const TARGETING_KEY: &str = "targetingKey";
 
+fn hash_of(path: &str) -> u64 {
+    FxBuildHasher.hash_one(path)
+}
+
 impl Context {
     /// An empty context (no targeting key).
     pub fn new() -> Self {
@@ -38,9 +53,7 @@ impl Context {
 
     /// A context with only a targeting key.
     pub fn with_targeting_key(key: impl Into<String>) -> Self {
-        let mut attributes = Map::new();
-        attributes.insert(TARGETING_KEY.to_owned(), Value::String(key.into()));
-        Self { attributes }
+        Self::new().with(TARGETING_KEY, Value::String(key.into()))
     }
 
     /// Validates a JSON value as a context. `null` is an empty context.
@@ -56,53 +69,110 @@ impl Context {
 
     /// Validates a JSON object as a context.
     pub fn from_map(attributes: Map<String, Value>) -> Result<Self, ContextError> {
-        match attributes.get(TARGETING_KEY) {
-            None | Some(Value::String(_)) => Ok(Self { attributes }),
-            Some(other) => Err(ContextError::TargetingKeyNotString {
-                found: crate::document::describe(other),
-            }),
+        if let Some(key) = attributes.get(TARGETING_KEY) {
+            if !key.is_string() {
+                return Err(ContextError::TargetingKeyNotString {
+                    found: crate::document::describe(key),
+                });
+            }
+        }
+        let mut ctx = Self::new();
+        ctx.insert_object(String::new(), attributes, 0);
+        Ok(ctx)
+    }
+
+    /// Sets an attribute (builder style); an object value is flattened under `name`.
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        let name = name.into();
+        match value.into() {
+            Value::Object(map) => self.insert_object(name, map, 0),
+            other => self.insert(name, other, 0),
+        }
+        self
+    }
+
+    fn insert_object(&mut self, prefix: String, map: Map<String, Value>, depth: u16) {
+        for (key, value) in map {
+            let path = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                Value::Object(inner) => self.insert_object(path, inner, depth.saturating_add(1)),
+                leaf => self.insert(path, leaf, depth),
+            }
         }
     }
 
-    /// Sets an attribute (builder style).
-    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.attributes.insert(name.into(), value.into());
-        self
+    /// Files `value` under `path`. A nested path wins over a literal key spelled with dots
+    /// (`{"tenant": {"id": 1}}` over `{"tenant.id": 2}`), whatever their order.
+    fn insert(&mut self, path: String, value: Value, depth: u16) {
+        let hash = hash_of(&path);
+        let entries = &mut self.entries;
+        if let Some(&i) = self.index.find(hash, |&i| *entries[i as usize].0 == *path) {
+            let slot = &mut entries[i as usize];
+            if depth >= slot.2 {
+                slot.1 = value;
+                slot.2 = depth;
+            }
+            return;
+        }
+        let Ok(i) = u32::try_from(entries.len()) else { return };
+        entries.push((path.into_boxed_str(), value, depth));
+        self.index
+            .insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
     }
 
     /// The targeting key, when present.
     pub fn targeting_key(&self) -> Option<&str> {
-        self.attributes.get(TARGETING_KEY).and_then(Value::as_str)
+        self.get(TARGETING_KEY).and_then(Value::as_str)
     }
 
-    /// All attributes, targeting key included.
-    pub fn attributes(&self) -> &Map<String, Value> {
-        &self.attributes
+    /// The value at a dotted path, if any (objects themselves are not values here).
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        self.find(hash_of(path), path)
     }
 
-    /// Looks an attribute up: the dotted path through nested objects first
-    /// (`{"tenant": {"id": ...}}`), then the literal name as one key (`{"tenant.id": ...}`).
+    /// Looks a compiled attribute up: the dotted path through nested objects
+    /// (`{"tenant": {"id": ...}}`), or the literal name as one key (`{"tenant.id": ...}`).
     pub fn lookup(&self, path: &AttrPath) -> Option<&Value> {
-        let (first, rest) = path.segments.split_first()?;
-        let top = self.attributes.get(&**first);
-        if rest.is_empty() {
-            return top;
-        }
-        let nested = top.and_then(|mut current| {
-            for segment in rest {
-                current = current.as_object()?.get(&**segment)?;
-            }
-            Some(current)
-        });
-        nested.or_else(|| self.attributes.get(&*path.full))
+        self.find(path.hash, &path.full)
+    }
+
+    fn find(&self, hash: u64, path: &str) -> Option<&Value> {
+        self.index
+            .find(hash, |&i| *self.entries[i as usize].0 == *path)
+            .map(|&i| &self.entries[i as usize].1)
+    }
+
+    /// Every `(dotted path, value)` of the context.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(k, v, _)| (&**k, v))
+    }
+
+    /// Number of attributes (leaves).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
-/// A compiled attribute reference: the dotted name and its segments.
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.entries().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+/// A compiled attribute reference: the dotted name and its precomputed hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrPath {
     full: Box<str>,
-    segments: Box<[Box<str>]>,
+    hash: u64,
 }
 
 impl AttrPath {
@@ -110,7 +180,7 @@ impl AttrPath {
     pub fn new(name: &str) -> Self {
         Self {
             full: name.into(),
-            segments: name.split('.').map(Into::into).collect(),
+            hash: hash_of(name),
         }
     }
 
@@ -126,11 +196,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn lookup_prefers_literal_then_nested() {
+    fn lookup_finds_nested_and_literal_paths() {
         let ctx = Context::from_value(json!({
             "targetingKey": "u1",
             "tenant": {"id": "t1", "settings": {"preferredProvider": "openai"}},
-            "app.version": "1.2.3"
+            "app.version": "1.2.3",
+            "roles": ["a", "b"]
         }))
         .unwrap();
         assert_eq!(ctx.targeting_key(), Some("u1"));
@@ -139,12 +210,26 @@ mod tests {
             ctx.lookup(&AttrPath::new("tenant.settings.preferredProvider")),
             Some(&json!("openai"))
         );
-        assert_eq!(
-            ctx.lookup(&AttrPath::new("app.version")),
-            Some(&json!("1.2.3"))
-        );
+        assert_eq!(ctx.lookup(&AttrPath::new("app.version")), Some(&json!("1.2.3")));
+        assert_eq!(ctx.lookup(&AttrPath::new("roles")), Some(&json!(["a", "b"])));
         assert_eq!(ctx.lookup(&AttrPath::new("tenant.missing")), None);
+        assert_eq!(ctx.lookup(&AttrPath::new("tenant")), None, "objects are not values");
         assert_eq!(ctx.lookup(&AttrPath::new("targetingKey.x")), None);
+    }
+
+    #[test]
+    fn nested_paths_win_over_literal_dotted_keys_in_any_order() {
+        for value in [
+            json!({"tenant.id": "literal", "tenant": {"id": "nested"}}),
+            json!({"tenant": {"id": "nested"}, "tenant.id": "literal"}),
+        ] {
+            let ctx = Context::from_value(value).unwrap();
+            assert_eq!(ctx.get("tenant.id"), Some(&json!("nested")));
+        }
+        let built = Context::new().with("tenant.id", "literal").with("tenant", json!({"id": "nested"}));
+        assert_eq!(built.get("tenant.id"), Some(&json!("nested")));
+        let replaced = Context::with_targeting_key("a").with("targetingKey", "b");
+        assert_eq!(replaced.targeting_key(), Some("b"));
     }
 
     #[test]

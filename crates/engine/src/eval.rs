@@ -153,8 +153,8 @@ pub struct Evaluation<'r> {
     pub reason: Reason,
     /// What decided, when more than the reason says.
     pub detail: Option<Detail<'r>>,
-    /// Set when `reason` is [`Reason::Error`].
-    pub error: Option<EvalError>,
+    /// Set when `reason` is [`Reason::Error`] (boxed: errors are rare, results stay small).
+    pub error: Option<Box<EvalError>>,
     /// The flag's declared type (`None` when not found).
     pub flag_type: Option<FlagType>,
 }
@@ -166,10 +166,10 @@ impl<'r> Evaluation<'r> {
             variant: None,
             reason: Reason::Error,
             detail: None,
-            error: Some(EvalError {
+            error: Some(Box::new(EvalError {
                 code: ErrorCode::FlagNotFound,
                 message,
-            }),
+            })),
             flag_type: None,
         }
     }
@@ -195,7 +195,7 @@ pub struct Typed<'r, T> {
     /// What decided.
     pub detail: Option<Detail<'r>>,
     /// Set on error (including [`ErrorCode::TypeMismatch`]).
-    pub error: Option<EvalError>,
+    pub error: Option<Box<EvalError>>,
 }
 
 /// A Rust type a flag value can be read as, without coercion.
@@ -428,7 +428,7 @@ impl<'r> Evaluator<'r> {
                 variant: None,
                 reason: Reason::Error,
                 detail: None,
-                error: Some(EvalError {
+                error: Some(Box::new(EvalError {
                     code: ErrorCode::TypeMismatch,
                     message: format!(
                         "flag `{key}` is of type {} and served {}, not {} {}",
@@ -437,7 +437,7 @@ impl<'r> Evaluator<'r> {
                         article(T::NAME),
                         T::NAME
                     ),
-                }),
+                })),
             },
         }
     }
@@ -626,10 +626,10 @@ fn general<'r>(flag: &'r Flag, message: &str) -> Evaluation<'r> {
         variant: None,
         reason: Reason::Error,
         detail: None,
-        error: Some(EvalError {
+        error: Some(Box::new(EvalError {
             code: ErrorCode::General,
             message: format!("flag `{}`: {message}", flag.key),
-        }),
+        })),
         flag_type: Some(flag.flag_type),
     }
 }
@@ -637,7 +637,7 @@ fn general<'r>(flag: &'r Flag, message: &str) -> Evaluation<'r> {
 fn missing_unit<'r>(flag: &'r Flag, t: &'r Targeting, serve: &Serve) -> Evaluation<'r> {
     let mut eval = serve_variant(flag, t.default_variant, Reason::Error, None);
     let names: Vec<&str> = serve.unit.iter().map(AttrPath::as_str).collect();
-    eval.error = Some(EvalError {
+    eval.error = Some(Box::new(EvalError {
         code: ErrorCode::TargetingKeyMissing,
         message: format!(
             "flag `{}` buckets by {} and the context has {}",
@@ -649,7 +649,7 @@ fn missing_unit<'r>(flag: &'r Flag, t: &'r Targeting, serve: &Serve) -> Evaluati
                 "none of them"
             }
         ),
-    });
+    }));
     eval
 }
 

@@ -112,7 +112,10 @@ impl Murmur3 {
         if pending != 0 {
             let take = (4 - pending).min(rest.len());
             let (head, after) = rest.split_at(take);
-            self.tail[pending..pending + take].copy_from_slice(head);
+            // At most 3 bytes: a loop, not a `memcpy` call.
+            for (slot, &b) in self.tail[pending..].iter_mut().zip(head) {
+                *slot = b;
+            }
             rest = after;
             let filled = pending + take;
             if filled < 4 {
@@ -131,7 +134,9 @@ impl Murmur3 {
 
         // Buffer the leftover 0..=3 bytes.
         let rem = blocks.remainder();
-        self.tail[..rem.len()].copy_from_slice(rem);
+        for (slot, &b) in self.tail.iter_mut().zip(rem) {
+            *slot = b;
+        }
         self.tail_len = rem.len() as u8; // rem.len() <= 3
         self.h1 = h1;
     }
