@@ -875,9 +875,31 @@ mod tests {
 
     #[test]
     fn the_fast_version_path_agrees_with_the_semver_crate() {
-        for text in ["0.0.0", "1.2.3", "10.20.30", "01.2.3", "1.2", "1.2.3.4", "1.2.3-rc.1", "1.2.3+b", "1..3", "a.b.c", "18446744073709551615.0.0", "18446744073709551616.0.0", "", "0.0", "1.2.", ".1.2", "1.02.3", "0.10.0", "1.2.3 "] {
+        for text in [
+            "0.0.0",
+            "1.2.3",
+            "10.20.30",
+            "01.2.3",
+            "1.2",
+            "1.2.3.4",
+            "1.2.3-rc.1",
+            "1.2.3+b",
+            "1..3",
+            "a.b.c",
+            "18446744073709551615.0.0",
+            "18446744073709551616.0.0",
+            "",
+            "0.0",
+            "1.2.",
+            ".1.2",
+            "1.02.3",
+            "0.10.0",
+            "1.2.3 ",
+        ] {
             let fast = parse_plain_version(text);
-            let slow = semver::Version::parse(text).ok().filter(|v| v.pre.is_empty() && v.build.is_empty());
+            let slow = semver::Version::parse(text)
+                .ok()
+                .filter(|v| v.pre.is_empty() && v.build.is_empty());
             assert_eq!(fast, slow, "{text}");
         }
     }

@@ -118,7 +118,9 @@ impl Context {
             }
             return;
         }
-        let Ok(i) = u32::try_from(entries.len()) else { return };
+        let Ok(i) = u32::try_from(entries.len()) else {
+            return;
+        };
         entries.push((path.into_boxed_str(), value, depth));
         self.index
             .insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
@@ -210,10 +212,20 @@ mod tests {
             ctx.lookup(&AttrPath::new("tenant.settings.preferredProvider")),
             Some(&json!("openai"))
         );
-        assert_eq!(ctx.lookup(&AttrPath::new("app.version")), Some(&json!("1.2.3")));
-        assert_eq!(ctx.lookup(&AttrPath::new("roles")), Some(&json!(["a", "b"])));
+        assert_eq!(
+            ctx.lookup(&AttrPath::new("app.version")),
+            Some(&json!("1.2.3"))
+        );
+        assert_eq!(
+            ctx.lookup(&AttrPath::new("roles")),
+            Some(&json!(["a", "b"]))
+        );
         assert_eq!(ctx.lookup(&AttrPath::new("tenant.missing")), None);
-        assert_eq!(ctx.lookup(&AttrPath::new("tenant")), None, "objects are not values");
+        assert_eq!(
+            ctx.lookup(&AttrPath::new("tenant")),
+            None,
+            "objects are not values"
+        );
         assert_eq!(ctx.lookup(&AttrPath::new("targetingKey.x")), None);
     }
 
@@ -226,7 +238,9 @@ mod tests {
             let ctx = Context::from_value(value).unwrap();
             assert_eq!(ctx.get("tenant.id"), Some(&json!("nested")));
         }
-        let built = Context::new().with("tenant.id", "literal").with("tenant", json!({"id": "nested"}));
+        let built = Context::new()
+            .with("tenant.id", "literal")
+            .with("tenant", json!({"id": "nested"}));
         assert_eq!(built.get("tenant.id"), Some(&json!("nested")));
         let replaced = Context::with_targeting_key("a").with("targetingKey", "b");
         assert_eq!(replaced.targeting_key(), Some("b"));

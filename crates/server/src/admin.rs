@@ -416,26 +416,6 @@ async fn set_enabled(
     .await
 }
 
-/// `PUT /api/v1/flags/{key}/enabled` (top level, every environment without an override).
-pub async fn set_enabled_top(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    set_enabled(state, headers, key, None, body).await
-}
-
-/// `PUT /api/v1/flags/{key}/environments/{env}/enabled`.
-pub async fn set_enabled_env(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((key, env)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    set_enabled(state, headers, key, Some(env), body).await
-}
-
 async fn kill(
     state: AppState,
     headers: HeaderMap,
@@ -465,46 +445,6 @@ async fn kill(
         tracing::warn!(flag = %key, environment = env_label, "kill switch activated");
     }
     Ok(response)
-}
-
-/// `POST /api/v1/flags/{key}/kill`: kill everywhere.
-pub async fn kill_top(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    kill(state, headers, key, None, body, true).await
-}
-
-/// `DELETE /api/v1/flags/{key}/kill`: release the global kill switch.
-pub async fn release_top(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    kill(state, headers, key, None, body, false).await
-}
-
-/// `POST /api/v1/flags/{key}/environments/{env}/kill`.
-pub async fn kill_env(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((key, env)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    kill(state, headers, key, Some(env), body, true).await
-}
-
-/// `DELETE /api/v1/flags/{key}/environments/{env}/kill`.
-pub async fn release_env(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((key, env)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    kill(state, headers, key, Some(env), body, false).await
 }
 
 fn apply_rollout(d: &mut FlagDef, env: Option<&str>, percentage: f64, variant: Option<String>) {
@@ -553,25 +493,62 @@ async fn rollout(
     .await
 }
 
-/// `PUT /api/v1/flags/{key}/rollout`.
-pub async fn rollout_top(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    rollout(state, headers, key, None, body).await
+/// Defines the top-level and the per-environment handler of one flag operation: the same
+/// call, with `env` `None` or the environment from the path.
+macro_rules! top_and_env {
+    ($top:ident, $top_doc:literal, $env_fn:ident, $env_doc:literal, $op:ident $(, $extra:expr)?) => {
+        #[doc = $top_doc]
+        pub async fn $top(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            Path(key): Path<String>,
+            body: Bytes,
+        ) -> ApiResult<Response> {
+            $op(state, headers, key, None, body $(, $extra)?).await
+        }
+
+        #[doc = $env_doc]
+        pub async fn $env_fn(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            Path((key, env)): Path<(String, String)>,
+            body: Bytes,
+        ) -> ApiResult<Response> {
+            $op(state, headers, key, Some(env), body $(, $extra)?).await
+        }
+    };
 }
 
-/// `PUT /api/v1/flags/{key}/environments/{env}/rollout`.
-pub async fn rollout_env(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((key, env)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    rollout(state, headers, key, Some(env), body).await
-}
+top_and_env!(
+    set_enabled_top,
+    "`PUT /api/v1/flags/{key}/enabled` (top level, every environment without an override).",
+    set_enabled_env,
+    "`PUT /api/v1/flags/{key}/environments/{env}/enabled`.",
+    set_enabled
+);
+top_and_env!(
+    kill_top,
+    "`POST /api/v1/flags/{key}/kill`: kill everywhere.",
+    kill_env,
+    "`POST /api/v1/flags/{key}/environments/{env}/kill`.",
+    kill,
+    true
+);
+top_and_env!(
+    release_top,
+    "`DELETE /api/v1/flags/{key}/kill`: release the global kill switch.",
+    release_env,
+    "`DELETE /api/v1/flags/{key}/environments/{env}/kill`.",
+    kill,
+    false
+);
+top_and_env!(
+    rollout_top,
+    "`PUT /api/v1/flags/{key}/rollout`.",
+    rollout_env,
+    "`PUT /api/v1/flags/{key}/environments/{env}/rollout`.",
+    rollout
+);
 
 /// `PUT /api/v1/flags/{key}/environments/{env}/targets`.
 pub async fn set_targets(
