@@ -156,7 +156,7 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
             doc,
         };
         if let Some(compiled) = fc.compile(table, &shared, &environments, &mut prereq_edges[i]) {
-            flags.push(compiled);
+            flags.push((i, compiled));
         }
     }
     if let Some(cycle) = find_cycle(&prereq_edges) {
@@ -174,8 +174,10 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
         );
     }
 
-    // When something failed, indexes into `flags` no longer line up with document order;
-    // the ruleset is only inspected then, never served, so rebuild the index over what compiled.
+    // Prerequisites were resolved to document positions. When some flags did not compile (a
+    // tool inspecting a bad file, or the server serving what still compiles after an engine
+    // change), drop the flags that require them too, then renumber to compacted positions.
+    let flags = compact(flags, doc, &mut diagnostics);
     let index = flags
         .iter()
         .enumerate()
@@ -198,6 +200,59 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
         document,
     };
     (ruleset, diagnostics)
+}
+
+/// Keeps the compiled flags whose prerequisites all compiled, renumbering prerequisites from
+/// document positions to positions in the returned vector.
+fn compact(
+    mut flags: Vec<(usize, Flag)>,
+    doc: &Document,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Flag> {
+    let mut compiled = vec![false; doc.flags.len()];
+    for (i, _) in &flags {
+        compiled[*i] = true;
+    }
+    loop {
+        let before = flags.len();
+        flags.retain(|(i, flag)| {
+            let missing = flag
+                .targetings
+                .iter()
+                .flat_map(|t| t.prerequisites.iter())
+                .find(|p| !compiled.get(p.flag as usize).copied().unwrap_or(false));
+            let Some(missing) = missing else { return true };
+            let def = &doc.flags[*i];
+            let other = doc.flags.get(missing.flag as usize).map_or("?", |f| f.key.as_str());
+            diagnostics.push(
+                Diagnostic::error(
+                    def.origin.key("prerequisites"),
+                    format!("prerequisite flag `{other}` does not compile, so this flag is not served either"),
+                )
+                .in_flag(def.key.clone()),
+            );
+            compiled[*i] = false;
+            false
+        });
+        if flags.len() == before {
+            break;
+        }
+    }
+    let mut position = vec![u32::MAX; doc.flags.len()];
+    for (new, (old, _)) in flags.iter().enumerate() {
+        position[*old] = new as u32;
+    }
+    flags
+        .into_iter()
+        .map(|(_, mut flag)| {
+            for t in &mut flag.targetings {
+                for p in t.prerequisites.iter_mut() {
+                    p.flag = position[p.flag as usize];
+                }
+            }
+            flag
+        })
+        .collect()
 }
 
 struct Shared<'a> {

@@ -509,13 +509,17 @@ impl<'r> Evaluator<'r> {
                 let result = self.evaluate_index(prereq.flag, ctx, depth + 1);
                 result.error.is_none()
                     && result.variant.is_some_and(|served| {
-                        let other = &self.ruleset.flags[prereq.flag as usize];
-                        prereq.variants.iter().any(|&v| {
-                            other
-                                .variants
-                                .get(v as usize)
-                                .is_some_and(|(k, _)| **k == *served)
-                        })
+                        self.ruleset
+                            .flags
+                            .get(prereq.flag as usize)
+                            .is_some_and(|other| {
+                                prereq.variants.iter().any(|&v| {
+                                    other
+                                        .variants
+                                        .get(v as usize)
+                                        .is_some_and(|(k, _)| **k == *served)
+                                })
+                            })
                     })
             };
             if !ok {

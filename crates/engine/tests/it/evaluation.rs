@@ -151,3 +151,33 @@ proptest! {
         }
     }
 }
+
+/// When a flag does not compile, the flags after it are renumbered; prerequisites must follow
+/// them, and flags requiring the broken one are not served either (the server serves what
+/// still compiles after an engine change).
+#[test]
+fn prerequisites_survive_a_flag_that_does_not_compile() {
+    use switchyard_engine::{compile, Document};
+    let value = serde_json::json!({"flags": [
+        {"key": "broken", "rules": [{"variant": "nope"}]},
+        {"key": "needs-broken", "prerequisites": [{"flag": "broken", "variant": "on"}]},
+        {"key": "parent", "enabled": false},
+        {"key": "child", "prerequisites": [{"flag": "parent", "variant": "on"}]},
+    ]});
+    let (doc, d) = Document::from_value(value);
+    assert!(d.is_empty());
+    let (rs, diagnostics) = compile(&doc);
+    assert!(diagnostics
+        .iter()
+        .any(|d| d.flag.as_deref() == Some("needs-broken")
+            && d.message
+                .contains("prerequisite flag `broken` does not compile")));
+    assert_eq!(rs.keys().collect::<Vec<_>>(), ["parent", "child"]);
+    let ev = rs.evaluator("", OffsetDateTime::UNIX_EPOCH);
+    let child = ev.evaluate("child", &Context::with_targeting_key("u"));
+    assert_eq!(child.reason, Reason::Default);
+    assert_eq!(
+        child.detail,
+        Some(switchyard_engine::Detail::PrerequisiteFailed("parent"))
+    );
+}
