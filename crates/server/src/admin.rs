@@ -26,14 +26,8 @@ use crate::state::{rfc3339, AppState, EXAMPLE_FLAGS};
 
 /// Parses a JSON body, naming the field on error.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error_lite(de)
-}
-
-fn serde_path_to_error_lite<T: DeserializeOwned>(
-    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
-) -> ApiResult<T> {
-    T::deserialize(de).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {

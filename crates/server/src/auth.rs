@@ -6,6 +6,7 @@
 //! derived from its hash.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
@@ -65,7 +66,7 @@ pub struct Principal {
 /// A token known to the server (from the store), without its secret.
 #[derive(Debug, Clone)]
 pub struct KnownToken {
-    principal: Principal,
+    principal: Arc<Principal>,
     hash: [u8; 32],
 }
 
@@ -91,12 +92,12 @@ impl TokenCache {
             by_id.insert(
                 r.id.clone(),
                 KnownToken {
-                    principal: Principal {
+                    principal: Arc::new(Principal {
                         id: r.id.clone(),
                         name: r.name.clone(),
                         role,
                         environment: r.environment.clone(),
-                    },
+                    }),
                     hash,
                 },
             );
@@ -105,7 +106,7 @@ impl TokenCache {
     }
 
     /// Checks a presented token.
-    pub fn verify(&self, token: &str) -> Option<&Principal> {
+    pub fn verify(&self, token: &str) -> Option<&Arc<Principal>> {
         let (id, secret) = split(token);
         let known = self.by_id.get(&id)?;
         let digest = Sha256::digest(secret.as_bytes());
@@ -172,7 +173,7 @@ pub fn authorize(
     cache: &TokenCache,
     headers: &HeaderMap,
     needed: Role,
-) -> Result<Principal, ApiError> {
+) -> Result<Arc<Principal>, ApiError> {
     let Some(token) = presented(headers) else {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
@@ -204,7 +205,7 @@ pub fn authorize(
             ),
         ));
     }
-    Ok(principal.clone())
+    Ok(Arc::clone(principal))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -84,36 +86,64 @@ fn failure(status: StatusCode, key: &str, code: &'static str, details: &str) -> 
     )
 }
 
-/// Authenticates an SDK key and applies the rate limit; errors are OFREP-shaped.
-fn sdk_principal(
-    state: &AppState,
-    headers: &HeaderMap,
-    key: &str,
-) -> Result<Principal, Box<Response>> {
+/// Why an OFREP request was refused before evaluating; each endpoint renders it in its own
+/// body shape (single-flag failures carry the key, bulk failures do not).
+struct Refusal {
+    status: StatusCode,
+    details: &'static str,
+    retry_after_secs: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, details: &'static str) -> Self {
+        Self {
+            status,
+            details,
+            retry_after_secs: None,
+        }
+    }
+
+    fn render(self, key: Option<&str>) -> Response {
+        let mut response = match key {
+            Some(key) => failure(self.status, key, "GENERAL", self.details),
+            None => json(
+                self.status,
+                to_vec(&BulkFailure {
+                    error_code: "GENERAL",
+                    error_details: self.details,
+                }),
+            ),
+        };
+        if let Some(v) = self
+            .retry_after_secs
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+/// Authenticates an SDK key and applies its rate limit.
+fn sdk_principal(state: &AppState, headers: &HeaderMap) -> Result<Arc<Principal>, Refusal> {
     let tokens = state.tokens.load();
     let Some(token) = presented(headers) else {
-        return Err(Box::new(failure(
+        return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
-            key,
-            "GENERAL",
             "missing SDK key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        )));
+        ));
     };
     let Some(principal) = tokens.verify(token) else {
-        return Err(Box::new(failure(
+        return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
-            key,
-            "GENERAL",
             "invalid or revoked SDK key",
-        )));
+        ));
     };
     if principal.role != Role::Sdk || principal.environment.is_none() {
-        return Err(Box::new(failure(
+        return Err(Refusal::new(
             StatusCode::FORBIDDEN,
-            key,
-            "GENERAL",
             "OFREP needs an SDK key (role sdk), which selects the environment",
-        )));
+        ));
     }
     if let Some(limiter) = &state.limiter {
         if let Err(not_until) = limiter.check_key(&principal.id) {
@@ -121,19 +151,13 @@ fn sdk_principal(
                 &governor::clock::DefaultClock::default(),
             ));
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = failure(
-                StatusCode::TOO_MANY_REQUESTS,
-                key,
-                "GENERAL",
-                "rate limit exceeded",
-            );
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return Err(Box::new(response));
+            return Err(Refusal {
+                retry_after_secs: Some(secs.max(1)),
+                ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
+            });
         }
     }
-    Ok(principal.clone())
+    Ok(Arc::clone(principal))
 }
 
 /// Parses the request body into a context; `Err` carries the OFREP error code and details.
@@ -174,9 +198,9 @@ pub async fn evaluate_flag(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match sdk_principal(&state, &headers, &key) {
+    let principal = match sdk_principal(&state, &headers) {
         Ok(p) => p,
-        Err(response) => return *response,
+        Err(refusal) => return refusal.render(Some(&key)),
     };
     let ctx = match parse_context(&body) {
         Ok(ctx) => ctx,
@@ -229,9 +253,9 @@ pub async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match sdk_principal(&state, &headers, "") {
+    let principal = match sdk_principal(&state, &headers) {
         Ok(p) => p,
-        Err(response) => return strip_key(*response),
+        Err(refusal) => return refusal.render(None),
     };
     let ctx = match parse_context(&body) {
         Ok(ctx) => ctx,
@@ -291,29 +315,6 @@ pub async fn evaluate_all(
         response.headers_mut().insert(header::ETAG, v);
     }
     response
-}
-
-/// Bulk failures carry no flag key: rewrite `{key, errorCode, errorDetails}` bodies.
-fn strip_key(response: Response) -> Response {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let details = match status {
-        StatusCode::UNAUTHORIZED => "missing, invalid or revoked SDK key",
-        StatusCode::FORBIDDEN => "OFREP needs an SDK key (role sdk), which selects the environment",
-        StatusCode::TOO_MANY_REQUESTS => "rate limit exceeded",
-        _ => "request refused",
-    };
-    let mut out = json(
-        status,
-        to_vec(&BulkFailure {
-            error_code: "GENERAL",
-            error_details: details,
-        }),
-    );
-    if let Some(retry) = headers.get(header::RETRY_AFTER) {
-        out.headers_mut().insert(header::RETRY_AFTER, retry.clone());
-    }
-    out
 }
 
 #[cfg(test)]
