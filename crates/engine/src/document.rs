@@ -427,6 +427,8 @@ pub struct RuleDef {
     /// All must hold (an empty list always holds).
     #[serde(default)]
     pub conditions: Vec<ConditionDef>,
+    // The serve fields repeat `ServeDef`'s instead of `#[serde(flatten)]`-ing it: serde ignores
+    // `deny_unknown_fields` on flattened structs, and a typo in a rule must be an error.
     /// Serve this variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
