@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
-use switchyard_engine::{compile, load_str, Context, Document, Format};
+use switchyard_engine::{compile, load_str, Change, Context, Document, Format};
 use time::OffsetDateTime;
 
 const FLAGS: &str = include_str!("data/flags.yaml");
@@ -106,6 +106,21 @@ fn compilation(c: &mut Criterion) {
     });
     group.bench_function("10k_flags_from_yaml_text", |b| {
         b.iter(|| load_str(black_box(&text), Format::Yaml, None).expect("valid"))
+    });
+    // One change to one flag of 10 000 (what a replica does per change): incremental.
+    let ruleset = load_str(&text, Format::Yaml, None).expect("valid");
+    let mut changed = ruleset.definition("flag-5001").expect("flag").clone();
+    changed.targeting.fallthrough = Some(
+        serde_json::from_value(serde_json::json!({"percentage": 50, "variant": "on"}))
+            .expect("serve"),
+    );
+    let change = [Change::Flag(Box::new(changed))];
+    group.bench_function("apply_one_change_to_10k_flags", |b| {
+        b.iter(|| {
+            let (next, diagnostics) = ruleset.apply(black_box(&change));
+            assert!(diagnostics.is_empty());
+            next
+        })
     });
     group.finish();
 }

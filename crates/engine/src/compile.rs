@@ -1,12 +1,25 @@
-//! The compiler: [`Document`] → [`Ruleset`], with every problem reported as a [`Diagnostic`].
+//! The compiler: [`Document`] → [`Ruleset`], with every problem reported as a [`Diagnostic`],
+//! and [`Ruleset::apply`], which recompiles only what a change touches.
 //!
-//! Everything that can be decided ahead of evaluation is decided here: values are resolved to
+//! Everything that can be decided ahead of evaluation is decided here: each flag is first
+//! [normalized](crate::normalize()) (older layouts → canonical), then values are resolved to
 //! variants, environments are merged with the top-level targeting, regexes, versions, sets and
 //! timestamps are parsed, percentages become bucket counts, and the bucketing hash state of each
 //! salt is precomputed. A document with any error diagnostic must not be served; the returned
 //! ruleset then holds only the flags that compiled, for tools that want to inspect them.
+//!
+//! # Slots
+//!
+//! Flags and segments live in *slots* that never move while a ruleset evolves: a prerequisite
+//! or an `in_segment` condition refers to its target by slot, so changing one flag leaves every
+//! other compiled flag valid. [`Ruleset::apply`] therefore recompiles only the changed flags,
+//! the flags whose prerequisites or segments changed, and flags that did not compile before;
+//! then it checks cycles through the changed flags and drops flags whose prerequisites no
+//! longer compile. A property test checks that the result evaluates exactly like a full
+//! [`compile()`] of the same definitions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
@@ -16,12 +29,13 @@ use crate::condition::{id_text, Cond, CondCompiler, Segment};
 use crate::context::{AttrPath, TARGETING_KEY};
 use crate::diagnostic::{Diagnostic, FieldPath};
 use crate::document::{
-    describe, AttributeList, Document, EnvironmentDef, FlagDef, FlagType, PrerequisiteDef, RuleDef,
-    ServeDef, TargetDef, TenantDef,
+    describe, AttributeList, Document, FlagDef, FlagType, PrerequisiteDef, RuleDef, SegmentDef,
+    ServeDef, TargetDef, TargetingDef, TenantDef,
 };
 use crate::eval::{
     Flag, Prereq, Rule, Ruleset, Serve, ServeAction, Target, Targeting, TenantAction,
 };
+use crate::normalize::{normalize_with_table, VariantTable};
 
 /// Longest flag key, segment name or environment name.
 pub const MAX_KEY_LEN: usize = 128;
@@ -46,83 +60,75 @@ fn key_problem(what: &str, key: &str) -> String {
     )
 }
 
+/// One change to a [`Ruleset`], for [`Ruleset::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Creates or replaces the flag with this definition's key.
+    Flag(Box<FlagDef>),
+    /// Removes the flag with this key (nothing if there is none).
+    RemoveFlag(String),
+    /// Creates or replaces the named segment.
+    Segment(String, SegmentDef),
+    /// Removes the named segment (nothing if there is none).
+    RemoveSegment(String),
+}
+
+/// Everything kept about a flag besides its compiled form: cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub(crate) struct FlagSlot {
+    /// The definition as written.
+    pub def: Arc<FlagDef>,
+    /// The normalized definition that was compiled (shares `def` when they are equal).
+    pub normalized: Arc<FlagDef>,
+    /// Its variants; `None` when the flag cannot be compiled at all.
+    pub table: Option<Arc<VariantTable>>,
+    /// What it refers to, so a change elsewhere knows to recompile it.
+    pub deps: Arc<FlagDeps>,
+    /// Problems normalizing found (reported each time the flag is compiled).
+    pub normalize_problems: Arc<[Diagnostic]>,
+}
+
+/// The names a flag refers to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FlagDeps {
+    /// Keys of prerequisite flags, in every environment.
+    pub prereqs: Vec<Box<str>>,
+    /// Names of segments used by conditions, in every environment.
+    pub segments: Vec<Box<str>>,
+}
+
+/// A segment's definition and the segments it refers to.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentSlot {
+    pub name: Arc<str>,
+    pub def: Arc<SegmentDef>,
+    pub deps: Arc<[Box<str>]>,
+}
+
 /// Compiles `doc`. The ruleset is complete only when no diagnostic is an error.
 pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
+    let mut ruleset = Ruleset {
+        version: doc.version,
+        ..Ruleset::default()
+    };
     let root = FieldPath::root();
 
-    // Segments: index first so segments and flags can reference any of them.
-    let segment_names: Vec<&String> = doc.segments.keys().collect();
-    let segment_index: FxHashMap<String, u32> = segment_names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| ((*n).clone(), i as u32))
-        .collect();
-    let mut segments = Vec::with_capacity(doc.segments.len());
-    let mut segment_edges: Vec<Vec<u32>> = Vec::with_capacity(doc.segments.len());
+    // Segments: give every name a slot first, so segments and flags can reference any of them.
     for (name, def) in &doc.segments {
-        let path = root.key("segments").key(name.clone());
-        if !is_valid_key(name) {
-            diagnostics.push(Diagnostic::error(
-                path.clone(),
-                key_problem("segment name", name),
-            ));
-        }
-        let mut cc = CondCompiler {
-            segment_index: &segment_index,
-            diagnostics: &mut diagnostics,
-            flag: None,
-            referenced: Vec::new(),
-        };
-        let cond = (!def.conditions.is_empty())
-            .then(|| cc.compile_all(&def.conditions, &path.key("conditions")));
-        segment_edges.push(std::mem::take(&mut cc.referenced));
-        if let Some(a) = def.attribute.as_deref() {
-            if a.is_empty() || a.split('.').any(str::is_empty) {
-                diagnostics.push(Diagnostic::error(
-                    path.key("attribute"),
-                    format!("`{a}` is not a valid attribute path"),
-                ));
-            }
-        }
-        let included = id_set(&def.included, &path.key("included"), &mut diagnostics, None);
-        let excluded = id_set(&def.excluded, &path.key("excluded"), &mut diagnostics, None);
-        segments.push(Segment {
-            attr: AttrPath::new(def.attribute.as_deref().unwrap_or(TARGETING_KEY)),
-            included,
-            excluded,
-            cond,
-        });
+        ruleset.put_segment(name, def.clone());
     }
-    if let Some(cycle) = find_cycle(&segment_edges) {
-        let names: Vec<&str> = cycle
-            .iter()
-            .map(|&i| segment_names[i as usize].as_str())
-            .collect();
-        diagnostics.push(Diagnostic::error(
-            root.key("segments").key(names[0].to_owned()),
-            format!(
-                "segments reference each other in a cycle: {}",
-                names.join(" → ")
-            ),
-        ));
-    }
+    let all_segments: Vec<u32> = (0..ruleset.segment_slots.len() as u32).collect();
+    ruleset.compile_segments(&all_segments, &mut diagnostics);
+    ruleset.check_segment_cycles(&root, &mut diagnostics);
 
-    // Flags: keys and variant tables first, so prerequisites can refer to any flag's variants.
-    let mut index: FxHashMap<Box<str>, u32> = FxHashMap::default();
-    let mut tables: Vec<Option<VariantTable>> = Vec::with_capacity(doc.flags.len());
-    for (i, flag) in doc.flags.iter().enumerate() {
-        let path = &flag.origin;
-        if !is_valid_key(&flag.key) {
-            diagnostics.push(
-                Diagnostic::error(path.key("key"), key_problem("flag key", &flag.key))
-                    .in_flag(flag.key.clone()),
-            );
-        }
-        if index.insert(flag.key.as_str().into(), i as u32).is_some() {
+    // Flags: every key and variant table first, so prerequisites can refer to any flag.
+    let mut slots = Vec::with_capacity(doc.flags.len());
+    for flag in &doc.flags {
+        if ruleset.index.contains_key(flag.key.as_str()) {
             diagnostics.push(
                 Diagnostic::error(
-                    path.key("key"),
+                    flag.origin.key("key"),
                     format!(
                         "duplicate flag key `{}`: every flag needs its own key",
                         flag.key
@@ -130,41 +136,351 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
                 )
                 .in_flag(flag.key.clone()),
             );
+            continue;
         }
-        let mut fc = FlagCompiler::new(flag, &mut diagnostics);
-        tables.push(fc.variant_table());
+        let slot = ruleset.put_flag(Arc::new(flag.clone()), false);
+        slots.push(slot);
+    }
+    for &slot in &slots {
+        ruleset.compile_flag(slot, &mut diagnostics);
+    }
+    let mut edges = ruleset.prereq_edges();
+    while let Some(cycle) = find_cycle(&edges) {
+        ruleset.report_cycle(&cycle, &mut diagnostics);
+        for &slot in &cycle {
+            edges[slot as usize].clear();
+        }
+    }
+    ruleset.drop_unservable(&mut diagnostics);
+    dedupe(&mut diagnostics);
+    (ruleset, diagnostics)
+}
+
+/// Environments inherit top-level targeting, so its problems would repeat per environment.
+fn dedupe(diagnostics: &mut Vec<Diagnostic>) {
+    let mut seen = FxHashSet::default();
+    diagnostics.retain(|d| seen.insert((d.flag.clone(), d.path.clone(), d.message.clone())));
+}
+
+impl Ruleset {
+    /// Applies `changes` (in order) and recompiles what they touch: the changed flags and
+    /// segments, the flags that depend on them, and flags that did not compile before. The
+    /// diagnostics are those of what was recompiled, so on a ruleset without errors they are
+    /// exactly the problems the changes introduce; `self` is left as it was.
+    ///
+    /// The result evaluates like a full [`compile()`] of the changed definitions; the cost is
+    /// proportional to what was recompiled plus one pass over the flags.
+    pub fn apply(&self, changes: &[Change]) -> (Ruleset, Vec<Diagnostic>) {
+        let mut next = self.clone();
+        let mut diagnostics = Vec::new();
+        let mut touched_segments: FxHashSet<Box<str>> = FxHashSet::default();
+        let mut touched_flags: FxHashSet<Box<str>> = FxHashSet::default();
+
+        for change in changes {
+            match change {
+                Change::Segment(name, def) => {
+                    next.put_segment(name, def.clone());
+                    touched_segments.insert(name.as_str().into());
+                }
+                Change::RemoveSegment(name) => {
+                    if let Some(slot) = Arc::make_mut(&mut next.segment_index).remove(name.as_str())
+                    {
+                        Arc::make_mut(&mut next.segments)[slot as usize] = None;
+                        Arc::make_mut(&mut next.segment_slots)[slot as usize] = None;
+                    }
+                    touched_segments.insert(name.as_str().into());
+                }
+                Change::Flag(_) | Change::RemoveFlag(_) => {}
+            }
+        }
+        if !touched_segments.is_empty() {
+            let recompile: Vec<u32> = next
+                .segment_slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| {
+                    let slot = slot.as_ref()?;
+                    let hit = touched_segments.contains(&*slot.name)
+                        || slot.deps.iter().any(|d| touched_segments.contains(d))
+                        || next.segments[i].is_none();
+                    hit.then_some(i as u32)
+                })
+                .collect();
+            next.compile_segments(&recompile, &mut diagnostics);
+            let dropped = next.check_segment_cycles(&FieldPath::root(), &mut diagnostics);
+            touched_segments.extend(dropped);
+        }
+
+        for change in changes {
+            match change {
+                Change::Flag(def) => {
+                    next.put_flag(Arc::new((**def).clone()), true);
+                    touched_flags.insert(def.key.as_str().into());
+                }
+                Change::RemoveFlag(key) => {
+                    if next.index.contains_key(key.as_str()) {
+                        if let Some(slot) = Arc::make_mut(&mut next.index).remove(key.as_str()) {
+                            next.flags[slot as usize] = None;
+                            next.slots[slot as usize] = None;
+                            Arc::make_mut(&mut next.order).retain(|&s| s != slot);
+                        }
+                    }
+                    touched_flags.insert(key.as_str().into());
+                }
+                Change::Segment(..) | Change::RemoveSegment(_) => {}
+            }
+        }
+
+        let recompile: Vec<u32> = next
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let slot = slot.as_ref()?;
+                let hit = touched_flags.contains(slot.def.key.as_str())
+                    || next.flags[i].is_none()
+                    || slot.deps.prereqs.iter().any(|k| touched_flags.contains(k))
+                    || slot
+                        .deps
+                        .segments
+                        .iter()
+                        .any(|s| touched_segments.contains(s));
+                hit.then_some(i as u32)
+            })
+            .collect();
+        for &slot in &recompile {
+            next.compile_flag(slot, &mut diagnostics);
+        }
+        // A new cycle passes through something recompiled (the rest was acyclic before).
+        let mut broken: FxHashSet<u32> = FxHashSet::default();
+        for &slot in &recompile {
+            let cycle = cycle_through(slot, |node| {
+                if broken.contains(&node) {
+                    return Vec::new();
+                }
+                next.slots[node as usize]
+                    .iter()
+                    .flat_map(|s| s.deps.prereqs.iter())
+                    .filter_map(|k| next.index.get(k).copied())
+                    .collect()
+            });
+            if let Some(cycle) = cycle {
+                next.report_cycle(&cycle, &mut diagnostics);
+                broken.extend(cycle);
+            }
+        }
+        next.drop_unservable(&mut diagnostics);
+        dedupe(&mut diagnostics);
+        (next, diagnostics)
     }
 
-    let mut environments: Vec<Box<str>> = Vec::new();
-    for flag in &doc.flags {
-        for env in flag.environments.keys() {
-            if !environments.iter().any(|e| **e == **env) {
-                environments.push(env.as_str().into());
+    /// Puts a segment definition in its slot (a new one for a new name); not compiled yet.
+    fn put_segment(&mut self, name: &str, def: SegmentDef) -> u32 {
+        let slot = match self.segment_index.get(name) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.segment_slots.len() as u32;
+                Arc::make_mut(&mut self.segment_index).insert(name.to_owned(), slot);
+                Arc::make_mut(&mut self.segment_slots).push(None);
+                Arc::make_mut(&mut self.segments).push(None);
+                slot
+            }
+        };
+        Arc::make_mut(&mut self.segment_slots)[slot as usize] = Some(SegmentSlot {
+            name: name.into(),
+            def: Arc::new(def),
+            deps: Arc::new([]),
+        });
+        slot
+    }
+
+    /// Compiles the segments in `slots`; a segment with an error is not served (it matches
+    /// nobody, and flags that use it do not compile).
+    fn compile_segments(&mut self, slots: &[u32], diagnostics: &mut Vec<Diagnostic>) {
+        let root = FieldPath::root();
+        let mut compiled = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let Some(entry) = self.segment_slots[slot as usize].clone() else {
+                continue;
+            };
+            let before = diagnostics.len();
+            let (segment, referenced) = compile_segment(
+                &entry.name,
+                &entry.def,
+                &root,
+                &self.segment_index,
+                diagnostics,
+            );
+            let deps: Arc<[Box<str>]> = referenced
+                .iter()
+                .filter_map(|&i| self.segment_slots.get(i as usize)?.as_ref())
+                .map(|s| Box::<str>::from(&*s.name))
+                .collect();
+            let ok = !diagnostics[before..].iter().any(Diagnostic::is_error);
+            compiled.push((slot, ok.then(|| Arc::new(segment)), deps));
+        }
+        if compiled.is_empty() {
+            return;
+        }
+        let segments = Arc::make_mut(&mut self.segments);
+        let segment_slots = Arc::make_mut(&mut self.segment_slots);
+        for (slot, segment, deps) in compiled {
+            segments[slot as usize] = segment;
+            if let Some(entry) = &mut segment_slots[slot as usize] {
+                entry.deps = deps;
             }
         }
     }
 
-    let mut flags = Vec::with_capacity(doc.flags.len());
-    let mut prereq_edges: Vec<Vec<u32>> = vec![Vec::new(); doc.flags.len()];
-    for (i, flag) in doc.flags.iter().enumerate() {
-        let Some(table) = &tables[i] else { continue };
-        let mut fc = FlagCompiler::new(flag, &mut diagnostics);
-        let shared = Shared {
-            segment_index: &segment_index,
-            flag_index: &index,
-            tables: &tables,
-            doc,
+    /// Reports every cycle between segments and stops serving the segments in one (a cycle
+    /// has no meaning); returns their names, so the flags using them are recompiled.
+    fn check_segment_cycles(
+        &mut self,
+        root: &FieldPath,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Vec<Box<str>> {
+        let mut edges: Vec<Vec<u32>> = self
+            .segment_slots
+            .iter()
+            .map(|slot| {
+                slot.iter()
+                    .flat_map(|s| s.deps.iter())
+                    .filter_map(|name| self.segment_index.get(&**name).copied())
+                    .collect()
+            })
+            .collect();
+        let mut dropped = Vec::new();
+        while let Some(cycle) = find_cycle(&edges) {
+            let names: Vec<&str> = cycle
+                .iter()
+                .filter_map(|&i| self.segment_slots[i as usize].as_ref())
+                .map(|s| &*s.name)
+                .collect();
+            diagnostics.push(Diagnostic::error(
+                root.key("segments").key(names[0].to_owned()),
+                format!(
+                    "segments reference each other in a cycle: {}",
+                    names.join(" → ")
+                ),
+            ));
+            for &i in &cycle {
+                edges[i as usize].clear();
+                if Arc::make_mut(&mut self.segments)[i as usize]
+                    .take()
+                    .is_some()
+                {
+                    if let Some(s) = &self.segment_slots[i as usize] {
+                        dropped.push(Box::from(&*s.name));
+                    }
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Puts a flag definition in its slot (a new one for a new key, placed in `order` where a
+    /// key-sorted document would have it), normalizes it and builds its variant table; the
+    /// flag itself is compiled later.
+    fn put_flag(&mut self, def: Arc<FlagDef>, sorted: bool) -> u32 {
+        let slot = match self.index.get(def.key.as_str()) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.slots.len() as u32;
+                Arc::make_mut(&mut self.index).insert(def.key.as_str().into(), slot);
+                self.slots.push(None);
+                self.flags.push(None);
+                let at = if sorted {
+                    self.order.partition_point(|&s| {
+                        self.slots[s as usize]
+                            .as_ref()
+                            .is_some_and(|other| other.def.key < def.key)
+                    })
+                } else {
+                    self.order.len()
+                };
+                Arc::make_mut(&mut self.order).insert(at, slot);
+                slot
+            }
         };
-        if let Some(compiled) = fc.compile(table, &shared, &environments, &mut prereq_edges[i]) {
-            flags.push((i, compiled));
+        // Its problems are reported when it is compiled (a later change may replace it first).
+        let mut problems = Vec::new();
+        let (normalized, table) = normalize_with_table(&def, &mut problems);
+        let normalized = if normalized == *def {
+            Arc::clone(&def)
+        } else {
+            Arc::new(normalized)
+        };
+        self.slots[slot as usize] = Some(FlagSlot {
+            def,
+            normalized,
+            table: table.map(Arc::new),
+            deps: Arc::new(FlagDeps::default()),
+            normalize_problems: problems.into(),
+        });
+        // Compiled by the caller; until then the flag is not served.
+        self.flags[slot as usize] = None;
+        slot
+    }
+
+    /// Compiles the flag in `slot` against the current slots; it is served only when this
+    /// produced no error (normalizing included).
+    fn compile_flag(&mut self, slot: u32, diagnostics: &mut Vec<Diagnostic>) {
+        let Some(entry) = self.slots[slot as usize].clone() else {
+            return;
+        };
+        let before = diagnostics.len();
+        diagnostics.extend(entry.normalize_problems.iter().cloned());
+        let mut deps = FlagDeps::default();
+        let compiled = match entry.table.as_deref() {
+            Some(table) => {
+                let shared = Shared {
+                    segment_index: &self.segment_index,
+                    segments: &self.segments,
+                    segment_slots: &self.segment_slots,
+                    flag_index: &self.index,
+                    slots: &self.slots,
+                };
+                let mut fc = FlagCompiler {
+                    flag: &entry.normalized,
+                    diagnostics,
+                    errors: 0,
+                };
+                fc.compile(table, &shared, &mut self.environments, &mut deps)
+            }
+            None => None,
+        };
+        let ok = !diagnostics[before..].iter().any(Diagnostic::is_error);
+        self.flags[slot as usize] = compiled.filter(|_| ok).map(Arc::new);
+        if let Some(e) = &mut self.slots[slot as usize] {
+            e.deps = Arc::new(deps);
         }
     }
-    if let Some(cycle) = find_cycle(&prereq_edges) {
-        let keys: Vec<&str> = cycle
+
+    /// Prerequisite edges between slots (for cycle checks).
+    fn prereq_edges(&self) -> Vec<Vec<u32>> {
+        self.slots
             .iter()
-            .map(|&i| doc.flags[i as usize].key.as_str())
+            .map(|slot| {
+                slot.iter()
+                    .flat_map(|s| s.deps.prereqs.iter())
+                    .filter_map(|k| self.index.get(k).copied())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Reports a prerequisite cycle and stops serving the flags in it (a cycle has no meaning).
+    fn report_cycle(&mut self, cycle: &[u32], diagnostics: &mut Vec<Diagnostic>) {
+        for &slot in cycle {
+            self.flags[slot as usize] = None;
+        }
+        let defs: Vec<&FlagDef> = cycle
+            .iter()
+            .filter_map(|&i| self.slots.get(i as usize)?.as_ref())
+            .map(|s| &*s.def)
             .collect();
-        let first = &doc.flags[cycle[0] as usize];
+        let Some(first) = defs.first() else { return };
+        let keys: Vec<&str> = defs.iter().map(|d| d.key.as_str()).collect();
         diagnostics.push(
             Diagnostic::error(
                 first.origin.key("prerequisites"),
@@ -174,159 +490,105 @@ pub fn compile(doc: &Document) -> (Ruleset, Vec<Diagnostic>) {
         );
     }
 
-    // Prerequisites were resolved to document positions. When some flags did not compile (a
-    // tool inspecting a bad file, or the server serving what still compiles after an engine
-    // change), drop the flags that require them too, then renumber to compacted positions.
-    let flags = compact(flags, doc, &mut diagnostics);
-    let index = flags
-        .iter()
-        .enumerate()
-        .map(|(i, f): (usize, &Flag)| (f.key.clone(), i as u32))
-        .collect();
-    let mut document = doc.clone();
-    if flags.len() != doc.flags.len() {
-        document
-            .flags
-            .retain(|f| flags.iter().any(|c: &Flag| *c.key == *f.key));
-    }
-    // Environments inherit top-level targeting, so its problems would repeat per environment.
-    let mut seen = FxHashSet::default();
-    diagnostics.retain(|d| seen.insert((d.flag.clone(), d.path.clone(), d.message.clone())));
-    let ruleset = Ruleset {
-        flags,
-        index,
-        segments,
-        environments,
-        document,
-    };
-    (ruleset, diagnostics)
-}
-
-/// Keeps the compiled flags whose prerequisites all compiled, renumbering prerequisites from
-/// document positions to positions in the returned vector.
-fn compact(
-    mut flags: Vec<(usize, Flag)>,
-    doc: &Document,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<Flag> {
-    let mut compiled = vec![false; doc.flags.len()];
-    for (i, _) in &flags {
-        compiled[*i] = true;
-    }
-    loop {
-        let before = flags.len();
-        flags.retain(|(i, flag)| {
-            let missing = flag
-                .targetings
-                .iter()
-                .flat_map(|t| t.prerequisites.iter())
-                .find(|p| !compiled.get(p.flag as usize).copied().unwrap_or(false));
-            let Some(missing) = missing else { return true };
-            let def = &doc.flags[*i];
-            let other = doc.flags.get(missing.flag as usize).map_or("?", |f| f.key.as_str());
-            diagnostics.push(
-                Diagnostic::error(
-                    def.origin.key("prerequisites"),
-                    format!("prerequisite flag `{other}` does not compile, so this flag is not served either"),
-                )
-                .in_flag(def.key.clone()),
-            );
-            compiled[*i] = false;
-            false
-        });
-        if flags.len() == before {
-            break;
+    /// Stops serving flags whose prerequisites are not served (until nothing changes).
+    fn drop_unservable(&mut self, diagnostics: &mut Vec<Diagnostic>) {
+        loop {
+            let mut dropped = false;
+            for i in 0..self.flags.len() {
+                let Some(flag) = &self.flags[i] else { continue };
+                let missing = flag
+                    .targetings
+                    .iter()
+                    .flat_map(|t| t.prerequisites.iter())
+                    .find(|p| self.flags.get(p.flag as usize).is_none_or(Option::is_none));
+                let Some(missing) = missing else { continue };
+                let other = self
+                    .slots
+                    .get(missing.flag as usize)
+                    .and_then(Option::as_ref)
+                    .map_or("?", |s| s.def.key.as_str());
+                if let Some(def) = self.slots[i].as_ref().map(|s| &s.def) {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            def.origin.key("prerequisites"),
+                            format!("prerequisite flag `{other}` does not compile, so this flag is not served either"),
+                        )
+                        .in_flag(def.key.clone()),
+                    );
+                }
+                self.flags[i] = None;
+                dropped = true;
+            }
+            if !dropped {
+                break;
+            }
         }
     }
-    let mut position = vec![u32::MAX; doc.flags.len()];
-    for (new, (old, _)) in flags.iter().enumerate() {
-        position[*old] = new as u32;
-    }
-    flags
-        .into_iter()
-        .map(|(_, mut flag)| {
-            for t in &mut flag.targetings {
-                for p in t.prerequisites.iter_mut() {
-                    p.flag = position[p.flag as usize];
-                }
-            }
-            flag
-        })
-        .collect()
 }
 
+fn compile_segment(
+    name: &str,
+    def: &SegmentDef,
+    root: &FieldPath,
+    segment_index: &FxHashMap<String, u32>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Segment, Vec<u32>) {
+    let path = root.key("segments").key(name.to_owned());
+    if !is_valid_key(name) {
+        diagnostics.push(Diagnostic::error(
+            path.clone(),
+            key_problem("segment name", name),
+        ));
+    }
+    let mut cc = CondCompiler {
+        segment_index,
+        diagnostics,
+        flag: None,
+        referenced: Vec::new(),
+    };
+    let cond = (!def.conditions.is_empty())
+        .then(|| cc.compile_all(&def.conditions, &path.key("conditions")));
+    let referenced = std::mem::take(&mut cc.referenced);
+    if let Some(a) = def.attribute.as_deref() {
+        if a.is_empty() || a.split('.').any(str::is_empty) {
+            diagnostics.push(Diagnostic::error(
+                path.key("attribute"),
+                format!("`{a}` is not a valid attribute path"),
+            ));
+        }
+    }
+    let included = id_set(&def.included, &path.key("included"), diagnostics, None);
+    let excluded = id_set(&def.excluded, &path.key("excluded"), diagnostics, None);
+    (
+        Segment {
+            attr: AttrPath::new(def.attribute.as_deref().unwrap_or(TARGETING_KEY)),
+            included,
+            excluded,
+            cond,
+        },
+        referenced,
+    )
+}
+
+/// What compiling one flag may look at besides the flag itself.
 struct Shared<'a> {
     segment_index: &'a FxHashMap<String, u32>,
+    segments: &'a [Option<Arc<Segment>>],
+    segment_slots: &'a [Option<SegmentSlot>],
     flag_index: &'a FxHashMap<Box<str>, u32>,
-    tables: &'a [Option<VariantTable>],
-    doc: &'a Document,
-}
-
-/// A flag's variants: declared ones first, then implicit ones created for bare values.
-#[derive(Debug, Clone)]
-struct VariantTable {
-    flag_type: FlagType,
-    keys: Vec<String>,
-    values: Vec<Value>,
-    weights: Vec<Option<f64>>,
-    /// Declared variants rejected for a wrong-typed value (already reported).
-    rejected: Vec<String>,
-}
-
-impl VariantTable {
-    fn by_key(&self, key: &str) -> Option<u16> {
-        self.keys.iter().position(|k| k == key).map(|i| i as u16)
-    }
-
-    fn by_value(&self, value: &Value) -> Option<u16> {
-        self.values
-            .iter()
-            .position(|v| same_value(v, value))
-            .map(|i| i as u16)
-    }
-
-    fn listing(&self) -> String {
-        if self.keys.is_empty() {
-            "the flag has no valid variants".to_owned()
-        } else {
-            format!("the flag's variants are: {}", self.keys.join(", "))
-        }
-    }
-
-    fn implicit_name(&self, value: &Value) -> String {
-        let base = match value {
-            Value::Bool(true) => "on".to_owned(),
-            Value::Bool(false) => "off".to_owned(),
-            Value::String(s) if !s.is_empty() => s.clone(),
-            Value::String(_) => "empty".to_owned(),
-            Value::Number(n) => n.to_string(),
-            _ => format!("value-{}", self.keys.len() + 1),
-        };
-        let mut name = base.clone();
-        let mut n = 2;
-        while self.keys.contains(&name) {
-            name = format!("{base}-{n}");
-            n += 1;
-        }
-        name
-    }
-}
-
-/// JSON equality where numbers compare by value (`1` equals `1.0`).
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
+    slots: &'a [Option<FlagSlot>],
 }
 
 struct FlagCompiler<'a> {
+    /// The normalized definition.
     flag: &'a FlagDef,
     diagnostics: &'a mut Vec<Diagnostic>,
     errors: usize,
 }
 
-/// The targeting fields after merging an environment over the top level.
+/// The targeting fields after merging an environment over the top level, with the path each
+/// came from.
+#[derive(Clone)]
 struct Merged<'a> {
     path: FieldPath,
     top: FieldPath,
@@ -343,15 +605,118 @@ struct Merged<'a> {
     fallthrough: Option<(&'a ServeDef, FieldPath)>,
 }
 
-impl<'a> FlagCompiler<'a> {
-    fn new(flag: &'a FlagDef, diagnostics: &'a mut Vec<Diagnostic>) -> Self {
-        Self {
-            flag,
-            diagnostics,
-            errors: 0,
+impl<'a> Merged<'a> {
+    /// The top-level targeting; `fallthrough` and `targets` point where they were written
+    /// (an older layout's field when normalizing derived them).
+    fn top(flag: &'a FlagDef) -> Merged<'a> {
+        let p = &flag.origin;
+        let t = &flag.targeting;
+        let fallthrough_path = flag
+            .provenance
+            .fallthrough
+            .clone()
+            .unwrap_or_else(|| p.key("fallthrough"));
+        let targets_path = flag
+            .provenance
+            .targets
+            .clone()
+            .unwrap_or_else(|| p.key("targets"));
+        Merged {
+            path: p.clone(),
+            top: p.clone(),
+            enabled: t.enabled.unwrap_or(true),
+            kill_switch: t.kill_switch.unwrap_or(false),
+            default_variant: t
+                .default_variant
+                .as_ref()
+                .map(|v| (v, p.key("defaultVariant"))),
+            default_value: t.default_value.as_ref().map(|v| (v, p.key("defaultValue"))),
+            static_variant: t.variant.as_ref().map(|v| (v, p.key("variant"))),
+            static_value: t.value.as_ref().map(|v| (v, p.key("value"))),
+            prerequisites: t
+                .prerequisites
+                .as_deref()
+                .map(|v| (v, p.key("prerequisites"))),
+            tenants: t.tenants.as_ref().map(|v| (v, p.key("tenants"))),
+            targets: t.targets.as_deref().map(|v| (v, targets_path)),
+            rules: t.rules.as_deref().map(|v| (v, p.key("rules"))),
+            fallthrough: t.fallthrough.as_ref().map(|v| (v, fallthrough_path)),
         }
     }
 
+    /// An environment over this targeting: every field it sets replaces the inherited one
+    /// (a default or static serve as a pair); a kill switch on either side wins.
+    fn overlay(&self, env: &'a TargetingDef, ep: &FieldPath) -> Merged<'a> {
+        fn pick<'a, T: ?Sized>(
+            env: Option<&'a T>,
+            ep: &FieldPath,
+            field: &str,
+            base: &Option<(&'a T, FieldPath)>,
+        ) -> Option<(&'a T, FieldPath)> {
+            match env {
+                Some(v) => Some((v, ep.key(field))),
+                None => base.clone(),
+            }
+        }
+        let own_default = env.default_variant.is_some() || env.default_value.is_some();
+        let own_static = env.variant.is_some() || env.value.is_some();
+        let (default_variant, default_value) = if own_default {
+            (
+                env.default_variant
+                    .as_ref()
+                    .map(|v| (v, ep.key("defaultVariant"))),
+                env.default_value
+                    .as_ref()
+                    .map(|v| (v, ep.key("defaultValue"))),
+            )
+        } else {
+            (self.default_variant.clone(), self.default_value.clone())
+        };
+        let (static_variant, static_value) = if own_static {
+            (
+                env.variant.as_ref().map(|v| (v, ep.key("variant"))),
+                env.value.as_ref().map(|v| (v, ep.key("value"))),
+            )
+        } else {
+            (self.static_variant.clone(), self.static_value.clone())
+        };
+        Merged {
+            path: ep.clone(),
+            top: self.top.clone(),
+            enabled: env.enabled.unwrap_or(self.enabled),
+            kill_switch: self.kill_switch || env.kill_switch.unwrap_or(false),
+            default_variant,
+            default_value,
+            static_variant,
+            static_value,
+            prerequisites: pick(
+                env.prerequisites.as_deref(),
+                ep,
+                "prerequisites",
+                &self.prerequisites,
+            ),
+            tenants: pick(env.tenants.as_ref(), ep, "tenants", &self.tenants),
+            targets: pick(env.targets.as_deref(), ep, "targets", &self.targets),
+            rules: pick(env.rules.as_deref(), ep, "rules", &self.rules),
+            fallthrough: pick(
+                env.fallthrough.as_ref(),
+                ep,
+                "fallthrough",
+                &self.fallthrough,
+            ),
+        }
+    }
+}
+
+struct TargetingCtx<'a> {
+    table: &'a VariantTable,
+    shared: &'a Shared<'a>,
+    salt: &'a str,
+    unit: &'a [AttrPath],
+    tenant_attr: &'a AttrPath,
+}
+
+impl<'a> FlagCompiler<'a> {
     fn error(&mut self, path: FieldPath, message: impl Into<String>) {
         self.errors += 1;
         self.diagnostics
@@ -362,175 +727,19 @@ impl<'a> FlagCompiler<'a> {
         &self.flag.origin
     }
 
-    /// Every place a bare value may appear, with its path.
-    fn value_sites(&self) -> Vec<(&'a Value, FieldPath)> {
-        let f = self.flag;
-        let p = f.origin.clone();
-        let mut sites = Vec::new();
-        if let Some(v) = &f.default_value {
-            sites.push((v, p.key("defaultValue")));
-        }
-        fn targeting_sites<'a>(
-            sites: &mut Vec<(&'a Value, FieldPath)>,
-            prefix: &FieldPath,
-            rules: &'a Option<Vec<RuleDef>>,
-            fallthrough: &'a Option<ServeDef>,
-            targets: &'a Option<Vec<TargetDef>>,
-            tenants: &'a Option<BTreeMap<String, TenantDef>>,
-        ) {
-            for (i, rule) in rules.iter().flatten().enumerate() {
-                if let Some(v) = &rule.value {
-                    sites.push((v, prefix.key("rules").index(i).key("value")));
-                }
-            }
-            if let Some(v) = fallthrough.as_ref().and_then(|ft| ft.value.as_ref()) {
-                sites.push((v, prefix.key("fallthrough").key("value")));
-            }
-            for (i, target) in targets.iter().flatten().enumerate() {
-                if let Some(v) = &target.value {
-                    sites.push((v, prefix.key("targets").index(i).key("value")));
-                }
-            }
-            for (id, tenant) in tenants.iter().flatten() {
-                if let Some(v) = &tenant.value {
-                    sites.push((v, prefix.key("tenants").key(id.clone()).key("value")));
-                }
-            }
-        }
-        targeting_sites(
-            &mut sites,
-            &p,
-            &f.rules,
-            &f.fallthrough,
-            &f.targets,
-            &f.tenants,
-        );
-        for (name, env) in &f.environments {
-            let ep = p.key("environments").key(name.clone());
-            targeting_sites(
-                &mut sites,
-                &ep,
-                &env.rules,
-                &env.fallthrough,
-                &env.targets,
-                &env.tenants,
-            );
-            if let Some(v) = &env.value {
-                sites.push((v, ep.key("value")));
-            }
-            if let Some(v) = &env.default_value {
-                sites.push((v, ep.key("defaultValue")));
-            }
-        }
-        sites
-    }
-
-    /// Decides the type and builds the variant table; `None` if the flag cannot be compiled.
-    fn variant_table(&mut self) -> Option<VariantTable> {
-        let f = self.flag;
-        let p = self.path().clone();
-        let sites = self.value_sites();
-        let declared: Vec<(&str, &Value, Option<f64>)> = f
-            .variants
-            .as_ref()
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
-        let compact = f.percentage.is_some() || f.user_ids.is_some();
-        let flag_type = match f.flag_type {
-            Some(t) => t,
-            None => declared
-                .iter()
-                .map(|(_, v, _)| *v)
-                .chain(sites.iter().map(|(v, _)| *v))
-                .find_map(FlagType::of_value)
-                .unwrap_or(FlagType::Boolean),
-        };
-        if compact && flag_type != FlagType::Boolean {
-            self.error(
-                p.key("percentage"),
-                format!(
-                    "`percentage` and `user_ids` are for boolean flags; this flag is {flag_type}"
-                ),
-            );
-        }
-        let mut table = VariantTable {
-            flag_type,
-            keys: Vec::new(),
-            values: Vec::new(),
-            weights: Vec::new(),
-            rejected: Vec::new(),
-        };
-        let variants_path = p.key("variants");
-        for (i, (key, value, weight)) in declared.iter().enumerate() {
-            let vp = match f.variants {
-                Some(crate::document::Variants::List(_)) => variants_path.index(i),
-                _ => variants_path.key((*key).to_owned()),
-            };
-            if key.is_empty() || key.len() > 256 {
-                self.error(vp.key("key"), "a variant key must be 1–256 characters");
-                continue;
-            }
-            if table.keys.iter().any(|k| k == key) {
-                self.error(vp.key("key"), format!("duplicate variant `{key}`"));
-                continue;
-            }
-            if !flag_type.accepts(value) {
-                table.rejected.push((*key).to_owned());
-                self.error(
-                    vp.key("value"),
-                    format!(
-                        "variant `{key}` has {} value but the flag is {flag_type}",
-                        describe(value)
-                    ),
-                );
-                continue;
-            }
-            table.keys.push((*key).to_owned());
-            table.values.push((*value).clone());
-            table.weights.push(*weight);
-        }
-        if flag_type == FlagType::Boolean && declared.is_empty() {
-            for (k, v) in [("on", true), ("off", false)] {
-                table.keys.push(k.to_owned());
-                table.values.push(Value::Bool(v));
-                table.weights.push(None);
-            }
-        }
-        for (value, path) in sites {
-            if !flag_type.accepts(value) {
-                self.error(
-                    path,
-                    format!(
-                        "{} is not a {flag_type} value, but the flag is {flag_type}",
-                        describe(value)
-                    ),
-                );
-                continue;
-            }
-            if table.by_value(value).is_none() {
-                let name = table.implicit_name(value);
-                table.keys.push(name);
-                table.values.push(value.clone());
-                table.weights.push(None);
-            }
-        }
-        if table.keys.len() > usize::from(u16::MAX) {
-            self.error(variants_path, "more than 65535 variants");
-            return None;
-        }
-        Some(table)
-    }
-
     fn compile(
         &mut self,
         table: &VariantTable,
         shared: &Shared<'_>,
-        environments: &[Box<str>],
-        prereq_edges: &mut Vec<u32>,
+        environments: &mut Arc<Vec<Box<str>>>,
+        deps: &mut FlagDeps,
     ) -> Option<Flag> {
         let errors_before = self.errors;
         let f = self.flag;
         let p = self.path().clone();
+        if !is_valid_key(&f.key) {
+            self.error(p.key("key"), key_problem("flag key", &f.key));
+        }
         self.check_metadata();
 
         let salt = f.salt.as_deref().unwrap_or(&f.key);
@@ -543,116 +752,6 @@ impl<'a> FlagCompiler<'a> {
                 .as_deref()
                 .unwrap_or(DEFAULT_TENANT_ATTRIBUTE),
         );
-
-        // Implied top-level parts of the older layouts.
-        let explicit_default = f.default_variant.is_some() || f.default_value.is_some();
-        let weighted = table.weights.iter().any(Option::is_some);
-        let mut implied_fallthrough: Option<ServeDef> = None;
-        if f.default_variant.is_some() && f.default_value.is_some() {
-            self.error(
-                p.key("defaultValue"),
-                "give `defaultVariant` or `defaultValue`, not both",
-            );
-        }
-        if weighted && f.percentage.is_some() {
-            self.error(
-                p.key("percentage"),
-                "variant weights already define who gets what; `percentage` would be ignored",
-            );
-        }
-        if weighted {
-            if f.fallthrough.is_some() {
-                self.error(
-                    p.key("fallthrough"),
-                    "variant weights already define the fallthrough split; move the weights into `fallthrough.split` or drop `fallthrough`",
-                );
-            }
-            let split: BTreeMap<String, f64> = table
-                .keys
-                .iter()
-                .zip(&table.weights)
-                .filter_map(|(k, w)| w.map(|w| (k.clone(), w)))
-                .collect();
-            implied_fallthrough = Some(ServeDef {
-                split: Some(split),
-                ..ServeDef::default()
-            });
-        } else if let Some(percentage) = f.percentage {
-            if f.fallthrough.is_some() {
-                self.error(
-                    p.key("percentage"),
-                    "`percentage` is the compact form of `fallthrough: {percentage, value: true}`; use one or the other",
-                );
-            }
-            implied_fallthrough = Some(ServeDef {
-                percentage: Some(percentage),
-                value: Some(Value::Bool(true)),
-                ..ServeDef::default()
-            });
-        } else if f.fallthrough.is_none()
-            && table.flag_type == FlagType::Boolean
-            && !explicit_default
-            && f.rules.is_none()
-            && f.targets.is_none()
-            && table.by_key("on").is_some()
-        {
-            // A plain boolean toggle (no rules or targets to decide who is in): enabled means on.
-            implied_fallthrough = Some(ServeDef {
-                variant: Some("on".to_owned()),
-                ..ServeDef::default()
-            });
-        }
-        let mut implied_targets: Vec<TargetDef> = f.targets.clone().unwrap_or_default();
-        if let Some(ids) = &f.user_ids {
-            implied_targets.push(TargetDef {
-                variant: None,
-                value: Some(Value::Bool(true)),
-                values: ids.clone(),
-                attribute: None,
-            });
-        }
-        let top_fallthrough = f.fallthrough.as_ref().or(implied_fallthrough.as_ref());
-        let top_fallthrough_path = if f.fallthrough.is_some() || implied_fallthrough.is_none() {
-            p.key("fallthrough")
-        } else if weighted {
-            p.key("variants")
-        } else if f.percentage.is_some() {
-            p.key("percentage")
-        } else {
-            p.key("fallthrough")
-        };
-        let top_targets: Option<&[TargetDef]> =
-            (!implied_targets.is_empty()).then_some(implied_targets.as_slice());
-        let top_targets_path = if f.targets.is_some() {
-            p.key("targets")
-        } else {
-            p.key("user_ids")
-        };
-
-        let base = Merged {
-            path: p.clone(),
-            top: p.clone(),
-            enabled: f.enabled.unwrap_or(true),
-            kill_switch: f.kill_switch.unwrap_or(false),
-            default_variant: f
-                .default_variant
-                .as_ref()
-                .map(|v| (v, p.key("defaultVariant"))),
-            default_value: f.default_value.as_ref().map(|v| (v, p.key("defaultValue"))),
-            static_variant: None,
-            static_value: None,
-            prerequisites: f
-                .prerequisites
-                .as_deref()
-                .map(|v| (v, p.key("prerequisites"))),
-            tenants: f.tenants.as_ref().map(|v| (v, p.key("tenants"))),
-            targets: top_targets.map(|v| (v, top_targets_path.clone())),
-            rules: f.rules.as_deref().map(|v| (v, p.key("rules"))),
-            fallthrough: top_fallthrough.map(|v| (v, top_fallthrough_path.clone())),
-        };
-
-        let mut targetings = Vec::with_capacity(1 + f.environments.len());
-        let mut by_env = vec![0u16; environments.len()];
         let ctx = TargetingCtx {
             table,
             shared,
@@ -660,18 +759,29 @@ impl<'a> FlagCompiler<'a> {
             unit: &unit,
             tenant_attr: &tenant_attr,
         };
-        let compiled_base = self.targeting(&base, &ctx, prereq_edges);
-        targetings.push(compiled_base);
+
+        let base = Merged::top(f);
+        let mut targetings = Vec::with_capacity(1 + f.environments.len());
+        let mut by_env = Vec::new();
+        targetings.push(self.targeting(&base, &ctx, deps));
         for (name, env) in &f.environments {
             let ep = p.key("environments").key(name.clone());
             if !is_valid_key(name) {
                 self.error(ep.clone(), key_problem("environment name", name));
             }
-            let merged = merge(&base, env, &ep);
-            let compiled = self.targeting(&merged, &ctx, prereq_edges);
-            if let Some(slot) = environments.iter().position(|e| **e == **name) {
-                by_env[slot] = targetings.len() as u16;
+            let merged = base.overlay(env, &ep);
+            let compiled = self.targeting(&merged, &ctx, deps);
+            let slot = match environments.iter().position(|e| **e == **name) {
+                Some(slot) => slot,
+                None => {
+                    Arc::make_mut(environments).push(name.as_str().into());
+                    environments.len() - 1
+                }
+            };
+            if by_env.len() <= slot {
+                by_env.resize(slot + 1, 0u16);
             }
+            by_env[slot] = targetings.len() as u16;
             targetings.push(compiled);
         }
 
@@ -692,6 +802,40 @@ impl<'a> FlagCompiler<'a> {
             targetings: targetings?,
             by_env,
         })
+    }
+
+    /// Records a segment a condition uses; a segment that does not compile makes this flag an
+    /// error too (it would otherwise silently match nobody).
+    fn segment_used(
+        &mut self,
+        slot: u32,
+        path: &FieldPath,
+        shared: &Shared<'_>,
+        deps: &mut FlagDeps,
+    ) {
+        let Some(entry) = shared
+            .segment_slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+        else {
+            return;
+        };
+        if !deps.segments.iter().any(|s| **s == *entry.name) {
+            deps.segments.push(Box::from(&*entry.name));
+        }
+        if shared
+            .segments
+            .get(slot as usize)
+            .is_none_or(Option::is_none)
+        {
+            self.error(
+                path.clone(),
+                format!(
+                    "segment `{}` does not compile, so this flag is not served either",
+                    entry.name
+                ),
+            );
+        }
     }
 
     fn check_metadata(&mut self) {
@@ -824,11 +968,17 @@ impl<'a> FlagCompiler<'a> {
         &mut self,
         m: &Merged<'_>,
         ctx: &TargetingCtx<'_>,
-        prereq_edges: &mut Vec<u32>,
+        deps: &mut FlagDeps,
     ) -> Option<Targeting> {
         let errors_before = self.errors;
         let table = ctx.table;
         let flag_key = self.flag.key.clone();
+        if let (Some(_), Some((_, path))) = (&m.default_variant, &m.default_value) {
+            self.error(
+                path.clone(),
+                "give `defaultVariant` or `defaultValue`, not both",
+            );
+        }
 
         let default_variant = match (&m.default_variant, &m.default_value) {
             (Some((key, path)), _) => self.variant_key(table, key, path),
@@ -864,9 +1014,11 @@ impl<'a> FlagCompiler<'a> {
         let mut prerequisites = Vec::new();
         if let Some((list, path)) = &m.prerequisites {
             for (i, pre) in list.iter().enumerate() {
+                if !deps.prereqs.iter().any(|k| **k == *pre.flag) {
+                    deps.prereqs.push(pre.flag.as_str().into());
+                }
                 if let Some(prereq) = self.prerequisite(pre, &path.index(i), ctx.shared, &flag_key)
                 {
-                    prereq_edges.push(prereq.flag);
                     prerequisites.push(prereq);
                 }
             }
@@ -956,8 +1108,12 @@ impl<'a> FlagCompiler<'a> {
                 };
                 let before = cc.diagnostics.len();
                 let cond: Cond = cc.compile_all(&def.conditions, &rp.key("conditions"));
+                let referenced = std::mem::take(&mut cc.referenced);
                 let cond_errors = cc.diagnostics.len() - before;
                 self.errors += cond_errors;
+                for slot in referenced {
+                    self.segment_used(slot, &rp.key("conditions"), ctx.shared, deps);
+                }
                 if let Some(serve) = self.serve(&def.serve(), &rp, ctx, "rule") {
                     rules.push(Rule {
                         id: id.into(),
@@ -1013,8 +1169,8 @@ impl<'a> FlagCompiler<'a> {
             );
             return None;
         };
-        let other_def = &shared.doc.flags[other as usize];
-        if other_def.archived {
+        let other_slot = shared.slots.get(other as usize).and_then(Option::as_ref)?;
+        if other_slot.def.archived {
             self.error(
                 path.key("flag"),
                 format!(
@@ -1024,7 +1180,7 @@ impl<'a> FlagCompiler<'a> {
             );
         }
         // The other flag's own errors are reported on that flag.
-        let table = shared.tables.get(other as usize)?.as_ref()?;
+        let table = other_slot.table.as_deref()?;
         let mut variants = Vec::new();
         let mut named = 0;
         if let Some(v) = &def.variant {
@@ -1205,67 +1361,6 @@ fn format_units(units: u64) -> String {
     }
 }
 
-struct TargetingCtx<'a> {
-    table: &'a VariantTable,
-    shared: &'a Shared<'a>,
-    salt: &'a str,
-    unit: &'a [AttrPath],
-    tenant_attr: &'a AttrPath,
-}
-
-fn merge<'a>(base: &Merged<'a>, env: &'a EnvironmentDef, ep: &FieldPath) -> Merged<'a> {
-    fn pick<'a, T: ?Sized>(
-        env: Option<&'a T>,
-        ep: &FieldPath,
-        field: &str,
-        base: &Option<(&'a T, FieldPath)>,
-    ) -> Option<(&'a T, FieldPath)> {
-        match env {
-            Some(v) => Some((v, ep.key(field))),
-            None => base.clone(),
-        }
-    }
-    let env_default_given = env.default_variant.is_some() || env.default_value.is_some();
-    Merged {
-        path: ep.clone(),
-        top: base.top.clone(),
-        enabled: env.enabled.unwrap_or(base.enabled),
-        // A top-level kill switch wins everywhere.
-        kill_switch: base.kill_switch || env.kill_switch.unwrap_or(false),
-        default_variant: if env_default_given {
-            env.default_variant
-                .as_ref()
-                .map(|v| (v, ep.key("defaultVariant")))
-        } else {
-            base.default_variant.clone()
-        },
-        default_value: if env_default_given {
-            env.default_value
-                .as_ref()
-                .map(|v| (v, ep.key("defaultValue")))
-        } else {
-            base.default_value.clone()
-        },
-        static_variant: env.variant.as_ref().map(|v| (v, ep.key("variant"))),
-        static_value: env.value.as_ref().map(|v| (v, ep.key("value"))),
-        prerequisites: pick(
-            env.prerequisites.as_deref(),
-            ep,
-            "prerequisites",
-            &base.prerequisites,
-        ),
-        tenants: pick(env.tenants.as_ref(), ep, "tenants", &base.tenants),
-        targets: pick(env.targets.as_deref(), ep, "targets", &base.targets),
-        rules: pick(env.rules.as_deref(), ep, "rules", &base.rules),
-        fallthrough: pick(
-            env.fallthrough.as_ref(),
-            ep,
-            "fallthrough",
-            &base.fallthrough,
-        ),
-    }
-}
-
 fn id_set(
     values: &[Value],
     path: &FieldPath,
@@ -1289,6 +1384,30 @@ fn id_set(
         }
     }
     set
+}
+
+/// A cycle that passes through `start`, if any (as `start, …, start`); `edges` gives a
+/// node's successors.
+fn cycle_through(start: u32, mut edges: impl FnMut(u32) -> Vec<u32>) -> Option<Vec<u32>> {
+    let mut path = vec![start];
+    let mut pending = vec![edges(start)];
+    let mut seen: FxHashSet<u32> = FxHashSet::default();
+    while let Some(out) = pending.last_mut() {
+        let Some(child) = out.pop() else {
+            path.pop();
+            pending.pop();
+            continue;
+        };
+        if child == start {
+            path.push(start);
+            return Some(path);
+        }
+        if seen.insert(child) {
+            path.push(child);
+            pending.push(edges(child));
+        }
+    }
+    None
 }
 
 /// Finds one cycle in a directed graph given as adjacency lists, if any.
@@ -1356,6 +1475,13 @@ mod tests {
             Some(vec![0, 1, 2, 0])
         );
         assert_eq!(find_cycle(&[vec![], vec![1]]), Some(vec![1, 1]));
+        let graph = |edges: &'static [&'static [u32]]| move |n: u32| edges[n as usize].to_vec();
+        assert_eq!(
+            cycle_through(1, graph(&[&[1], &[2], &[0]])),
+            Some(vec![1, 2, 0, 1])
+        );
+        assert_eq!(cycle_through(0, graph(&[&[1], &[1], &[]])), None);
+        assert_eq!(cycle_through(0, graph(&[&[0]])), Some(vec![0, 0]));
     }
 
     #[test]

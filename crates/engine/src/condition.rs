@@ -108,8 +108,14 @@ pub(crate) struct Segment {
 pub(crate) struct Env<'a> {
     pub ctx: &'a Context,
     pub now: OffsetDateTime,
-    pub segments: &'a [Segment],
+    pub segments: &'a [Option<std::sync::Arc<Segment>>],
+    /// How deep segment lookups are nested (segments may use segments; cycles are rejected
+    /// when compiling, and this bounds the recursion whatever happens).
+    pub segment_depth: std::cell::Cell<u8>,
 }
+
+/// Nesting bound for segments that use segments.
+const MAX_SEGMENT_DEPTH: u8 = 32;
 
 impl Cond {
     pub(crate) fn always() -> Self {
@@ -132,6 +138,7 @@ impl Cond {
                 let hit = segments.iter().any(|&i| {
                     env.segments
                         .get(i as usize)
+                        .and_then(Option::as_deref)
                         .is_some_and(|segment| segment.contains(env))
                 });
                 hit != *negate
@@ -142,6 +149,17 @@ impl Cond {
 
 impl Segment {
     fn contains(&self, env: &Env<'_>) -> bool {
+        let depth = env.segment_depth.get();
+        if depth >= MAX_SEGMENT_DEPTH {
+            return false;
+        }
+        env.segment_depth.set(depth + 1);
+        let hit = self.contains_at_depth(env);
+        env.segment_depth.set(depth);
+        hit
+    }
+
+    fn contains_at_depth(&self, env: &Env<'_>) -> bool {
         let id = env.ctx.lookup(&self.attr);
         if let Some(id) = id {
             if with_id_text(id, |text| self.excluded.contains(text)) {
@@ -715,6 +733,7 @@ mod tests {
             ctx: &ctx,
             now: OffsetDateTime::UNIX_EPOCH,
             segments: &[],
+            segment_depth: std::cell::Cell::new(0),
         };
         cond.unwrap().matches(&env)
     }

@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::diagnostic::{Diagnostic, FieldPath, PathSegment};
 
@@ -88,8 +88,11 @@ impl fmt::Display for FlagType {
 }
 
 /// One flag as written.
+///
+/// The targeting fields (who gets what) live in [`TargetingDef`], shared by the flag's top
+/// level and each of its environments; they are flattened into the flag in the format.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct FlagDef {
     /// Stable identifier: letters, digits, `.`, `_`, `-`; starts with a letter or digit.
     #[serde(default)]
@@ -106,12 +109,6 @@ pub struct FlagDef {
     /// Named variants: a list of `{key, value, name?, weight?}` or a map `key: value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<Variants>,
-    /// Value served when the flag is off or nothing matches (older layout).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_value: Option<Value>,
-    /// Variant served when the flag is off or nothing matches.
-    #[serde(default, alias = "offVariant", skip_serializing_if = "Option::is_none")]
-    pub default_variant: Option<String>,
     /// Team or person that owns the flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -143,30 +140,12 @@ pub struct FlagDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_attribute: Option<String>,
 
-    /// Whether the flag is on (top level; environments may override).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Kill switch: serve the default variant everywhere. Never overridden by an environment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kill_switch: Option<bool>,
-    /// Flags that must serve given variants for this flag to be evaluated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prerequisites: Option<Vec<PrerequisiteDef>>,
-    /// Per-tenant overrides, by tenant id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenants: Option<BTreeMap<String, TenantDef>>,
-    /// Individual targets: ids that get a given variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub targets: Option<Vec<TargetDef>>,
-    /// Ordered rules; the first that matches (and whose percentage includes the unit) serves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rules: Option<Vec<RuleDef>>,
-    /// What an enabled flag serves when no target or rule applies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallthrough: Option<ServeDef>,
-    /// Per-environment overrides of the targeting fields above, by environment name.
+    /// Top-level targeting: applies in every environment that does not override a field.
+    #[serde(flatten)]
+    pub targeting: TargetingDef,
+    /// Per-environment overrides of the top-level targeting, by environment name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub environments: BTreeMap<String, EnvironmentDef>,
+    pub environments: BTreeMap<String, TargetingDef>,
 
     /// Compact layout: percentage of units that get `true` (0–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,26 +162,44 @@ pub struct FlagDef {
     /// Where this flag sits in its document (for diagnostics); not part of the format.
     #[serde(skip)]
     pub origin: FieldPath,
+    /// Where fields that [`crate::normalize()`] derived from another layout were written
+    /// (for diagnostics); not part of the format.
+    #[serde(skip)]
+    pub provenance: Provenance,
+}
+
+/// Where normalized fields came from, so diagnostics point at what the author wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The field the top-level `fallthrough` was derived from (`percentage`, `variants`).
+    pub fallthrough: Option<FieldPath>,
+    /// The field the top-level `targets` were derived from (`user_ids`), when none were written.
+    pub targets: Option<FieldPath>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// Per-environment overrides: every field present replaces the flag's top-level one.
+/// Who gets what: the targeting fields of a flag's top level and of each environment.
+///
+/// At the top level they apply everywhere; in an environment every field present replaces
+/// the top-level one (the kill switch is the exception: a top-level kill switch wins
+/// everywhere). Adding a targeting field means adding it here, to [`TARGETING_FIELDS`] and
+/// to the compiler's merge, nowhere else.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EnvironmentDef {
-    /// Whether the flag is on in this environment.
+pub struct TargetingDef {
+    /// Whether the flag is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Kill switch for this environment (a top-level kill switch still wins).
+    /// Kill switch: serve the default variant (a top-level kill switch wins everywhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_switch: Option<bool>,
-    /// Variant served when off or unmatched, in this environment.
+    /// Variant served when off or unmatched.
     #[serde(default, alias = "offVariant", skip_serializing_if = "Option::is_none")]
     pub default_variant: Option<String>,
-    /// Value served when off or unmatched, in this environment.
+    /// Value served when off or unmatched (matched to its variant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_value: Option<Value>,
     /// Serve this variant to everyone while enabled (no targeting).
@@ -211,21 +208,104 @@ pub struct EnvironmentDef {
     /// Serve this value to everyone while enabled (no targeting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
-    /// Prerequisites in this environment.
+    /// Flags that must serve given variants for this flag to be evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prerequisites: Option<Vec<PrerequisiteDef>>,
-    /// Tenant overrides in this environment.
+    /// Per-tenant overrides, by tenant id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants: Option<BTreeMap<String, TenantDef>>,
-    /// Individual targets in this environment.
+    /// Individual targets: ids that get a given variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetDef>>,
-    /// Rules in this environment.
+    /// Ordered rules; the first that matches (and whose percentage includes the unit) serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<RuleDef>>,
-    /// Fallthrough in this environment.
+    /// What an enabled flag serves when no target or rule applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallthrough: Option<ServeDef>,
+}
+
+/// The per-environment overrides of a flag: the same fields as its top-level targeting.
+pub type EnvironmentDef = TargetingDef;
+
+/// The format's names of [`TargetingDef`]'s fields, aliases included.
+pub const TARGETING_FIELDS: &[&str] = &[
+    "enabled",
+    "killSwitch",
+    "defaultVariant",
+    "offVariant",
+    "defaultValue",
+    "variant",
+    "value",
+    "prerequisites",
+    "tenants",
+    "targets",
+    "rules",
+    "fallthrough",
+];
+
+/// The format's names of [`FlagDef`]'s own (non-targeting) fields, aliases included.
+pub const FLAG_FIELDS: &[&str] = &[
+    "key",
+    "name",
+    "description",
+    "type",
+    "variants",
+    "owner",
+    "tags",
+    "lifecycle",
+    "metadata",
+    "archived",
+    "createdAt",
+    "updatedAt",
+    "salt",
+    "bucketBy",
+    "tenantAttribute",
+    "environments",
+    "percentage",
+    "user_ids",
+    "userIds",
+];
+
+impl FlagDef {
+    /// Reads one flag from a JSON value, reporting its first shape problem at its exact path
+    /// under `base` (the targeting fields are read on their own, so their paths are exact too).
+    pub fn from_value_at(value: Value, base: &FieldPath) -> Result<FlagDef, Diagnostic> {
+        let Value::Object(mut fields) = value else {
+            return Err(Diagnostic::error(
+                base.clone(),
+                format!("expected a flag object, found {}", describe(&value)),
+            ));
+        };
+        if let Some(unknown) = fields
+            .keys()
+            .find(|k| !FLAG_FIELDS.contains(&k.as_str()) && !TARGETING_FIELDS.contains(&k.as_str()))
+        {
+            let expected: Vec<String> = FLAG_FIELDS
+                .iter()
+                .chain(TARGETING_FIELDS)
+                .filter(|f| !matches!(**f, "offVariant" | "userIds"))
+                .map(|f| format!("`{f}`"))
+                .collect();
+            return Err(Diagnostic::error(
+                base.key(unknown.clone()),
+                format!(
+                    "unknown field `{unknown}`, expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        let mut targeting = Map::new();
+        for field in TARGETING_FIELDS {
+            if let Some((k, v)) = fields.remove_entry(*field) {
+                targeting.insert(k, v);
+            }
+        }
+        let targeting: TargetingDef = parse_at(Value::Object(targeting), base)?;
+        let mut flag: FlagDef = parse_at(Value::Object(fields), base)?;
+        flag.targeting = targeting;
+        Ok(flag)
+    }
 }
 
 /// Lifecycle metadata.
@@ -600,7 +680,7 @@ impl Document {
                 for (i, item) in items.into_iter().enumerate() {
                     let path = flags_path.index(i);
                     let key_hint = item.get("key").and_then(Value::as_str).map(str::to_owned);
-                    match parse_at::<FlagDef>(item, &path) {
+                    match FlagDef::from_value_at(item, &path) {
                         Ok(mut flag) => {
                             flag.origin = path;
                             doc.flags.push(flag);
@@ -615,7 +695,7 @@ impl Document {
             Some(Value::Object(map)) => {
                 for (key, item) in map {
                     let path = flags_path.key(key.clone());
-                    match parse_at::<FlagDef>(item, &path) {
+                    match FlagDef::from_value_at(item, &path) {
                         Ok(mut flag) => {
                             if flag.key.is_empty() {
                                 flag.key = key;

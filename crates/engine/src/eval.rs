@@ -5,15 +5,17 @@
 //! default. Results borrow from the ruleset, so the common cases allocate nothing.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::bucket::{Bucketer, IntText, BUCKETS};
+use crate::compile::{FlagSlot, SegmentSlot};
 use crate::condition::{with_id_text, Cond, Env, Segment};
 use crate::context::{AttrPath, Context};
-use crate::document::{Document, FlagDef, FlagType};
+use crate::document::{Document, FlagDef, FlagType, SegmentDef};
 
 /// Why a value was served (OpenFeature resolution reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -242,13 +244,29 @@ impl<'r> FromFlagValue<'r> for &'r serde_json::Map<String, Value> {
 }
 
 /// A compiled, immutable set of flags and segments, ready to evaluate.
+///
+/// Cheap to clone: compiled flags, segments and definitions are shared, so
+/// [`Ruleset::apply`] builds the next version without copying what did not change.
 #[derive(Debug, Clone, Default)]
 pub struct Ruleset {
-    pub(crate) flags: Vec<Flag>,
-    pub(crate) index: FxHashMap<Box<str>, u32>,
-    pub(crate) segments: Vec<Segment>,
-    pub(crate) environments: Vec<Box<str>>,
-    pub(crate) document: Document,
+    /// Compiled flags by slot; `None` for a flag that does not compile (or a removed one).
+    pub(crate) flags: Vec<Option<Arc<Flag>>>,
+    /// Definitions, variant tables and dependencies by slot; `None` once removed.
+    pub(crate) slots: Vec<Option<FlagSlot>>,
+    /// Key → slot, for every flag present (compiled or not). Shared until a key comes or goes.
+    pub(crate) index: Arc<FxHashMap<Box<str>, u32>>,
+    /// Slots of the flags present, in document order. Shared until a key comes or goes.
+    pub(crate) order: Arc<Vec<u32>>,
+    /// Compiled segments by slot.
+    pub(crate) segments: Arc<Vec<Option<Arc<Segment>>>>,
+    /// Segment definitions by slot.
+    pub(crate) segment_slots: Arc<Vec<Option<SegmentSlot>>>,
+    /// Segment name → slot.
+    pub(crate) segment_index: Arc<FxHashMap<String, u32>>,
+    /// Environment names some flag configures, by the slot flags' `by_env` refers to.
+    pub(crate) environments: Arc<Vec<Box<str>>>,
+    /// Format version of the definitions.
+    pub(crate) version: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -348,35 +366,87 @@ impl Ruleset {
         }
     }
 
-    /// Flag keys, in document order (archived flags included).
+    /// Keys of the flags served (compiled), in document order (archived flags included).
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.flags.iter().map(|f| &*f.key)
+        self.order
+            .iter()
+            .filter_map(|&s| self.flags[s as usize].as_deref())
+            .map(|f| &*f.key)
     }
 
-    /// Number of flags (archived included).
+    /// Number of flags served (compiled; archived included).
     pub fn len(&self) -> usize {
-        self.flags.len()
+        self.order
+            .iter()
+            .filter(|&&s| self.flags[s as usize].is_some())
+            .count()
     }
 
-    /// Whether there are no flags.
+    /// Whether no flag is served.
     pub fn is_empty(&self) -> bool {
-        self.flags.is_empty()
+        self.len() == 0
     }
 
-    /// The definition of flag `key`, as written.
+    /// Whether flag `key` is present and compiled.
+    pub fn is_served(&self, key: &str) -> bool {
+        self.index
+            .get(key)
+            .is_some_and(|&s| self.flags[s as usize].is_some())
+    }
+
+    /// The definition of flag `key` as written, whether or not it compiles.
     pub fn definition(&self, key: &str) -> Option<&FlagDef> {
-        let i = *self.index.get(key)? as usize;
-        self.document.flags.get(i)
+        let slot = *self.index.get(key)?;
+        self.slots[slot as usize].as_ref().map(|s| &*s.def)
     }
 
-    /// The document this ruleset was compiled from.
-    pub fn document(&self) -> &Document {
-        &self.document
+    /// Every flag definition as written, in document order (including flags that do not
+    /// compile).
+    pub fn definitions(&self) -> impl Iterator<Item = &FlagDef> {
+        self.order
+            .iter()
+            .filter_map(|&s| self.slots[s as usize].as_ref())
+            .map(|s| &*s.def)
+    }
+
+    /// The definition of segment `name`.
+    pub fn segment(&self, name: &str) -> Option<&SegmentDef> {
+        let slot = *self.segment_index.get(name)?;
+        self.segment_slots[slot as usize].as_ref().map(|s| &*s.def)
+    }
+
+    /// Every segment `(name, definition)`, by name.
+    pub fn segment_definitions(&self) -> Vec<(&str, &SegmentDef)> {
+        let mut out: Vec<(&str, &SegmentDef)> = self
+            .segment_slots
+            .iter()
+            .flatten()
+            .map(|s| (&*s.name, &*s.def))
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// The definitions as a document (flags in document order, segments by name).
+    pub fn to_document(&self) -> Document {
+        Document {
+            version: self.version.max(1),
+            segments: self
+                .segment_definitions()
+                .into_iter()
+                .map(|(n, d)| (n.to_owned(), d.clone()))
+                .collect(),
+            flags: self.definitions().cloned().collect(),
+        }
     }
 
     /// The environment names that some flag configures explicitly.
     pub fn environments(&self) -> impl Iterator<Item = &str> {
         self.environments.iter().map(|e| &**e)
+    }
+
+    fn flag(&self, slot: u32) -> Option<&Flag> {
+        self.flags.get(slot as usize)?.as_deref()
     }
 }
 
@@ -392,7 +462,10 @@ impl<'r> Evaluator<'r> {
     /// Evaluates flag `key` for `ctx`.
     pub fn evaluate(&self, key: &str, ctx: &Context) -> Evaluation<'r> {
         match self.ruleset.index.get(key) {
-            Some(&i) => self.evaluate_index(i, ctx, 0),
+            Some(&i) if self.ruleset.flag(i).is_some() => self.evaluate_index(i, ctx, 0),
+            Some(_) => Evaluation::not_found(format!(
+                "flag `{key}` has errors in its definition and is not served"
+            )),
             None => Evaluation::not_found(format!("flag `{key}` was not found")),
         }
     }
@@ -448,16 +521,17 @@ impl<'r> Evaluator<'r> {
         ctx: &'c Context,
     ) -> impl Iterator<Item = (&'r str, Evaluation<'r>)> + use<'r, 'c> {
         let this = *self;
-        self.ruleset
-            .flags
+        let ruleset = self.ruleset;
+        ruleset
+            .order
             .iter()
-            .enumerate()
+            .filter_map(move |&s| Some((s, ruleset.flag(s)?)))
             .filter(|(_, f)| !f.archived)
-            .map(move |(i, f)| (&*f.key, this.evaluate_index(i as u32, ctx, 0)))
+            .map(move |(s, f)| (&*f.key, this.evaluate_index(s, ctx, 0)))
     }
 
     fn evaluate_index(&self, index: u32, ctx: &Context, depth: usize) -> Evaluation<'r> {
-        let Some(flag) = self.ruleset.flags.get(index as usize) else {
+        let Some(flag) = self.ruleset.flag(index) else {
             return Evaluation::not_found(format!("flag #{index} was not found"));
         };
         if flag.archived {
@@ -509,25 +583,18 @@ impl<'r> Evaluator<'r> {
                 let result = self.evaluate_index(prereq.flag, ctx, depth + 1);
                 result.error.is_none()
                     && result.variant.is_some_and(|served| {
-                        self.ruleset
-                            .flags
-                            .get(prereq.flag as usize)
-                            .is_some_and(|other| {
-                                prereq.variants.iter().any(|&v| {
-                                    other
-                                        .variants
-                                        .get(v as usize)
-                                        .is_some_and(|(k, _)| **k == *served)
-                                })
+                        self.ruleset.flag(prereq.flag).is_some_and(|other| {
+                            prereq.variants.iter().any(|&v| {
+                                other
+                                    .variants
+                                    .get(v as usize)
+                                    .is_some_and(|(k, _)| **k == *served)
                             })
+                        })
                     })
             };
             if !ok {
-                let key = self
-                    .ruleset
-                    .flags
-                    .get(prereq.flag as usize)
-                    .map_or("", |f| &*f.key);
+                let key = self.ruleset.flag(prereq.flag).map_or("", |f| &*f.key);
                 return served(
                     t.default_variant,
                     Reason::Default,
@@ -546,6 +613,7 @@ impl<'r> Evaluator<'r> {
             ctx,
             now: self.now,
             segments: &self.ruleset.segments,
+            segment_depth: std::cell::Cell::new(0),
         };
         for rule in t.rules.iter() {
             if !rule.cond.matches(&env) {

@@ -44,18 +44,20 @@ pub mod diagnostic;
 pub mod document;
 pub mod eval;
 pub mod hash;
+mod normalize;
 pub mod source;
 
 use std::path::Path;
 
-pub use compile::{compile, is_valid_key};
+pub use compile::{compile, is_valid_key, Change};
 pub use condition::{NOW_ATTRIBUTE, OPERATORS};
 pub use context::{AttrPath, Context, ContextError};
 pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};
-pub use document::{Document, FlagDef, FlagType, FORMAT_VERSION};
+pub use document::{Document, FlagDef, FlagType, TargetingDef, FORMAT_VERSION};
 pub use eval::{
     Detail, ErrorCode, EvalError, Evaluation, Evaluator, FromFlagValue, Reason, Ruleset, Typed,
 };
+pub use normalize::normalize;
 pub use source::Format;
 
 /// Why a flag document could not be loaded: every problem found, each with its location.

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use switchyard_engine::source::{parse, Format};
-use switchyard_engine::{load_file, load_value, Context, Ruleset};
+use switchyard_engine::{
+    compile, load_file, load_value, normalize, Change, Context, Document, Ruleset,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -63,6 +65,40 @@ fn mismatches(expect: &Map<String, Value>, actual: &Map<String, Value>) -> Vec<S
     problems
 }
 
+/// `doc` with every flag normalized, compiled (and without errors).
+fn normalized(doc: &Document) -> Ruleset {
+    let mut doc = doc.clone();
+    for flag in &mut doc.flags {
+        let (n, diagnostics) = normalize(flag);
+        assert!(diagnostics.is_empty(), "{}: {diagnostics:?}", flag.key);
+        // Normalizing is idempotent.
+        assert_eq!(normalize(&n).0, n, "{}", flag.key);
+        *flag = n;
+    }
+    let (ruleset, diagnostics) = compile(&doc);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    ruleset
+}
+
+/// `doc` built by applying one change at a time to an empty ruleset, segments first and flags
+/// in reverse order (so prerequisites and segments arrive before or after their users). Every
+/// intermediate step may have errors (a prerequisite not yet there); the last must not.
+fn incremental(doc: &Document) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    let mut last = Vec::new();
+    for (name, def) in &doc.segments {
+        (ruleset, last) = ruleset.apply(&[Change::Segment(name.clone(), def.clone())]);
+    }
+    for flag in doc.flags.iter().rev() {
+        (ruleset, last) = ruleset.apply(&[Change::Flag(Box::new(flag.clone()))]);
+    }
+    assert!(last.iter().all(|d| !d.is_error()), "{last:?}");
+    let keys: Vec<&str> = ruleset.keys().collect();
+    let expected: Vec<&str> = doc.flags.iter().map(|f| f.key.as_str()).collect();
+    assert!(keys.len() == expected.len(), "{keys:?} vs {expected:?}");
+    ruleset
+}
+
 #[test]
 fn evaluation_fixtures() {
     let dir = fixtures().join("evaluation");
@@ -97,19 +133,28 @@ fn evaluation_fixtures() {
                     file.display()
                 ),
             };
+            // The same definitions, normalized, and built up one change at a time, must serve
+            // exactly the same.
+            let variants = [
+                ("as written", ruleset.clone()),
+                ("normalized", normalized(&ruleset.to_document())),
+                ("incremental", incremental(&ruleset.to_document())),
+            ];
             for case in suite["cases"].as_array().expect("cases") {
                 let case = case.as_object().expect("case is an object");
                 cases += 1;
-                let actual = run_case(&ruleset, case);
                 let expect = case["expect"].as_object().expect("expect is an object");
-                let problems = mismatches(expect, &actual);
-                if !problems.is_empty() {
-                    failures.push(format!(
-                        "{} — {}: {}",
-                        file.file_name().unwrap_or_default().to_string_lossy(),
-                        case["name"].as_str().unwrap_or("?"),
-                        problems.join("; ")
-                    ));
+                for (how, ruleset) in &variants {
+                    let actual = run_case(ruleset, case);
+                    let problems = mismatches(expect, &actual);
+                    if !problems.is_empty() {
+                        failures.push(format!(
+                            "{} — {} ({how}): {}",
+                            file.file_name().unwrap_or_default().to_string_lossy(),
+                            case["name"].as_str().unwrap_or("?"),
+                            problems.join("; ")
+                        ));
+                    }
                 }
             }
         }

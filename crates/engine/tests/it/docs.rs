@@ -176,7 +176,7 @@ fn operators_in(value: &Value, out: &mut Vec<String>) {
 #[test]
 fn the_example_file_uses_every_operator() {
     let mut used = Vec::new();
-    operators_in(&example().document().to_value(), &mut used);
+    operators_in(&example().to_document().to_value(), &mut used);
     for op in OPERATORS.iter().chain(&["not_in_segment"]) {
         assert!(
             used.iter().any(|u| u == op),

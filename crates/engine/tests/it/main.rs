@@ -6,3 +6,4 @@ mod conformance;
 mod diagnostics;
 mod docs;
 mod evaluation;
+mod incremental;
