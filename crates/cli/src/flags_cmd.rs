@@ -188,8 +188,12 @@ fn place(env: Option<&str>) -> String {
 /// Effective `(enabled, killed)` in `env` (or at the top level), as the server computes it.
 fn state_in(def: &FlagDef, env: Option<&str>) -> (bool, bool) {
     let e = env.and_then(|e| def.environments.get(e));
-    let enabled = e.and_then(|e| e.enabled).or(def.enabled).unwrap_or(true);
-    let killed = def.kill_switch.unwrap_or(false) || e.and_then(|e| e.kill_switch).unwrap_or(false);
+    let enabled = e
+        .and_then(|e| e.enabled)
+        .or(def.targeting.enabled)
+        .unwrap_or(true);
+    let killed = def.targeting.kill_switch.unwrap_or(false)
+        || e.and_then(|e| e.kill_switch).unwrap_or(false);
     (enabled, killed)
 }
 
@@ -203,10 +207,19 @@ fn type_of(def: &FlagDef) -> &'static str {
         .variants
         .iter()
         .flat_map(|v| v.iter().map(|(_, v, _)| v));
-    let rules = def.rules.iter().flatten().filter_map(|r| r.value.as_ref());
-    let fallthrough = def.fallthrough.iter().filter_map(|s| s.value.as_ref());
+    let rules = def
+        .targeting
+        .rules
+        .iter()
+        .flatten()
+        .filter_map(|r| r.value.as_ref());
+    let fallthrough = def
+        .targeting
+        .fallthrough
+        .iter()
+        .filter_map(|s| s.value.as_ref());
     variants
-        .chain(def.default_value.as_ref())
+        .chain(def.targeting.default_value.as_ref())
         .chain(rules)
         .chain(fallthrough)
         .find_map(FlagType::of_value)
@@ -284,7 +297,10 @@ fn fallthrough_in(def: &FlagDef, env: Option<&str>) -> String {
     if let Some(value) = e.and_then(|e| e.value.as_ref()) {
         return format!("everyone: value {value}");
     }
-    match (e.and_then(|e| e.fallthrough.as_ref()), &def.fallthrough) {
+    match (
+        e.and_then(|e| e.fallthrough.as_ref()),
+        &def.targeting.fallthrough,
+    ) {
         (Some(serve), _) | (None, Some(serve)) => describe_serve(serve),
         (None, None) => match def.percentage {
             Some(p) => format!("{p}% true"),
@@ -592,7 +608,7 @@ fn kill(client: &Client, json: bool, args: &KillArgs) -> Result<()> {
             return (what, notes);
         }
         match env {
-            Some(_) if def.kill_switch == Some(true) => notes.push(
+            Some(_) if def.targeting.kill_switch == Some(true) => notes.push(
                 "the top-level kill switch is still on, so the flag stays killed everywhere; \
                  release it without --env"
                     .to_owned(),
@@ -629,7 +645,7 @@ fn rollout(client: &Client, json: bool, args: &RolloutArgs) -> Result<()> {
         let serve = env
             .and_then(|e| def.environments.get(e))
             .and_then(|e| e.fallthrough.as_ref())
-            .or(def.fallthrough.as_ref());
+            .or(def.targeting.fallthrough.as_ref());
         let what = serve.map_or_else(|| format!("{}%", args.percent), describe_serve);
         (format!("fallthrough {what} {}", place(env)), Vec::new())
     })

@@ -125,8 +125,12 @@ pub struct FlagFilter {
 /// Effective `(enabled, killed)` of a flag in an environment (or at the top level).
 fn effective(def: &FlagDef, env: Option<&str>) -> (bool, bool) {
     let e = env.and_then(|e| def.environments.get(e));
-    let enabled = e.and_then(|e| e.enabled).or(def.enabled).unwrap_or(true);
-    let killed = def.kill_switch.unwrap_or(false) || e.and_then(|e| e.kill_switch).unwrap_or(false);
+    let enabled = e
+        .and_then(|e| e.enabled)
+        .or(def.targeting.enabled)
+        .unwrap_or(true);
+    let killed = def.targeting.kill_switch.unwrap_or(false)
+        || e.and_then(|e| e.kill_switch).unwrap_or(false);
     (enabled, killed)
 }
 
@@ -403,7 +407,7 @@ async fn set_enabled(
     modify(&state, &headers, &key, env_ref, action, reason, |d| {
         match env_ref {
             Some(e) => env_def(d, e).enabled = Some(enabled),
-            None => d.enabled = Some(enabled),
+            None => d.targeting.enabled = Some(enabled),
         }
         Ok(())
     })
@@ -424,7 +428,7 @@ async fn kill(
     let response = modify(&state, &headers, &key, env_ref, action, reason, |d| {
         match env_ref {
             Some(e) => env_def(d, e).kill_switch = Some(on),
-            None => d.kill_switch = Some(on),
+            None => d.targeting.kill_switch = Some(on),
         }
         Ok(())
     })
@@ -442,10 +446,10 @@ async fn kill(
 }
 
 fn apply_rollout(d: &mut FlagDef, env: Option<&str>, percentage: f64, variant: Option<String>) {
-    let inherited = d.fallthrough.clone();
+    let inherited = d.targeting.fallthrough.clone();
     let slot = match env {
         Some(e) => &mut env_def(d, e).fallthrough,
-        None => &mut d.fallthrough,
+        None => &mut d.targeting.fallthrough,
     };
     let mut serve: ServeDef = slot.clone().or(inherited).unwrap_or_default();
     if let Some(v) = variant {
@@ -1010,7 +1014,7 @@ pub async fn import_text(
     if ruleset.is_none() {
         return Err(ApiError::validation(&diagnostics));
     }
-    let imported = ruleset.map(|r| r.document().clone()).unwrap_or_default();
+    let imported = ruleset.map(|r| r.to_document()).unwrap_or_default();
     let _guard = state.write_lock.lock().await;
     let (records, seg_records, mut doc) = state.stored_document().await?;
     let mut result = ImportResult {

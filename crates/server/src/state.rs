@@ -169,7 +169,7 @@ impl AppState {
         };
         self.metrics.flags.set(snapshot.ruleset.len() as i64);
         self.metrics.rollout.reset();
-        for (flag, env, pct) in rollout_percentages(snapshot.ruleset.document()) {
+        for (flag, env, pct) in rollout_percentages(&snapshot.ruleset.to_document()) {
             self.metrics
                 .rollout
                 .with_label_values(&[flag.as_str(), env.as_str()])
@@ -425,7 +425,7 @@ pub fn document_from_records(
 
 fn build_snapshot(ruleset: Ruleset, revision: i64) -> Snapshot {
     let mut metadata = HashMap::new();
-    for def in &ruleset.document().flags {
+    for def in ruleset.definitions() {
         let mut meta: Map<String, Value> = def
             .metadata
             .iter()
@@ -454,6 +454,7 @@ fn rollout_percentages(doc: &Document) -> Vec<(String, String, f64)> {
     let mut out = Vec::new();
     for f in &doc.flags {
         let top = f
+            .targeting
             .fallthrough
             .as_ref()
             .and_then(|ft| ft.percentage)
