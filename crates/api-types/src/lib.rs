@@ -50,3 +50,77 @@ pub struct FieldProblem {
     /// What is wrong.
     pub message: String,
 }
+
+/// What a token may do: the admin API's roles and the SDK key. Used on the wire (token
+/// bodies), in storage (the token's role) and in the server's route table.
+///
+/// `viewer < editor < admin` is a hierarchy; `sdk` stands apart (it only evaluates flags of
+/// its one environment and sends events, and no admin role may use the SDK endpoints).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Evaluate flags of one environment (OFREP, the SDK endpoints) and send events.
+    Sdk,
+    /// Read the admin API.
+    Viewer,
+    /// Also change flags, segments and environments.
+    Editor,
+    /// Also manage tokens and environments.
+    Admin,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 4] = [Role::Sdk, Role::Viewer, Role::Editor, Role::Admin];
+
+    /// The role's name (`admin`, `editor`, `viewer`, `sdk`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+            Role::Sdk => "sdk",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether a token of this role may use something that needs `needed`.
+    pub fn satisfies(self, needed: Role) -> bool {
+        match needed {
+            Role::Sdk => self == Role::Sdk,
+            _ => self != Role::Sdk && self >= needed,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn roles_form_a_hierarchy_and_sdk_stands_apart() {
+        assert!(Role::Admin.satisfies(Role::Viewer));
+        assert!(Role::Editor.satisfies(Role::Editor));
+        assert!(!Role::Viewer.satisfies(Role::Editor));
+        assert!(!Role::Admin.satisfies(Role::Sdk));
+        assert!(Role::Sdk.satisfies(Role::Sdk));
+        assert!(!Role::Sdk.satisfies(Role::Viewer));
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -57,6 +57,7 @@ fn audit(
     reason: Option<String>,
 ) -> AuditInfo {
     AuditInfo {
+        actor_name: None,
         actor: principal.name.clone(),
         action: action.to_owned(),
         environment: environment.map(str::to_owned),
@@ -748,7 +749,7 @@ fn token_info(t: &switchyard_storage::TokenRecord) -> TokenInfo {
     TokenInfo {
         id: t.id.clone(),
         name: t.name.clone(),
-        role: t.role.clone(),
+        role: t.role.as_str().to_owned(),
         environment: t.environment.clone(),
         created_at: rfc3339(t.created_at_ms),
         revoked_at: t.revoked_at_ms.map(rfc3339),
@@ -823,11 +824,13 @@ pub async fn issue_token(
             &switchyard_storage::NewToken {
                 id: id.clone(),
                 name: name.to_owned(),
-                role: role.as_str().to_owned(),
+                role: switchyard_storage::Role::parse(role.as_str())
+                    .unwrap_or(switchyard_storage::Role::Viewer),
                 environment: environment.clone(),
                 secret_hash,
             },
             &AuditInfo {
+                actor_name: None,
                 actor: actor.to_owned(),
                 action: "token.create".into(),
                 environment: environment.clone(),
@@ -864,9 +867,9 @@ pub async fn revoke_token(
     }
     let admins = tokens
         .iter()
-        .filter(|t| t.role == "admin" && t.revoked_at_ms.is_none())
+        .filter(|t| t.role == switchyard_storage::Role::Admin && t.revoked_at_ms.is_none())
         .count();
-    if target.role == "admin" && admins <= 1 {
+    if target.role == switchyard_storage::Role::Admin && admins <= 1 {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "this is the last admin token; create another admin token before revoking it",
@@ -877,6 +880,7 @@ pub async fn revoke_token(
         .revoke_token(
             &id,
             &AuditInfo {
+                actor_name: None,
                 actor: principal.name.clone(),
                 action: "token.revoke".into(),
                 environment: None,
@@ -1031,6 +1035,7 @@ pub async fn import_text(
         "flag.import"
     };
     let info = |env: Option<&str>| AuditInfo {
+        actor_name: None,
         actor: actor.to_owned(),
         action: action.to_owned(),
         environment: env.map(str::to_owned),

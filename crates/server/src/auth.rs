@@ -81,7 +81,8 @@ impl TokenCache {
     pub fn new(records: &[switchyard_storage::TokenRecord]) -> Self {
         let mut by_id = HashMap::new();
         for r in records.iter().filter(|r| r.revoked_at_ms.is_none()) {
-            let (Some(role), Ok(bytes)) = (Role::parse(&r.role), hex::decode(&r.secret_hash))
+            let (Some(role), Ok(bytes)) =
+                (Role::parse(r.role.as_str()), hex::decode(&r.secret_hash))
             else {
                 tracing::warn!(token = %r.id, "ignoring a stored token with an unknown role or hash");
                 continue;
@@ -217,7 +218,7 @@ mod tests {
         TokenRecord {
             id: id.to_owned(),
             name: "n".to_owned(),
-            role: role.to_owned(),
+            role: switchyard_storage::Role::parse(role).unwrap(),
             environment: None,
             secret_hash: hash,
             created_at_ms: 0,

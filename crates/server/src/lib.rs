@@ -233,6 +233,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
 async fn bootstrap(state: &AppState) -> Result<(), StartError> {
     let fail = |e: &dyn std::fmt::Display| StartError::Bootstrap(e.to_string());
     let system = |action: &str| AuditInfo {
+        actor_name: None,
         actor: "system".to_owned(),
         action: action.to_owned(),
         environment: None,
@@ -269,7 +270,7 @@ async fn bootstrap(state: &AppState) -> Result<(), StartError> {
                     &switchyard_storage::NewToken {
                         id,
                         name: "bootstrap-admin".to_owned(),
-                        role: "admin".to_owned(),
+                        role: switchyard_storage::Role::Admin,
                         environment: None,
                         secret_hash: hash,
                     },
@@ -282,7 +283,7 @@ async fn bootstrap(state: &AppState) -> Result<(), StartError> {
     } else {
         let admins = state
             .store
-            .count_active_tokens(Some("admin"))
+            .count_active_tokens(Some(switchyard_storage::Role::Admin))
             .await
             .map_err(|e| fail(&e))?;
         state.reload_tokens().await.map_err(|e| fail(&e))?;

@@ -28,8 +28,8 @@ pub(crate) struct Change<'a> {
 pub(crate) async fn append(conn: &mut AnyConnection, at_ms: i64, change: Change<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_log \
-         (at_ms, actor, action, subject_kind, subject, environment, before_json, after_json, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         (at_ms, actor, action, subject_kind, subject, environment, before_json, after_json, reason, actor_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(at_ms)
     .bind(change.info.actor.as_str())
@@ -40,6 +40,7 @@ pub(crate) async fn append(conn: &mut AnyConnection, at_ms: i64, change: Change<
     .bind(change.before.map(Value::to_string))
     .bind(change.after.map(Value::to_string))
     .bind(change.info.reason.as_deref())
+    .bind(change.info.actor_name.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -61,7 +62,7 @@ fn filter<'a>(sql: &mut String, params: &mut Vec<Param<'a>>, condition: &str, pa
 pub(crate) async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
     let mut sql = String::from(
         "SELECT id, at_ms, actor, action, subject_kind, subject, environment, \
-         before_json, after_json, reason FROM audit_log WHERE 1 = 1",
+         before_json, after_json, reason, actor_name FROM audit_log WHERE 1 = 1",
     );
     let mut params = Vec::new();
     if let Some(kind) = &query.subject_kind {
@@ -71,7 +72,9 @@ pub(crate) async fn query(pool: &AnyPool, query: &AuditQuery) -> Result<Vec<Audi
         filter(&mut sql, &mut params, "subject =", Param::Text(subject));
     }
     if let Some(actor) = &query.actor {
-        filter(&mut sql, &mut params, "actor =", Param::Text(actor));
+        params.push(Param::Text(actor));
+        let n = params.len();
+        let _ = write!(sql, " AND (actor = ${n} OR actor_name = ${n})");
     }
     if let Some(since) = query.since_ms {
         filter(&mut sql, &mut params, "at_ms >=", Param::Int(since));
@@ -112,6 +115,7 @@ fn entry_from_row(row: &AnyRow) -> Result<AuditEntry> {
         id,
         at_ms: row.try_get("at_ms")?,
         actor: row.try_get("actor")?,
+        actor_name: row.try_get("actor_name")?,
         action: row.try_get("action")?,
         subject_kind: row.try_get("subject_kind")?,
         subject: row.try_get("subject")?,

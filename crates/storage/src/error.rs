@@ -92,6 +92,35 @@ fn conflict_message(subject: &str, expected: Option<i64>, actual: Option<i64>) -
     }
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (refused or dropped connections, a pool
+    /// timeout, a server shutting down): the caller may retry later, and nothing it asked for
+    /// is known to have happened. Other errors are bugs or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Database(err) => is_unavailable(err),
+            _ => false,
+        }
+    }
+}
+
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL: admin_shutdown, crash_shutdown, cannot_connect_now, and the connection
+        // exception class (08...).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(&*code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

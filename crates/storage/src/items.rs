@@ -19,6 +19,9 @@ pub(crate) struct Table {
     has_archived: bool,
     select_all: &'static str,
     select_one: &'static str,
+    /// `SELECT … FROM table` without a condition, and the key column's name.
+    select_base: &'static str,
+    key_column: &'static str,
     /// Binds `$1` key, `$2` definition, `$3` now, and for flags `$4` archived.
     insert: &'static str,
     /// Binds `$1` key, `$2` definition, `$3` now, for flags `$4` archived, then the new
@@ -35,6 +38,9 @@ pub(crate) const FLAGS: Table = Table {
                  FROM flags ORDER BY key",
     select_one: "SELECT key, version, definition, archived, created_at_ms, updated_at_ms \
                  FROM flags WHERE key = $1",
+    select_base: "SELECT key, version, definition, archived, created_at_ms, updated_at_ms \
+                  FROM flags",
+    key_column: "key",
     insert: "INSERT INTO flags (key, version, definition, created_at_ms, updated_at_ms, archived) \
              VALUES ($1, 1, $2, $3, $3, $4)",
     update: "UPDATE flags SET definition = $2, updated_at_ms = $3, archived = $4, version = $5 \
@@ -49,6 +55,9 @@ pub(crate) const SEGMENTS: Table = Table {
                  FROM segments ORDER BY name",
     select_one: "SELECT name AS key, version, definition, created_at_ms, updated_at_ms \
                  FROM segments WHERE name = $1",
+    select_base: "SELECT name AS key, version, definition, created_at_ms, updated_at_ms \
+                  FROM segments",
+    key_column: "name",
     insert: "INSERT INTO segments (name, version, definition, created_at_ms, updated_at_ms) \
              VALUES ($1, 1, $2, $3, $3)",
     update: "UPDATE segments SET definition = $2, updated_at_ms = $3, version = $4 \
@@ -123,6 +132,27 @@ fn get_bool(row: &AnyRow, column: &str) -> Result<bool> {
 
 pub(crate) async fn list(pool: &AnyPool, table: &Table) -> Result<Vec<Item>> {
     let rows = sqlx::query(table.select_all).fetch_all(pool).await?;
+    rows.iter().map(|row| item_from_row(table, row)).collect()
+}
+
+/// Every item, on one connection (inside a snapshot read).
+pub(crate) async fn list_on(conn: &mut AnyConnection, table: &Table) -> Result<Vec<Item>> {
+    let rows = sqlx::query(table.select_all).fetch_all(conn).await?;
+    rows.iter().map(|row| item_from_row(table, row)).collect()
+}
+
+/// The items whose key is in `keys` (a subquery taking `$1` = `param`), by key.
+pub(crate) async fn list_where(
+    conn: &mut AnyConnection,
+    table: &Table,
+    keys: &str,
+    param: i64,
+) -> Result<Vec<Item>> {
+    let sql = format!(
+        "{} WHERE {} IN {keys} ORDER BY {}",
+        table.select_base, table.key_column, table.key_column
+    );
+    let rows = sqlx::query(&sql).bind(param).fetch_all(conn).await?;
     rows.iter().map(|row| item_from_row(table, row)).collect()
 }
 

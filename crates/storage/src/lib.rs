@@ -63,16 +63,22 @@
 
 mod audit;
 mod error;
+mod feed;
 mod items;
 mod migrate;
 mod model;
+mod notify;
 mod store;
+mod tx;
 mod url;
 
 pub use error::{Result, StoreError};
+pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};
 pub use model::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, NewToken,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, NewToken, Role,
     SegmentRecord, TokenRecord, Write,
 };
-pub use store::{Backend, Store};
+pub use notify::ListenerState;
+pub use store::{Backend, Store, StoreOptions};
+pub use tx::{Committed, WriteTx, FEED_RETENTION};
 pub use url::redact as redact_url;

@@ -27,18 +27,32 @@ pub(crate) struct Migration {
 }
 
 /// SQLite migrations, oldest first. A test checks this list against the directory.
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed",
+        sql: include_str!("../migrations/sqlite/0002_change_feed.sql"),
+    },
+];
 
 /// PostgreSQL migrations, oldest first; the same versions as [`SQLITE`].
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed",
+        sql: include_str!("../migrations/postgres/0002_change_feed.sql"),
+    },
+];
 
 /// The migrations of one backend.
 pub(crate) fn migrations(backend: Backend) -> &'static [Migration] {

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+pub use switchyard_api_types::Role;
 
 /// A named environment (e.g. `production`). Flag definitions carry per-environment settings;
 /// this table says which environments exist.
@@ -79,8 +80,10 @@ pub enum Expect {
 /// Who made a change, what they called it, and why. Every write carries one.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct AuditInfo {
-    /// The principal: a user, a token id, `cli`, ...
+    /// The principal, as a stable id nobody can choose: `token:<id>`, `system`, `scheduler`.
     pub actor: String,
+    /// What the principal was called when it acted (a token's name), for people.
+    pub actor_name: Option<String>,
     /// What was done, in the caller's vocabulary (e.g. `flag.update`, `import`).
     pub action: String,
     /// The environment the change was made for, if any.
@@ -94,6 +97,7 @@ impl AuditInfo {
     pub fn new(actor: impl Into<String>, action: impl Into<String>) -> AuditInfo {
         AuditInfo {
             actor: actor.into(),
+            actor_name: None,
             action: action.into(),
             environment: None,
             reason: None,
@@ -109,7 +113,7 @@ pub struct AuditQuery {
     pub subject_kind: Option<String>,
     /// Only this subject (flag key, segment name, environment name or token id).
     pub subject: Option<String>,
-    /// Only changes by this actor.
+    /// Only changes by this actor (its id, or the name it had).
     pub actor: Option<String>,
     /// Only entries at or after this time (unix milliseconds, inclusive).
     pub since_ms: Option<i64>,
@@ -156,6 +160,8 @@ pub struct AuditEntry {
     pub at_ms: i64,
     /// [`AuditInfo::actor`].
     pub actor: String,
+    /// [`AuditInfo::actor_name`].
+    pub actor_name: Option<String>,
     /// [`AuditInfo::action`].
     pub action: String,
     /// `flag`, `segment`, `environment` or `token`.
@@ -180,8 +186,8 @@ pub struct NewToken {
     pub id: String,
     /// A human label.
     pub name: String,
-    /// The role the token grants, in the server's vocabulary.
-    pub role: String,
+    /// The role the token grants.
+    pub role: Role,
     /// The environment the token is limited to, if any.
     pub environment: Option<String>,
     /// The hash of the secret; never written to the audit log.
@@ -196,7 +202,7 @@ pub struct TokenRecord {
     /// A human label.
     pub name: String,
     /// The role the token grants.
-    pub role: String,
+    pub role: Role,
     /// The environment the token is limited to, if any.
     pub environment: Option<String>,
     /// The hash of the secret (skipped when serialized).

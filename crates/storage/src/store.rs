@@ -3,17 +3,22 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
+use tokio::sync::watch;
 
-use crate::audit::{self, Change};
+use crate::audit;
+use crate::feed::{self, Changes, StoreState};
 use crate::items::{self, FLAGS, SEGMENTS};
+use crate::notify::{ListenerState, Signal};
+use crate::tx::WriteTx;
 use crate::url::{self, Location};
 use crate::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, FlagRecord, NewToken, Result,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, FlagRecord, NewToken, Result, Role,
     SegmentRecord, StoreError, TokenRecord, Write,
 };
 
@@ -43,13 +48,40 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
      PRAGMA busy_timeout = 5000; \
      PRAGMA foreign_keys = ON;";
 
+/// Tuning for [`Store::connect_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long an operation waits for a database connection before failing with an error
+    /// that [`StoreError::is_unavailable`] recognizes. Keep it short on servers: while the
+    /// database is down, every call fails after this long instead of queueing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Flags, segments, environments, tokens and the audit log in SQLite or PostgreSQL.
 ///
-/// Cheap to clone (clones share one connection pool) and safe to share between tasks.
+/// Cheap to clone (clones share one connection pool and one change signal) and safe to share
+/// between tasks.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    signal: Arc<Signal>,
+    /// The `NOTIFY` channel of this database and schema (PostgreSQL).
+    channel: String,
+    /// The URL the listener connects with (PostgreSQL).
+    listen_url: Option<String>,
 }
 
 impl fmt::Debug for Store {
@@ -99,6 +131,15 @@ impl Store {
     /// [`StoreError::InvalidUrl`], [`StoreError::Connect`] (with the driver's error as
     /// source), [`StoreError::Migrate`] or [`StoreError::SchemaTooNew`].
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::connect`].
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store> {
         let location = url::parse(url)?;
         let backend = location.backend();
         let connect_error = move |source| StoreError::Connect { backend, source };
@@ -124,7 +165,7 @@ impl Store {
             }
             Location::Postgres(url) => (url.clone(), AnyPoolOptions::new().max_connections(10)),
         };
-        let pool_options = pool_options.acquire_timeout(Duration::from_secs(10));
+        let pool_options = pool_options.acquire_timeout(options.acquire_timeout);
         let pool_options = match backend {
             Backend::Sqlite => pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -159,7 +200,31 @@ impl Store {
             .map_err(connect_error)?;
 
         crate::migrate::run(&pool, backend, now_ms()).await?;
-        Ok(Store { pool, backend })
+        let (channel, listen_url) = match &location {
+            Location::Postgres(url) => {
+                let schema: String = sqlx::query_scalar("SELECT CAST(current_schema() AS TEXT)")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(connect_error)?;
+                // One channel per database schema, so stores in other schemas are not woken.
+                let mut channel = format!("switchyard_changes.{schema}");
+                channel.truncate(63);
+                (channel, Some(url.clone()))
+            }
+            _ => (String::new(), None),
+        };
+        let store = Store {
+            pool,
+            backend,
+            shared: Arc::new(Shared {
+                signal: Arc::new(Signal::new()),
+                channel,
+                listen_url,
+            }),
+        };
+        let (revision, _, _) = read_revisions(&mut *store.pool.acquire().await?).await?;
+        store.shared.signal.raise(revision);
+        Ok(store)
     }
 
     /// Which database this store talks to.
@@ -173,45 +238,95 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every connection; later calls on this store (or its clones) fail.
+    /// Closes every connection and stops the listener; later calls on this store (or its
+    /// clones) fail.
     pub async fn close(&self) {
+        self.shared.signal.stop();
         self.pool.close().await;
     }
 
     /// Monotonic counter bumped by every write transaction (lets replicas detect changes cheaply).
     pub async fn revision(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT revision FROM store_revision WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("revision")?)
+        Ok(self.revisions().await?.0)
     }
 
-    /// Starts a write transaction: bumps the revision first, which takes the database's write
-    /// lock (SQLite) or the revision row's lock (PostgreSQL). Writers are thereby serialized,
-    /// so an expectation checked inside the transaction still holds at commit. Returns the
-    /// transaction and the commit timestamp to record. Dropping the transaction rolls back
-    /// everything, the revision bump included.
-    pub(crate) async fn begin_write(&self) -> Result<(Transaction<'static, Any>, i64)> {
+    /// `(store revision, ruleset revision)`: the ruleset revision is the last revision that
+    /// changed a flag or segment (token and environment changes do not change what is served).
+    pub async fn revisions(&self) -> Result<(i64, i64)> {
+        let (revision, ruleset, _) = read_revisions(&mut *self.pool.acquire().await?).await?;
+        Ok((revision, ruleset))
+    }
+
+    /// Starts a write transaction holding the global write lock: it bumps the revision first,
+    /// which takes the database's write lock (SQLite) or the revision row's lock (PostgreSQL),
+    /// so writers on every node are serialized and whatever the transaction reads stays true
+    /// until it commits. Dropping it rolls everything back, the revision bump included.
+    pub async fn begin_write(&self) -> Result<WriteTx> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE store_revision SET revision = revision + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
-        Ok((tx, now_ms()))
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE store_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(WriteTx::new(tx, self.clone(), revision, now_ms()))
+    }
+
+    /// Everything a replica serves, read in one consistent snapshot.
+    pub async fn state(&self) -> Result<StoreState> {
+        let mut tx = self.begin_read().await?;
+        let state = read_state(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(state)
+    }
+
+    /// What changed after revision `since`, with the current rows of what changed, read in
+    /// one consistent snapshot; `None` when the feed no longer reaches back to `since` (call
+    /// [`Store::state`] instead).
+    pub async fn changes_since(&self, since: i64) -> Result<Option<Changes>> {
+        let mut tx = self.begin_read().await?;
+        let changes = feed::since(&mut tx, since).await?;
+        tx.rollback().await?;
+        Ok(changes)
+    }
+
+    /// A read transaction whose reads all see one snapshot (REPEATABLE READ on PostgreSQL;
+    /// a SQLite transaction in WAL mode reads one snapshot by itself).
+    async fn begin_read(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// A receiver that changes whenever a change may have been committed, by this process or
+    /// (PostgreSQL) any other; its value is the newest revision heard of. Starts the
+    /// PostgreSQL listener on first use (needs a tokio runtime).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        if let Some(url) = &self.shared.listen_url {
+            self.shared.signal.listen(url, &self.shared.channel);
+        }
+        self.shared.signal.subscribe()
+    }
+
+    /// The state of the PostgreSQL change listener.
+    pub fn listener_state(&self) -> ListenerState {
+        self.shared.signal.state()
+    }
+
+    pub(crate) fn channel(&self) -> &str {
+        &self.shared.channel
+    }
+
+    pub(crate) fn signal_local(&self, revision: i64) {
+        self.shared.signal.raise(revision);
     }
 
     /// Every environment, by name.
     pub async fn list_environments(&self) -> Result<Vec<EnvironmentRecord>> {
-        let rows = sqlx::query("SELECT name, created_at_ms FROM environments ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EnvironmentRecord {
-                    name: row.try_get("name")?,
-                    created_at_ms: row.try_get("created_at_ms")?,
-                })
-            })
-            .collect()
+        fetch_environments(&mut *self.pool.acquire().await?).await
     }
 
     /// Creates an environment; [`StoreError::Conflict`] if the name is taken.
@@ -220,41 +335,10 @@ impl Store {
         name: &str,
         audit: &AuditInfo,
     ) -> Result<EnvironmentRecord> {
-        let (mut tx, now) = self.begin_write().await?;
-        let existing = sqlx::query("SELECT name FROM environments WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if existing.is_some() {
-            return Err(StoreError::Conflict {
-                subject: subject("environment", name),
-                expected: None,
-                actual: None,
-            });
-        }
-        sqlx::query("INSERT INTO environments (name, created_at_ms) VALUES ($1, $2)")
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let after = json!({ "name": name });
-        audit::append(
-            &mut tx,
-            now,
-            Change {
-                subject_kind: "environment",
-                subject: name,
-                info: audit,
-                before: None,
-                after: Some(&after),
-            },
-        )
-        .await?;
+        let mut tx = self.begin_write().await?;
+        let record = tx.create_environment(name, audit).await?;
         tx.commit().await?;
-        Ok(EnvironmentRecord {
-            name: name.to_owned(),
-            created_at_ms: now,
-        })
+        Ok(record)
     }
 
     /// Every flag, ordered by key (code point order on both backends).
@@ -283,11 +367,10 @@ impl Store {
     /// Writes apply in order, so a later write sees an earlier one to the same key. The first
     /// failing write fails the batch, and nothing of it is stored or audited.
     pub async fn write_flags(&self, writes: &[Write]) -> Result<Vec<Option<FlagRecord>>> {
-        let (mut tx, now) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let mut written = Vec::with_capacity(writes.len());
         for write in writes {
-            let item = items::write(&mut tx, &FLAGS, write, now).await?;
-            written.push(item.map(items::Item::into_flag));
+            written.push(tx.write_flag(write).await?);
         }
         tx.commit().await?;
         Ok(written)
@@ -310,22 +393,22 @@ impl Store {
     /// Creates, updates or deletes one segment as `write` says (`write.archived` is ignored).
     /// Returns the stored segment, or `None` after a delete.
     pub async fn write_segment(&self, write: &Write) -> Result<Option<SegmentRecord>> {
-        let (mut tx, now) = self.begin_write().await?;
-        let item = items::write(&mut tx, &SEGMENTS, write, now).await?;
+        let mut tx = self.begin_write().await?;
+        let written = tx.write_segment(write).await?;
         tx.commit().await?;
-        Ok(item.map(items::Item::into_segment))
+        Ok(written)
     }
 
     /// Flags and segments in one all-or-nothing transaction (imports carry both).
     ///
     /// Segments are written first, then flags, each list in order; each write is audited.
     pub async fn write_document(&self, segments: &[Write], flags: &[Write]) -> Result<()> {
-        let (mut tx, now) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         for write in segments {
-            items::write(&mut tx, &SEGMENTS, write, now).await?;
+            tx.write_segment(write).await?;
         }
         for write in flags {
-            items::write(&mut tx, &FLAGS, write, now).await?;
+            tx.write_flag(write).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -336,51 +419,11 @@ impl Store {
         audit::query(&self.pool, query).await
     }
 
-    /// Stores a new token; [`StoreError::Conflict`] if its id is taken. The audit entry
-    /// records id, name, role and environment, never the secret hash.
+    /// Stores a new token; [`StoreError::Conflict`] if its id, or an active token's name, is
+    /// taken. The audit entry records id, name, role and environment, never the secret hash.
     pub async fn create_token(&self, token: &NewToken, audit: &AuditInfo) -> Result<TokenRecord> {
-        let (mut tx, now) = self.begin_write().await?;
-        if fetch_token(&mut tx, &token.id).await?.is_some() {
-            return Err(StoreError::Conflict {
-                subject: subject("token", &token.id),
-                expected: None,
-                actual: None,
-            });
-        }
-        sqlx::query(
-            "INSERT INTO tokens (id, name, role, environment, secret_hash, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(token.id.as_str())
-        .bind(token.name.as_str())
-        .bind(token.role.as_str())
-        .bind(token.environment.as_deref())
-        .bind(token.secret_hash.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let record = TokenRecord {
-            id: token.id.clone(),
-            name: token.name.clone(),
-            role: token.role.clone(),
-            environment: token.environment.clone(),
-            secret_hash: token.secret_hash.clone(),
-            created_at_ms: now,
-            revoked_at_ms: None,
-        };
-        let after = token_audit_json(&record);
-        audit::append(
-            &mut tx,
-            now,
-            Change {
-                subject_kind: "token",
-                subject: &record.id,
-                info: audit,
-                before: None,
-                after: Some(&after),
-            },
-        )
-        .await?;
+        let mut tx = self.begin_write().await?;
+        let record = tx.create_token(token, audit).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -402,52 +445,20 @@ impl Store {
     /// Marks the token revoked. [`StoreError::NotFound`] if there is no such token;
     /// [`StoreError::Conflict`] if it is already revoked.
     pub async fn revoke_token(&self, id: &str, audit: &AuditInfo) -> Result<TokenRecord> {
-        let (mut tx, now) = self.begin_write().await?;
-        let Some(before) = fetch_token(&mut tx, id).await? else {
-            return Err(StoreError::NotFound {
-                subject: subject("token", id),
-            });
-        };
-        if before.revoked_at_ms.is_some() {
-            return Err(StoreError::Conflict {
-                subject: format!("revocation of {}", subject("token", id)),
-                expected: None,
-                actual: None,
-            });
-        }
-        sqlx::query("UPDATE tokens SET revoked_at_ms = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let after = TokenRecord {
-            revoked_at_ms: Some(now),
-            ..before.clone()
-        };
-        audit::append(
-            &mut tx,
-            now,
-            Change {
-                subject_kind: "token",
-                subject: id,
-                info: audit,
-                before: Some(&token_audit_json(&before)),
-                after: Some(&token_audit_json(&after)),
-            },
-        )
-        .await?;
+        let mut tx = self.begin_write().await?;
+        let record = tx.revoke_token(id, audit).await?;
         tx.commit().await?;
-        Ok(after)
+        Ok(record)
     }
 
     /// How many tokens are not revoked, of `role` if given.
-    pub async fn count_active_tokens(&self, role: Option<&str>) -> Result<i64> {
+    pub async fn count_active_tokens(&self, role: Option<Role>) -> Result<i64> {
         let row =
             match role {
                 Some(role) => sqlx::query(
                     "SELECT COUNT(*) AS n FROM tokens WHERE revoked_at_ms IS NULL AND role = $1",
                 )
-                .bind(role)
+                .bind(role.as_str())
                 .fetch_one(&self.pool)
                 .await?,
                 None => {
@@ -471,15 +482,8 @@ impl Store {
     /// Stores `value` under `key`, replacing any previous value. Not audited; like every
     /// write, it bumps the [revision](Store::revision).
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        let (mut tx, _now) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self.begin_write().await?;
+        tx.set_meta(key, value).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -499,7 +503,71 @@ pub(crate) fn subject(kind: &str, key: &str) -> String {
 const TOKEN_SELECT: &str =
     "SELECT id, name, role, environment, secret_hash, created_at_ms, revoked_at_ms FROM tokens";
 
-async fn fetch_token(conn: &mut AnyConnection, id: &str) -> Result<Option<TokenRecord>> {
+/// `(revision, ruleset revision, feed floor)`.
+pub(crate) async fn read_revisions(conn: &mut AnyConnection) -> Result<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT revision, ruleset_revision, feed_floor FROM store_revision WHERE id = 1",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((
+        row.try_get("revision")?,
+        row.try_get("ruleset_revision")?,
+        row.try_get("feed_floor")?,
+    ))
+}
+
+/// Everything, on one connection (inside a snapshot read or the write lock).
+pub(crate) async fn read_state(conn: &mut AnyConnection) -> Result<StoreState> {
+    let (revision, ruleset_revision, _) = read_revisions(conn).await?;
+    let flags = items::list_on(conn, &FLAGS).await?;
+    let segments = items::list_on(conn, &SEGMENTS).await?;
+    let environments = fetch_environments(conn).await?;
+    let rows = sqlx::query(&format!("{TOKEN_SELECT} ORDER BY id"))
+        .fetch_all(&mut *conn)
+        .await?;
+    let tokens = rows.iter().map(token_from_row).collect::<Result<_>>()?;
+    Ok(StoreState {
+        revision,
+        ruleset_revision,
+        flags: flags.into_iter().map(items::Item::into_flag).collect(),
+        segments: segments
+            .into_iter()
+            .map(items::Item::into_segment)
+            .collect(),
+        environments,
+        tokens,
+    })
+}
+
+pub(crate) async fn fetch_environments(conn: &mut AnyConnection) -> Result<Vec<EnvironmentRecord>> {
+    let rows = sqlx::query("SELECT name, created_at_ms FROM environments ORDER BY name")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(EnvironmentRecord {
+                name: row.try_get("name")?,
+                created_at_ms: row.try_get("created_at_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// The tokens whose id is in `ids` (a subquery taking `$1` = `param`).
+pub(crate) async fn fetch_tokens_where(
+    conn: &mut AnyConnection,
+    ids: &str,
+    param: i64,
+) -> Result<Vec<TokenRecord>> {
+    let rows = sqlx::query(&format!("{TOKEN_SELECT} WHERE id IN {ids} ORDER BY id"))
+        .bind(param)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(token_from_row).collect()
+}
+
+pub(crate) async fn fetch_token(conn: &mut AnyConnection, id: &str) -> Result<Option<TokenRecord>> {
     let row = sqlx::query(&format!("{TOKEN_SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -508,10 +576,16 @@ async fn fetch_token(conn: &mut AnyConnection, id: &str) -> Result<Option<TokenR
 }
 
 fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+    let id: String = row.try_get("id")?;
+    let role: String = row.try_get("role")?;
+    let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+        subject: subject("token", &id),
+        reason: format!("unknown role `{role}`"),
+    })?;
     Ok(TokenRecord {
-        id: row.try_get("id")?,
+        id,
         name: row.try_get("name")?,
-        role: row.try_get("role")?,
+        role,
         environment: row.try_get("environment")?,
         secret_hash: row.try_get("secret_hash")?,
         created_at_ms: row.try_get("created_at_ms")?,
@@ -520,7 +594,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
 }
 
 /// What the audit log records of a token: everything but the secret hash.
-fn token_audit_json(token: &TokenRecord) -> Value {
+pub(crate) fn token_audit_json(token: &TokenRecord) -> Value {
     json!({
         "id": token.id,
         "name": token.name,
@@ -633,7 +707,10 @@ mod tests {
         send(store.list_tokens());
         send(store.find_token("t"));
         send(store.revoke_token("t", info));
-        send(store.count_active_tokens(Some("r")));
+        send(store.count_active_tokens(Some(Role::Admin)));
+        send(store.begin_write());
+        send(store.state());
+        send(store.changes_since(0));
         send(store.get_meta("k"));
         send(store.set_meta("k", "v"));
     }

@@ -61,6 +61,14 @@ storage_suite!(
     audit_log_is_append_only,
     corrupt_json_is_reported,
     acknowledged_writes_survive_kill_9,
+    every_change_is_in_the_feed_with_its_current_row,
+    a_pruned_feed_asks_for_a_full_reload,
+    a_write_transaction_holds_the_lock_for_every_store,
+    a_transaction_that_writes_nothing_leaves_the_revision,
+    commits_wake_subscribers_of_every_store,
+    active_token_names_are_unique,
+    audit_entries_keep_the_actor_id_and_its_name,
+    a_closed_store_is_unavailable,
 );
 
 /// The writer half of `acknowledged_writes_survive_kill_9`: does nothing unless that test

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::{Executor, Row};
 use switchyard_storage::{
-    AuditEntry, AuditInfo, AuditQuery, Backend, Expect, NewToken, Store, StoreError, Write,
+    AuditEntry, AuditInfo, AuditQuery, Backend, Expect, FeedKind, FeedOp, ListenerState, NewToken,
+    Role, Store, StoreError, Write,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -55,7 +56,7 @@ fn token(id: &str, role: &str, environment: Option<&str>) -> NewToken {
     NewToken {
         id: id.into(),
         name: format!("{id} token"),
-        role: role.into(),
+        role: Role::parse(role).expect("a role"),
         environment: environment.map(str::to_owned),
         secret_hash: format!("argon2-secret-hash-of-{id}"),
     }
@@ -117,7 +118,7 @@ pub async fn migrations_are_idempotent(ctx: Ctx) {
         .await
         .expect("schema_migrations");
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1], "each migration recorded exactly once");
+    assert_eq!(versions, vec![1, 2], "each migration recorded exactly once");
 }
 
 pub async fn newer_schema_is_refused(ctx: Ctx) {
@@ -129,7 +130,7 @@ pub async fn newer_schema_is_refused(ctx: Ctx) {
         Err(
             err @ StoreError::SchemaTooNew {
                 found: 999,
-                supported: 1,
+                supported: 2,
             },
         ) => {
             assert!(
@@ -586,6 +587,7 @@ pub async fn audit_records_who_what_why(ctx: Ctx) {
     store
         .write_flag(&Write {
             audit: AuditInfo {
+                actor_name: None,
                 actor: "alice@example.com".into(),
                 action: "flag.create".into(),
                 environment: Some("production".into()),
@@ -804,7 +806,7 @@ pub async fn tokens_lifecycle(ctx: Ctx) {
         )
         .await
         .expect("create admin");
-    assert_eq!(admin.role, "admin");
+    assert_eq!(admin.role, Role::Admin);
     assert_eq!(admin.secret_hash, "argon2-secret-hash-of-tok-admin");
     assert_eq!(admin.revoked_at_ms, None);
     store
@@ -845,19 +847,22 @@ pub async fn tokens_lifecycle(ctx: Ctx) {
     assert_eq!(sdk.environment.as_deref(), Some("production"));
     assert_eq!(store.count_active_tokens(None).await.expect("count"), 3);
     assert_eq!(
-        store.count_active_tokens(Some("sdk")).await.expect("count"),
+        store
+            .count_active_tokens(Some(Role::Sdk))
+            .await
+            .expect("count"),
         2
     );
     assert_eq!(
         store
-            .count_active_tokens(Some("admin"))
+            .count_active_tokens(Some(Role::Admin))
             .await
             .expect("count"),
         1
     );
     assert_eq!(
         store
-            .count_active_tokens(Some("viewer"))
+            .count_active_tokens(Some(Role::Viewer))
             .await
             .expect("count"),
         0
@@ -874,7 +879,10 @@ pub async fn tokens_lifecycle(ctx: Ctx) {
         Some(revoked.clone())
     );
     assert_eq!(
-        store.count_active_tokens(Some("sdk")).await.expect("count"),
+        store
+            .count_active_tokens(Some(Role::Sdk))
+            .await
+            .expect("count"),
         1
     );
     assert_eq!(store.count_active_tokens(None).await.expect("count"), 2);
@@ -1200,6 +1208,7 @@ pub async fn awkward_strings_survive(ctx: Ctx) {
         store
             .write_flag(&Write {
                 audit: AuditInfo {
+                    actor_name: None,
                     actor: format!("actor {key}"),
                     action: "flag.create".into(),
                     environment: Some(format!("env {key}")),
@@ -1357,4 +1366,284 @@ pub async fn acknowledged_writes_survive_kill_9(ctx: Ctx) {
         .write_flag(&create("after-crash", json!(true)))
         .await
         .expect("write after crash");
+}
+
+// ---------------------------------------------------------------------------------------
+// The change feed, the write lock, wake-ups
+
+pub async fn every_change_is_in_the_feed_with_its_current_row(ctx: Ctx) {
+    let store = &ctx.store;
+    let start = store.revision().await.expect("revision");
+    store
+        .write_flag(&create("a", json!({ "v": 1 })))
+        .await
+        .expect("create a");
+    store
+        .write_flags(&[
+            create("b", json!({ "v": 1 })),
+            update("a", 1, json!({ "v": 2 })),
+        ])
+        .await
+        .expect("batch");
+    store
+        .write_segment(&write(
+            "beta",
+            Expect::Any,
+            Some(json!({ "included": ["u1"] })),
+        ))
+        .await
+        .expect("segment");
+    let (before_token, ruleset_before_token) = store.revisions().await.expect("revisions");
+    store
+        .create_token(
+            &token("t1", "sdk", Some("production")),
+            &who("admin", "token.create"),
+        )
+        .await
+        .expect("token");
+    store
+        .write_flag(&delete("b", Expect::Exists))
+        .await
+        .expect("delete b");
+
+    let changes = store
+        .changes_since(start)
+        .await
+        .expect("changes")
+        .expect("the feed reaches back");
+    let got: Vec<(FeedKind, &str, FeedOp)> = changes
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.key.as_str(), e.op))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (FeedKind::Flag, "a", FeedOp::Put),
+            (FeedKind::Flag, "b", FeedOp::Put),
+            (FeedKind::Flag, "a", FeedOp::Put),
+            (FeedKind::Segment, "beta", FeedOp::Put),
+            (FeedKind::Token, "t1", FeedOp::Put),
+            (FeedKind::Flag, "b", FeedOp::Delete),
+        ]
+    );
+    // One batch is one revision, in order.
+    assert_eq!(changes.entries[1].revision, changes.entries[2].revision);
+    assert_eq!((changes.entries[1].seq, changes.entries[2].seq), (1, 2));
+    // The current rows of what changed and still exists.
+    assert_eq!(changes.flags.len(), 1);
+    assert_eq!(changes.flags[0].key, "a");
+    assert_eq!(changes.flags[0].version, 2);
+    assert_eq!(changes.segments[0].name, "beta");
+    assert_eq!(changes.tokens[0].id, "t1");
+    assert_eq!(changes.revision, store.revision().await.expect("revision"));
+    // A token changes the store revision but not the ruleset revision.
+    let (after_token, ruleset_after_token) = store.revisions().await.expect("revisions");
+    assert!(after_token > before_token);
+    assert!(
+        ruleset_after_token > ruleset_before_token,
+        "the delete after it moved it"
+    );
+    assert_eq!(changes.ruleset_revision, after_token);
+
+    // From the newest revision, nothing.
+    let none = store
+        .changes_since(after_token)
+        .await
+        .expect("changes")
+        .expect("reaches");
+    assert!(none.is_empty());
+    // The whole state agrees.
+    let state = store.state().await.expect("state");
+    assert_eq!(state.revision, after_token);
+    assert_eq!(
+        state
+            .flags
+            .iter()
+            .map(|f| f.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    assert_eq!(state.tokens.len(), 1);
+}
+
+pub async fn a_pruned_feed_asks_for_a_full_reload(ctx: Ctx) {
+    let store = &ctx.store;
+    store
+        .write_flag(&create("a", json!(1)))
+        .await
+        .expect("create");
+    let revision = store.revision().await.expect("revision");
+    let mut raw = ctx.raw().await;
+    raw.execute(format!("UPDATE store_revision SET feed_floor = {revision}").as_str())
+        .await
+        .expect("prune");
+    assert!(store
+        .changes_since(revision - 1)
+        .await
+        .expect("changes")
+        .is_none());
+    assert!(store
+        .changes_since(revision)
+        .await
+        .expect("changes")
+        .is_some());
+}
+
+pub async fn a_write_transaction_holds_the_lock_for_every_store(ctx: Ctx) {
+    let first = ctx.store.clone();
+    let second = ctx.reconnect().await;
+    first
+        .write_flag(&create("f", json!({ "n": 0 })))
+        .await
+        .expect("create");
+    let mut tx = first.begin_write().await.expect("begin");
+    let current = tx.flag("f").await.expect("read").expect("exists");
+    // Another store (another node) tries to write meanwhile: it must wait for us.
+    let contender = tokio::spawn(async move {
+        let mut tx = second.begin_write().await.expect("begin 2");
+        let seen = tx.flag("f").await.expect("read 2").expect("exists");
+        tx.write_flag(&Write {
+            expect: Expect::Version(seen.version),
+            ..update("f", seen.version, json!({ "n": seen.version * 10 }))
+        })
+        .await
+        .expect("write 2");
+        tx.commit().await.expect("commit 2");
+        seen.version
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !contender.is_finished(),
+        "the second writer waits for the lock"
+    );
+    tx.write_flag(&update("f", current.version, json!({ "n": 1 })))
+        .await
+        .expect("write");
+    tx.commit().await.expect("commit");
+    let seen_by_second = contender.await.expect("contender");
+    assert_eq!(
+        seen_by_second, 2,
+        "the second writer read our committed write"
+    );
+    let stored = first.get_flag("f").await.expect("get").expect("exists");
+    assert_eq!((stored.version, stored.definition), (3, json!({ "n": 20 })));
+}
+
+pub async fn a_transaction_that_writes_nothing_leaves_the_revision(ctx: Ctx) {
+    let store = &ctx.store;
+    let before = store.revision().await.expect("revision");
+    let mut tx = store.begin_write().await.expect("begin");
+    assert_eq!(tx.revision(), before + 1);
+    assert!(tx.flag("nothing").await.expect("read").is_none());
+    let committed = tx.commit().await.expect("commit");
+    assert_eq!(committed.revision, before);
+    assert_eq!(committed.changes, 0);
+    assert_eq!(store.revision().await.expect("revision"), before);
+}
+
+pub async fn commits_wake_subscribers_of_every_store(ctx: Ctx) {
+    let watcher = ctx.reconnect().await;
+    let mut woken = watcher.subscribe();
+    // The SQLite store only hears its own commits; PostgreSQL stores hear each other.
+    let writer = match ctx.kind {
+        Kind::Sqlite => watcher.clone(),
+        Kind::Postgres => ctx.store.clone(),
+    };
+    if ctx.kind == Kind::Postgres {
+        // The listener connects in the background; wait until it is listening.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while watcher.listener_state() != ListenerState::Connected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the listener connects"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    woken.borrow_and_update();
+    writer
+        .write_flag(&create("wake", json!(true)))
+        .await
+        .expect("write");
+    let revision = writer.revision().await.expect("revision");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while *woken.borrow_and_update() < revision {
+            woken.changed().await.expect("signal");
+        }
+    })
+    .await
+    .expect("woken within 5 s");
+    assert_eq!(
+        watcher.listener_state(),
+        match ctx.kind {
+            Kind::Sqlite => ListenerState::Local,
+            Kind::Postgres => ListenerState::Connected,
+        }
+    );
+}
+
+pub async fn active_token_names_are_unique(ctx: Ctx) {
+    let store = &ctx.store;
+    let mut first = token("t1", "editor", None);
+    first.name = "ci".into();
+    store
+        .create_token(&first, &who("admin", "token.create"))
+        .await
+        .expect("first");
+    let mut second = token("t2", "admin", None);
+    second.name = "ci".into();
+    assert!(matches!(
+        store
+            .create_token(&second, &who("admin", "token.create"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // Once the first is revoked, the name is free again.
+    store
+        .revoke_token("t1", &who("admin", "token.revoke"))
+        .await
+        .expect("revoke");
+    store
+        .create_token(&second, &who("admin", "token.create"))
+        .await
+        .expect("name reused after revocation");
+}
+
+pub async fn audit_entries_keep_the_actor_id_and_its_name(ctx: Ctx) {
+    let store = &ctx.store;
+    let info = AuditInfo {
+        actor: "token:0123456789abcdef".into(),
+        actor_name: Some("deploy-bot".into()),
+        ..who("ignored", "flag.create")
+    };
+    store
+        .write_flag(&Write {
+            audit: info,
+            ..create("f", json!(1))
+        })
+        .await
+        .expect("create");
+    let log = whole_log(store).await;
+    assert_eq!(log[0].actor, "token:0123456789abcdef");
+    assert_eq!(log[0].actor_name.as_deref(), Some("deploy-bot"));
+    for filter in ["token:0123456789abcdef", "deploy-bot"] {
+        let found = store
+            .audit(&AuditQuery {
+                actor: Some(filter.into()),
+                ..AuditQuery::default()
+            })
+            .await
+            .expect("audit");
+        assert_eq!(found.len(), 1, "{filter}");
+    }
+}
+
+pub async fn a_closed_store_is_unavailable(ctx: Ctx) {
+    let other = ctx.reconnect().await;
+    other.close().await;
+    let err = other.list_flags().await.expect_err("closed");
+    assert!(err.is_unavailable(), "{err:?}");
+    let err = other.begin_write().await.expect_err("closed");
+    assert!(err.is_unavailable(), "{err:?}");
 }
