@@ -98,7 +98,13 @@ impl StoreError {
     /// is known to have happened. Other errors are bugs or bad data.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Connect { .. } => true,
+            // SQLite is a local file: failing to open it is a configuration problem, not an
+            // outage to wait out.
+            StoreError::Connect {
+                backend: Backend::Postgres,
+                source,
+            }
+            | StoreError::Migrate { source, .. } => is_unavailable(source),
             StoreError::Database(err) => is_unavailable(err),
             _ => false,
         }

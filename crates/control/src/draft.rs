@@ -1,0 +1,327 @@
+//! [`Draft`]: one operation's transaction. It holds this replica's write lock and the store's
+//! global write lock, starts from the snapshot brought up to the store's revision inside that
+//! lock, validates every change against it incrementally, and publishes it after commit.
+
+use std::sync::Arc;
+
+use switchyard_engine::document::SegmentDef;
+use switchyard_engine::{Change, Diagnostic, FlagDef, Ruleset};
+use switchyard_storage::{AuditInfo, Expect, FlagRecord, SegmentRecord, Write, WriteTx};
+
+use crate::snapshot::{stored_origin, Snapshot};
+use crate::{Control, ControlError, Result, Served, StoreStatus};
+
+/// An operation in progress (see the module docs). Dropping it rolls back.
+pub(crate) struct Draft {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    pub(crate) tx: WriteTx,
+    /// The snapshot at the store's revision, with this draft's changes applied.
+    pub(crate) snap: Snapshot,
+    control: Control,
+}
+
+impl Control {
+    /// Starts an operation: fails at once while the store is known to be down; waits (a
+    /// bounded time) for this replica's other writes; takes the global write lock; and brings
+    /// the snapshot up to the store's revision from inside the lock.
+    pub(crate) async fn begin(&self) -> Result<Draft> {
+        let store = self.require_store()?.clone();
+        if let StoreStatus::Down { reason, .. } = self.store_status() {
+            return Err(ControlError::Unavailable {
+                reason: format!("{reason} (writes resume by themselves once it answers)"),
+                source: None,
+            });
+        }
+        let local = tokio::time::timeout(
+            self.settings().lock_timeout,
+            Arc::clone(&self.inner.write_lock).lock_owned(),
+        )
+        .await
+        .map_err(|_| ControlError::Unavailable {
+            reason: format!(
+                "other changes on this server have waited for the store for over {:?}",
+                self.settings().lock_timeout
+            ),
+            source: None,
+        })?;
+        let mut tx = self.observe(store.begin_write().await.map_err(ControlError::from))?;
+        let base = self.snapshot();
+        let snap = match self.observe(
+            tx.changes_since(base.revision)
+                .await
+                .map_err(ControlError::from),
+        )? {
+            Some(changes) if changes.is_empty() => {
+                let mut snap = (*base).clone();
+                snap.revision = snap.revision.max(changes.revision);
+                snap
+            }
+            Some(changes) => {
+                let (snap, diagnostics) = blocking(move || base.with_changes(&changes)).await?;
+                log_stored_problems(&diagnostics);
+                snap
+            }
+            None => {
+                let state = self.observe(tx.state().await.map_err(ControlError::from))?;
+                let source = self.source().clone();
+                let file = self.file_ruleset_for_reload(&base);
+                let (snap, diagnostics) =
+                    blocking(move || Snapshot::from_state(&state, source, file)).await?;
+                log_stored_problems(&diagnostics);
+                snap
+            }
+        };
+        Ok(Draft {
+            _local: local,
+            tx,
+            snap,
+            control: self.clone(),
+        })
+    }
+}
+
+/// Validates `changes` against `ruleset` (incrementally, off the async threads): the new
+/// ruleset, or every problem. (A free function: a `Draft` holds a connection, which is `Send`
+/// but not `Sync`, so no `&Draft` may live across an await.)
+async fn check(ruleset: Ruleset, changes: Vec<Change>) -> Result<Ruleset> {
+    let (next, diagnostics) = blocking(move || ruleset.apply(&changes)).await?;
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(ControlError::invalid(diagnostics));
+    }
+    Ok(next)
+}
+
+/// Runs CPU work (compiling) off the async worker threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ControlError::Internal(format!("a compile task failed: {e}")))
+}
+
+/// Stored definitions that do not compile can only come from an older or newer engine:
+/// they are not served (the rest is), and said loudly.
+pub(crate) fn log_stored_problems(diagnostics: &[Diagnostic]) {
+    for d in diagnostics.iter().filter(|d| d.is_error()) {
+        tracing::error!(diagnostic = %d, "a stored definition does not compile; it is not served");
+    }
+}
+
+impl Draft {
+    /// Validates and writes a flag (created when absent), audited and in the feed.
+    pub(crate) async fn put_flag(
+        &mut self,
+        mut def: FlagDef,
+        audit: AuditInfo,
+    ) -> Result<FlagRecord> {
+        def.origin = stored_origin(&def.key);
+        def.provenance = Default::default();
+        let expect = match self.snap.flag(&def.key) {
+            Some(current) => Expect::Version(current.meta.version),
+            None => Expect::Absent,
+        };
+        let ruleset = check(
+            self.snap.ruleset.clone(),
+            vec![Change::Flag(Box::new(def.clone()))],
+        )
+        .await?;
+        let definition = serde_json::to_value(&def)
+            .map_err(|e| ControlError::Internal(format!("a definition does not serialize: {e}")))?;
+        let record = self
+            .tx
+            .write_flag(&Write {
+                key: def.key.clone(),
+                expect,
+                definition: Some(definition),
+                archived: def.archived,
+                audit,
+            })
+            .await?
+            .ok_or_else(|| ControlError::Internal("a written flag was not returned".into()))?;
+        self.snap.put_flag(ruleset, &record, &def);
+        Ok(record)
+    }
+
+    /// Validates segments and flags together (one incremental compile for the whole batch)
+    /// and writes each, audited; an import's path.
+    pub(crate) async fn put_batch(
+        &mut self,
+        segments: Vec<(String, SegmentDef, AuditInfo)>,
+        flags: Vec<(FlagDef, AuditInfo)>,
+    ) -> Result<()> {
+        if segments.is_empty() && flags.is_empty() {
+            return Ok(());
+        }
+        let mut changes = Vec::with_capacity(segments.len() + flags.len());
+        for (name, def, _) in &segments {
+            changes.push(Change::Segment(name.clone(), def.clone()));
+        }
+        let flags: Vec<(FlagDef, AuditInfo)> = flags
+            .into_iter()
+            .map(|(mut def, audit)| {
+                def.origin = stored_origin(&def.key);
+                def.provenance = Default::default();
+                (def, audit)
+            })
+            .collect();
+        for (def, _) in &flags {
+            changes.push(Change::Flag(Box::new(def.clone())));
+        }
+        let ruleset = check(self.snap.ruleset.clone(), changes).await?;
+        let mut segment_records = Vec::with_capacity(segments.len());
+        for (name, def, audit) in segments {
+            let expect = match self.snap.segment(&name) {
+                Some(current) => Expect::Version(current.meta.version),
+                None => Expect::Absent,
+            };
+            let definition = serde_json::to_value(&def).map_err(|e| {
+                ControlError::Internal(format!("a definition does not serialize: {e}"))
+            })?;
+            let record = self
+                .tx
+                .write_segment(&Write {
+                    key: name,
+                    expect,
+                    definition: Some(definition),
+                    archived: false,
+                    audit,
+                })
+                .await?;
+            segment_records.extend(record);
+        }
+        let mut flag_records = Vec::with_capacity(flags.len());
+        for (def, audit) in flags {
+            let expect = match self.snap.flag(&def.key) {
+                Some(current) => Expect::Version(current.meta.version),
+                None => Expect::Absent,
+            };
+            let definition = serde_json::to_value(&def).map_err(|e| {
+                ControlError::Internal(format!("a definition does not serialize: {e}"))
+            })?;
+            let record = self
+                .tx
+                .write_flag(&Write {
+                    key: def.key.clone(),
+                    expect,
+                    definition: Some(definition),
+                    archived: def.archived,
+                    audit,
+                })
+                .await?;
+            if let Some(record) = record {
+                flag_records.push((record, def));
+            }
+        }
+        for record in &segment_records {
+            self.snap.put_segment(ruleset.clone(), record);
+        }
+        for (record, def) in &flag_records {
+            self.snap.put_flag(ruleset.clone(), record, def);
+        }
+        self.snap.ruleset = ruleset;
+        Ok(())
+    }
+
+    /// Validates and deletes a flag (refused while other flags require it).
+    pub(crate) async fn delete_flag(&mut self, key: &str, audit: AuditInfo) -> Result<()> {
+        let version = self
+            .snap
+            .flag(key)
+            .map(|f| f.meta.version)
+            .ok_or_else(|| ControlError::not_found(format!("flag `{key}`")))?;
+        let ruleset = check(
+            self.snap.ruleset.clone(),
+            vec![Change::RemoveFlag(key.to_owned())],
+        )
+        .await?;
+        self.tx
+            .write_flag(&Write {
+                key: key.to_owned(),
+                expect: Expect::Version(version),
+                definition: None,
+                archived: false,
+                audit,
+            })
+            .await?;
+        self.snap.remove_flag(ruleset, key);
+        Ok(())
+    }
+
+    /// Validates and writes a segment (created when absent).
+    pub(crate) async fn put_segment(
+        &mut self,
+        name: &str,
+        def: SegmentDef,
+        audit: AuditInfo,
+    ) -> Result<SegmentRecord> {
+        let expect = match self.snap.segment(name) {
+            Some(current) => Expect::Version(current.meta.version),
+            None => Expect::Absent,
+        };
+        let ruleset = check(
+            self.snap.ruleset.clone(),
+            vec![Change::Segment(name.to_owned(), def.clone())],
+        )
+        .await?;
+        let definition = serde_json::to_value(&def)
+            .map_err(|e| ControlError::Internal(format!("a definition does not serialize: {e}")))?;
+        let record = self
+            .tx
+            .write_segment(&Write {
+                key: name.to_owned(),
+                expect,
+                definition: Some(definition),
+                archived: false,
+                audit,
+            })
+            .await?
+            .ok_or_else(|| ControlError::Internal("a written segment was not returned".into()))?;
+        self.snap.put_segment(ruleset, &record);
+        Ok(record)
+    }
+
+    /// Validates and deletes a segment (refused while flags or segments use it).
+    pub(crate) async fn delete_segment(&mut self, name: &str, audit: AuditInfo) -> Result<()> {
+        let version = self
+            .snap
+            .segment(name)
+            .map(|s| s.meta.version)
+            .ok_or_else(|| ControlError::not_found(format!("segment `{name}`")))?;
+        let ruleset = check(
+            self.snap.ruleset.clone(),
+            vec![Change::RemoveSegment(name.to_owned())],
+        )
+        .await?;
+        self.tx
+            .write_segment(&Write {
+                key: name.to_owned(),
+                expect: Expect::Version(version),
+                definition: None,
+                archived: false,
+                audit,
+            })
+            .await?;
+        self.snap.remove_segment(ruleset, name);
+        Ok(())
+    }
+
+    /// Commits and publishes the draft's snapshot. Returns the store revision after it.
+    pub(crate) async fn commit(self) -> Result<i64> {
+        let Draft {
+            _local,
+            tx,
+            mut snap,
+            control,
+        } = self;
+        let committed = control.observe(tx.commit().await.map_err(ControlError::from))?;
+        if committed.changes > 0 || committed.revision > snap.revision {
+            snap.revision = committed.revision;
+        }
+        if committed.ruleset_changed {
+            snap.ruleset_revision = committed.revision;
+        }
+        control.publish(snap, Served::Store);
+        Ok(committed.revision)
+    }
+}

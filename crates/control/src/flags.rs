@@ -1,0 +1,641 @@
+//! Flag and segment operations: create, replace, delete, and the partial changes (enable,
+//! kill, rollout, targets, rules, tenants, archive). Partial changes apply to the latest
+//! version (checked against `If-Match` only when the caller sends one), on the flag's
+//! [normalized](switchyard_engine::normalize()) form, so they work whatever layout the flag
+//! was written in; a change that changes nothing is not written.
+
+use switchyard_engine::document::{RuleDef, SegmentDef, ServeDef, TargetDef, TenantDef};
+use switchyard_engine::{normalize, FlagDef, TargetingDef};
+use switchyard_storage::AuditInfo;
+
+use crate::snapshot::{FlagMeta, SegmentMeta, Snapshot, Source};
+use crate::tokens::Actor;
+use crate::{Control, ControlError, Result, Written};
+
+/// A flag as stored, owned (what an operation returns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlag {
+    /// The definition as stored (its `key` is the flag's key).
+    pub definition: FlagDef,
+    /// Version, timestamps, archived.
+    pub meta: FlagMeta,
+}
+
+/// A segment as stored, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSegment {
+    /// Its name.
+    pub name: String,
+    /// Its definition.
+    pub definition: SegmentDef,
+    /// Version and timestamps.
+    pub meta: SegmentMeta,
+}
+
+/// A partial change to one flag, at its top level (`environment: None`: every environment
+/// that does not override the field) or in one environment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlagChange {
+    /// Turn it on or off.
+    Enabled {
+        /// Where.
+        environment: Option<String>,
+        /// On or off.
+        enabled: bool,
+    },
+    /// Kill switch on (serve the default everywhere it applies) or released.
+    Kill {
+        /// Where (a top-level kill switch wins in every environment).
+        environment: Option<String>,
+        /// On or released.
+        on: bool,
+    },
+    /// Serve the fallthrough to this percentage of units.
+    Rollout {
+        /// Where.
+        environment: Option<String>,
+        /// 0–100, in steps of 0.001.
+        percentage: f64,
+        /// The variant rolled out (default: what the fallthrough serves, or `on`).
+        variant: Option<String>,
+    },
+    /// Replace the individual targets.
+    Targets {
+        /// Where.
+        environment: Option<String>,
+        /// The new targets.
+        targets: Vec<TargetDef>,
+    },
+    /// Replace the ordered rules.
+    Rules {
+        /// Where.
+        environment: Option<String>,
+        /// The new rules.
+        rules: Vec<RuleDef>,
+    },
+    /// Turn the flag on or off for one tenant (organization), or clear that override.
+    Tenant {
+        /// Where.
+        environment: Option<String>,
+        /// The tenant id.
+        tenant: String,
+        /// What it gets.
+        setting: TenantSetting,
+    },
+    /// Archive (kept, not served) or bring back.
+    Archive(bool),
+}
+
+/// What one tenant gets from [`FlagChange::Tenant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantSetting {
+    /// On for this tenant, whatever the flag's own `enabled`.
+    On,
+    /// Off for this tenant.
+    Off,
+    /// This variant for this tenant.
+    Variant(String),
+    /// No override: the tenant gets what everyone gets.
+    Clear,
+}
+
+impl FlagChange {
+    /// The audit action it is recorded as.
+    pub fn action(&self) -> &'static str {
+        match self {
+            FlagChange::Enabled { enabled: true, .. } => "flag.enable",
+            FlagChange::Enabled { enabled: false, .. } => "flag.disable",
+            FlagChange::Kill { on: true, .. } => "flag.kill",
+            FlagChange::Kill { on: false, .. } => "flag.release",
+            FlagChange::Rollout { .. } => "flag.rollout",
+            FlagChange::Targets { .. } => "flag.targets",
+            FlagChange::Rules { .. } => "flag.rules",
+            FlagChange::Tenant { .. } => "flag.tenant",
+            FlagChange::Archive(true) => "flag.archive",
+            FlagChange::Archive(false) => "flag.unarchive",
+        }
+    }
+
+    /// The environment it is made in, if one.
+    pub fn environment(&self) -> Option<&str> {
+        match self {
+            FlagChange::Enabled { environment, .. }
+            | FlagChange::Kill { environment, .. }
+            | FlagChange::Rollout { environment, .. }
+            | FlagChange::Targets { environment, .. }
+            | FlagChange::Rules { environment, .. }
+            | FlagChange::Tenant { environment, .. } => environment.as_deref(),
+            FlagChange::Archive(_) => None,
+        }
+    }
+
+    /// Applies the change to a (normalized) definition.
+    fn apply(self, def: &mut FlagDef) -> Result<()> {
+        fn at<'a>(def: &'a mut FlagDef, env: &Option<String>) -> &'a mut TargetingDef {
+            match env {
+                Some(e) => def.environments.entry(e.clone()).or_default(),
+                None => &mut def.targeting,
+            }
+        }
+        match self {
+            FlagChange::Enabled {
+                environment,
+                enabled,
+            } => at(def, &environment).enabled = Some(enabled),
+            FlagChange::Kill { environment, on } => at(def, &environment).kill_switch = Some(on),
+            FlagChange::Rollout {
+                environment,
+                percentage,
+                variant,
+            } => rollout(def, &environment, percentage, variant)?,
+            FlagChange::Targets {
+                environment,
+                targets,
+            } => at(def, &environment).targets = Some(targets),
+            FlagChange::Rules { environment, rules } => at(def, &environment).rules = Some(rules),
+            FlagChange::Tenant {
+                environment,
+                tenant,
+                setting,
+            } => {
+                let t = at(def, &environment);
+                let tenants = t.tenants.get_or_insert_with(Default::default);
+                match setting {
+                    TenantSetting::Clear => {
+                        tenants.remove(&tenant);
+                    }
+                    TenantSetting::On => {
+                        tenants.insert(
+                            tenant,
+                            TenantDef {
+                                enabled: Some(true),
+                                ..TenantDef::default()
+                            },
+                        );
+                    }
+                    TenantSetting::Off => {
+                        tenants.insert(
+                            tenant,
+                            TenantDef {
+                                enabled: Some(false),
+                                ..TenantDef::default()
+                            },
+                        );
+                    }
+                    TenantSetting::Variant(variant) => {
+                        tenants.insert(
+                            tenant,
+                            TenantDef {
+                                variant: Some(variant),
+                                ..TenantDef::default()
+                            },
+                        );
+                    }
+                }
+                if tenants.is_empty() {
+                    t.tenants = None;
+                }
+            }
+            FlagChange::Archive(archived) => def.archived = archived,
+        }
+        Ok(())
+    }
+}
+
+fn rollout(
+    def: &mut FlagDef,
+    environment: &Option<String>,
+    percentage: f64,
+    variant: Option<String>,
+) -> Result<()> {
+    let has_on = match &def.variants {
+        None => true,
+        Some(v) => v.iter().any(|(k, _, _)| k == "on"),
+    };
+    let inherited = def.targeting.fallthrough.clone();
+    let slot = match environment {
+        Some(e) => &mut def.environments.entry(e.clone()).or_default().fallthrough,
+        None => &mut def.targeting.fallthrough,
+    };
+    let mut serve: ServeDef = slot.clone().or(inherited).unwrap_or_default();
+    if let Some(v) = variant {
+        serve.variant = Some(v);
+        serve.value = None;
+        serve.split = None;
+    } else if serve.variant.is_none() && serve.value.is_none() && serve.split.is_none() {
+        if !has_on {
+            return Err(ControlError::bad_request(
+                Some("variant"),
+                "the flag's fallthrough serves nothing yet and it has no `on` variant: say which variant to roll out with `variant`",
+            ));
+        }
+        serve.variant = Some("on".to_owned());
+    }
+    serve.percentage = Some(percentage);
+    *slot = Some(serve);
+    Ok(())
+}
+
+impl Control {
+    fn ensure_flags_writable(&self) -> Result<()> {
+        match self.source() {
+            Source::File(path) => Err(ControlError::ReadOnly {
+                path: path.display().to_string(),
+            }),
+            Source::Store => Ok(()),
+        }
+    }
+
+    /// Creates a flag; [`ControlError::AlreadyExists`] if its key is taken.
+    pub async fn create_flag(
+        &self,
+        def: FlagDef,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<StoredFlag>> {
+        self.ensure_flags_writable()?;
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            if draft.snap.flag(&def.key).is_some() {
+                return Err(ControlError::AlreadyExists {
+                    what: format!("flag `{}`", def.key),
+                });
+            }
+            let key = def.key.clone();
+            let audit = audit(actor, "flag.create", None, reason);
+            draft.put_flag(def, audit).await?;
+            finish(draft, &key, true).await
+        })
+        .await
+    }
+
+    /// Replaces a flag's definition. A replacement needs the version it replaces
+    /// (`if_match`), unless `force`d: without it a concurrent change would be silently lost.
+    /// The archived state is kept (archive and unarchive change it).
+    pub async fn replace_flag(
+        &self,
+        key: &str,
+        mut def: FlagDef,
+        if_match: Option<i64>,
+        force: bool,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<StoredFlag>> {
+        self.ensure_flags_writable()?;
+        if def.key.is_empty() {
+            def.key = key.to_owned();
+        } else if def.key != key {
+            return Err(ControlError::bad_request(
+                Some("key"),
+                format!("the definition's key `{}` differs from `{key}`", def.key),
+            ));
+        }
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            let current = require_flag(&draft.snap, key)?;
+            check_version(key, current.meta.version, if_match, !force)?;
+            def.archived = current.meta.archived;
+            if same_definition(&def, current.definition) {
+                return finish(draft, key, false).await;
+            }
+            let audit = audit(actor, "flag.update", None, reason);
+            draft.put_flag(def, audit).await?;
+            finish(draft, key, true).await
+        })
+        .await
+    }
+
+    /// Deletes a flag (refused, with the flags that need it, while others require it).
+    pub async fn delete_flag(
+        &self,
+        key: &str,
+        if_match: Option<i64>,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<()>> {
+        self.ensure_flags_writable()?;
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            let current = require_flag(&draft.snap, key)?;
+            check_version(key, current.meta.version, if_match, false)?;
+            draft
+                .delete_flag(key, audit(actor, "flag.delete", None, reason))
+                .await?;
+            let revision = draft.commit().await?;
+            Ok(Written {
+                value: (),
+                changed: true,
+                revision,
+            })
+        })
+        .await
+    }
+
+    /// Applies a partial change to the latest version of a flag (or to `if_match`'s, which
+    /// must then be the latest). Asking for what is already there changes nothing.
+    pub async fn change_flag(
+        &self,
+        key: &str,
+        change: FlagChange,
+        if_match: Option<i64>,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<StoredFlag>> {
+        self.ensure_flags_writable()?;
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            if let Some(env) = change.environment() {
+                require_environment(&draft.snap, env)?;
+            }
+            let current = require_flag(&draft.snap, key)?;
+            check_version(key, current.meta.version, if_match, false)?;
+            let (before, _) = normalize(current.definition);
+            let mut after = before.clone();
+            let action = change.action();
+            let environment = change.environment().map(str::to_owned);
+            change.apply(&mut after)?;
+            if same_definition(&after, &before) {
+                return finish(draft, key, false).await;
+            }
+            let audit = audit(actor, action, environment.as_deref(), reason);
+            draft.put_flag(after, audit).await?;
+            finish(draft, key, true).await
+        })
+        .await
+    }
+
+    /// Creates or replaces a segment. Replacing one needs the version it replaces
+    /// (`if_match`), unless `force`d.
+    pub async fn put_segment(
+        &self,
+        name: &str,
+        def: SegmentDef,
+        if_match: Option<i64>,
+        force: bool,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<StoredSegment>> {
+        self.ensure_flags_writable()?;
+        if !switchyard_engine::is_valid_key(name) {
+            return Err(ControlError::bad_request(
+                Some("name"),
+                format!(
+                    "invalid segment name `{name}`: use 1–128 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+                ),
+            ));
+        }
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            let action = match draft.snap.segment(name) {
+                Some(current) => {
+                    check_version(
+                        &format!("segment `{name}`"),
+                        current.meta.version,
+                        if_match,
+                        !force,
+                    )?;
+                    if current.definition == &def {
+                        let value = stored_segment(&draft.snap, name)?;
+                        let revision = draft.commit().await?;
+                        return Ok(Written {
+                            value,
+                            changed: false,
+                            revision,
+                        });
+                    }
+                    "segment.update"
+                }
+                None => {
+                    if let Some(v) = if_match {
+                        return Err(ControlError::Stale {
+                            what: format!("segment `{name}`"),
+                            expected: v,
+                            current: 0,
+                        });
+                    }
+                    "segment.create"
+                }
+            };
+            draft
+                .put_segment(name, def, audit(actor, action, None, reason))
+                .await?;
+            let value = stored_segment(&draft.snap, name)?;
+            let revision = draft.commit().await?;
+            Ok(Written {
+                value,
+                changed: true,
+                revision,
+            })
+        })
+        .await
+    }
+
+    /// Deletes a segment (refused, naming the flags and segments that use it, while in use).
+    pub async fn delete_segment(
+        &self,
+        name: &str,
+        if_match: Option<i64>,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<()>> {
+        self.ensure_flags_writable()?;
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            let current = draft
+                .snap
+                .segment(name)
+                .ok_or_else(|| not_found_segment(&draft.snap, name))?;
+            check_version(
+                &format!("segment `{name}`"),
+                current.meta.version,
+                if_match,
+                false,
+            )?;
+            draft
+                .delete_segment(name, audit(actor, "segment.delete", None, reason))
+                .await?;
+            let revision = draft.commit().await?;
+            Ok(Written {
+                value: (),
+                changed: true,
+                revision,
+            })
+        })
+        .await
+    }
+
+    /// Runs one operation within the configured time, so a store that stops answering mid-way
+    /// fails the call instead of hanging it.
+    pub(crate) async fn timed<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.settings().operation_timeout, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                let reason = format!(
+                    "the store did not answer within {:?}; the change was not confirmed (check the audit log before retrying)",
+                    self.settings().operation_timeout
+                );
+                self.mark_down(&reason);
+                Err(ControlError::Unavailable {
+                    reason,
+                    source: None,
+                })
+            }
+        }
+    }
+}
+
+/// Commits (or, with nothing changed, releases the locks) and returns the flag as stored.
+async fn finish(
+    draft: crate::draft::Draft,
+    key: &str,
+    changed: bool,
+) -> Result<Written<StoredFlag>> {
+    let value = stored_flag(&draft.snap, key)?;
+    let revision = draft.commit().await?;
+    Ok(Written {
+        value,
+        changed,
+        revision,
+    })
+}
+
+fn stored_flag(snap: &Snapshot, key: &str) -> Result<StoredFlag> {
+    let view = require_flag(snap, key)?;
+    Ok(StoredFlag {
+        definition: view.definition.clone(),
+        meta: view.meta.clone(),
+    })
+}
+
+fn stored_segment(snap: &Snapshot, name: &str) -> Result<StoredSegment> {
+    let view = snap
+        .segment(name)
+        .ok_or_else(|| ControlError::not_found(format!("segment `{name}`")))?;
+    Ok(StoredSegment {
+        name: name.to_owned(),
+        definition: view.definition.clone(),
+        meta: *view.meta,
+    })
+}
+
+pub(crate) fn require_flag<'s>(snap: &'s Snapshot, key: &str) -> Result<crate::FlagView<'s>> {
+    snap.flag(key).ok_or_else(|| ControlError::NotFound {
+        what: format!("flag `{key}`"),
+        hint: suggest(key, snap.flags().map(|f| f.definition.key.as_str()))
+            .map(|s| format!("did you mean `{s}`?")),
+    })
+}
+
+fn not_found_segment(snap: &Snapshot, name: &str) -> ControlError {
+    ControlError::NotFound {
+        what: format!("segment `{name}`"),
+        hint: suggest(name, snap.segments().map(|s| s.name))
+            .map(|s| format!("did you mean `{s}`?")),
+    }
+}
+
+pub(crate) fn require_environment(snap: &Snapshot, env: &str) -> Result<()> {
+    if snap.environment(env).is_some() {
+        return Ok(());
+    }
+    Err(ControlError::NotFound {
+        what: format!("environment `{env}`"),
+        hint: Some(
+            match suggest(env, snap.environments().map(|e| e.name.as_str())) {
+                Some(s) => format!("did you mean `{s}`? ({})", snap.environment_names()),
+                None => snap.environment_names(),
+            },
+        ),
+    })
+}
+
+/// Checks `if_match` against the stored version; with `required`, a missing one is refused.
+fn check_version(what: &str, current: i64, if_match: Option<i64>, required: bool) -> Result<()> {
+    let what = if what.contains('`') {
+        what.to_owned()
+    } else {
+        format!("flag `{what}`")
+    };
+    match if_match {
+        Some(expected) if expected != current => Err(ControlError::Stale {
+            what,
+            expected,
+            current,
+        }),
+        None if required => Err(ControlError::PreconditionRequired { what, current }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether two definitions are the same as stored (serialized), whatever their origins.
+fn same_definition(a: &FlagDef, b: &FlagDef) -> bool {
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+pub(crate) fn audit(
+    actor: &Actor,
+    action: &str,
+    environment: Option<&str>,
+    reason: Option<String>,
+) -> AuditInfo {
+    AuditInfo {
+        actor: actor.id.clone(),
+        actor_name: actor.name.clone(),
+        action: action.to_owned(),
+        environment: environment.map(str::to_owned),
+        reason: reason.filter(|r| !r.trim().is_empty()),
+    }
+}
+
+/// The candidate closest to `name` if it is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .map(|c| (distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance (by characters).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let keys = ["checkout-redesign", "dark-mode", "search-v2"];
+        assert_eq!(
+            suggest("checkout-redsign", keys.into_iter()),
+            Some("checkout-redesign")
+        );
+        assert_eq!(suggest("dark-mod", keys.into_iter()), Some("dark-mode"));
+        assert_eq!(suggest("billing", keys.into_iter()), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}
