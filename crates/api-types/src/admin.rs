@@ -5,6 +5,12 @@ use serde_json::Value;
 use switchyard_engine::document::{RuleDef, SegmentDef, TargetDef};
 use switchyard_engine::FlagDef;
 
+use crate::Role;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A flag as the admin API returns it: the definition plus bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -21,6 +27,10 @@ pub struct FlagResource {
     pub updated_at: String,
     /// The flag definition, in the flag file format.
     pub definition: FlagDef,
+    /// `true` when a write asked for what was already stored: nothing was written, versioned
+    /// or audited (absent otherwise).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unchanged: bool,
 }
 
 /// `GET /api/v1/flags` body.
@@ -44,6 +54,9 @@ pub struct SegmentResource {
     pub updated_at: String,
     /// The segment definition.
     pub definition: SegmentDef,
+    /// `true` when a write changed nothing (absent otherwise).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unchanged: bool,
 }
 
 /// `GET /api/v1/segments` body.
@@ -139,6 +152,9 @@ pub struct ImportResult {
     pub updated: Vec<String>,
     /// Flags left as they were (identical).
     pub unchanged: Vec<String>,
+    /// Flags that differ from the file and were left as stored (imports at start only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted: Vec<String>,
     /// Segments written.
     pub segments: Vec<String>,
 }
@@ -151,8 +167,8 @@ pub struct TokenInfo {
     pub id: String,
     /// Name given at creation.
     pub name: String,
-    /// `admin`, `editor`, `viewer` or `sdk`.
-    pub role: String,
+    /// Its role.
+    pub role: Role,
     /// The environment an SDK key is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
@@ -167,10 +183,10 @@ pub struct TokenInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    /// A name people recognise (`checkout-service production`).
+    /// A name people recognise (`checkout-service production`), unique among active tokens.
     pub name: String,
     /// `admin`, `editor`, `viewer` or `sdk`.
-    pub role: String,
+    pub role: Role,
     /// Required for `sdk`, refused otherwise.
     #[serde(default)]
     pub environment: Option<String>,
@@ -182,7 +198,7 @@ pub struct CreatedToken {
     /// Name.
     pub name: String,
     /// Role.
-    pub role: String,
+    pub role: Role,
     /// Environment of an SDK key.
     pub environment: Option<String>,
     /// The token to send as `Authorization: Bearer …` (or `X-API-Key`).
@@ -206,8 +222,11 @@ pub struct AuditEntry {
     pub id: i64,
     /// RFC 3339.
     pub at: String,
-    /// Token name that made the change.
+    /// Who made the change: a stable id (`token:<id>`, `system`).
     pub actor: String,
+    /// What the actor was called then (a token's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     /// What was done (`flag.create`, `flag.kill`, …).
     pub action: String,
     /// `flag`, `segment`, `environment` or `token`.
@@ -231,4 +250,19 @@ pub struct AuditEntry {
 pub struct AuditList {
     /// Entries, newest first.
     pub entries: Vec<AuditEntry>,
+}
+
+/// `PUT .../tenants/{tenant}` body: on, off, or a variant for one tenant (organization).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTenant {
+    /// On or off for this tenant, whatever the flag's own `enabled`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Serve this variant to the tenant instead.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
 }

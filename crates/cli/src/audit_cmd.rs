@@ -16,8 +16,9 @@ pub struct AuditArgs {
     /// Only changes to this flag.
     #[arg(long, value_name = "KEY")]
     flag: Option<String>,
-    /// Only changes made with this token (its name, as shown in the ACTOR column).
-    #[arg(long, value_name = "NAME")]
+    /// Only changes made with this token: its name (as shown in the ACTOR column) or its id
+    /// (`token:<id>`, as in `--json`; names can be reused once a token is revoked, ids never).
+    #[arg(long, value_name = "NAME|ID")]
     actor: Option<String>,
     /// Only changes since this time: RFC 3339 (2026-01-31T09:00:00Z) or an age such as 30m,
     /// 12h or 7d.
@@ -59,7 +60,7 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode> {
         .map(|e| {
             vec![
                 e.at,
-                e.actor,
+                e.actor_name.unwrap_or(e.actor),
                 e.action,
                 e.subject,
                 e.environment.unwrap_or_else(|| NONE.to_owned()),

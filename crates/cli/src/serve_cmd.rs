@@ -24,6 +24,14 @@ pub struct ServeArgs {
     /// Serve read-only from a flag file, reloading it when it changes (GitOps) [env: SWITCHYARD_FLAGS].
     #[arg(long, value_name = "FILE")]
     flags: Option<PathBuf>,
+    /// Replace flags that differ from the --import files (audited), instead of reporting them
+    /// as drift and leaving runtime changes alone [env: SWITCHYARD_IMPORT_OVERWRITE].
+    #[arg(long)]
+    import_overwrite: bool,
+    /// Keep the last snapshot here and serve it when starting while the database is down
+    /// [env: SWITCHYARD_SNAPSHOT_FILE].
+    #[arg(long, value_name = "FILE")]
+    snapshot_file: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -34,6 +42,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         db: args.db,
         import: args.import,
         flags: args.flags,
+        import_overwrite: args.import_overwrite,
+        snapshot_file: args.snapshot_file,
     };
     let settings = Settings::load(&cli, &env).context("invalid configuration")?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)

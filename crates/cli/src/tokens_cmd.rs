@@ -68,7 +68,7 @@ pub fn run(args: &TokensArgs) -> Result<ExitCode> {
                 .post("/api/v1/tokens")
                 .json(&NewToken {
                     name,
-                    role: a.role.clone(),
+                    role: switchyard_api_types::Role::parse(&a.role).context("unknown role")?,
                     environment: a.env.clone(),
                 })
                 .send()
@@ -77,7 +77,7 @@ pub fn run(args: &TokensArgs) -> Result<ExitCode> {
             if json {
                 let out = CreatedJson {
                     name: &created.name,
-                    role: &created.role,
+                    role: created.role.as_str(),
                     environment: created.environment.as_deref(),
                     token: &created.token,
                 };
@@ -129,7 +129,7 @@ fn row(t: TokenInfo) -> Vec<String> {
     vec![
         t.id,
         t.name,
-        t.role,
+        t.role.to_string(),
         t.environment.unwrap_or_else(|| NONE.to_owned()),
         t.created_at,
         t.revoked_at.unwrap_or_else(|| NONE.to_owned()),

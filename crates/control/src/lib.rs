@@ -42,7 +42,7 @@
 //!     .change_flag("new-checkout", FlagChange::Kill { environment: None, on: true }, None, &who, None)
 //!     .await?;
 //! assert!(!again.changed);
-//! assert_eq!(again.value.version, killed.value.version);
+//! assert_eq!(again.value.meta.version, killed.value.meta.version);
 //! # Ok(()) }
 //! ```
 

@@ -333,6 +333,11 @@ impl Snapshot {
         })
     }
 
+    /// The flag `key`, or a not-found error that suggests a close key (a likely typo).
+    pub fn flag_or_hint(&self, key: &str) -> Result<FlagView<'_>, crate::ControlError> {
+        crate::flags::require_flag(self, key)
+    }
+
     /// Every flag, by key.
     pub fn flags(&self) -> impl Iterator<Item = FlagView<'_>> {
         self.flags.iter().filter_map(|(key, meta)| {

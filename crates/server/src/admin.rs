@@ -1,8 +1,7 @@
-//! The admin REST API (`/api/v1/...`): flags, per-environment operations, segments,
-//! environments, tokens, audit log, import/export and re-seeding. Every change goes through
-//! [`AppState::change_flag`] / [`AppState::change_segment`]: validated against the whole
-//! ruleset, written atomically with its audit entry, and live in this replica's snapshot before
-//! the response is sent.
+//! The admin REST API (`/api/v1/...`). Handlers only extract, call one control-layer
+//! operation (or read the served snapshot) and render: every change is validated, written
+//! with its audit entry and published by `switchyard_control`, and the caller was already
+//! authorized by the route table's guard before any body was read.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,73 +10,89 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::Value;
 use switchyard_api_types::admin::{
     AuditEntry, AuditList, CreatedToken, Environment, FlagList, FlagResource, ImportResult,
     NewEnvironment, NewToken, Reason, SegmentList, SegmentResource, SetEnabled, SetRollout,
-    SetRules, SetTargets, TokenInfo, TokenList,
+    SetRules, SetTargets, SetTenant, TokenInfo, TokenList,
 };
-use switchyard_engine::document::{EnvironmentDef, SegmentDef, ServeDef};
-use switchyard_engine::{is_valid_key, Document, FlagDef, Format};
-use switchyard_storage::{AuditInfo, AuditQuery, Expect, FlagRecord, SegmentRecord, Write};
+use switchyard_control::{
+    ControlError, FlagChange, FlagMeta, ImportMode, ImportReport, NewTokenRequest, StoredFlag,
+    TenantSetting, Written,
+};
+use switchyard_engine::document::SegmentDef;
+use switchyard_engine::{Diagnostic, FieldPath, FlagDef, Format, PathSegment};
+use switchyard_storage::AuditQuery;
 
-use crate::auth::{authorize, Principal, Role};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
 use crate::state::{rfc3339, AppState, EXAMPLE_FLAGS};
 
 /// Parses a JSON body, naming the field on error.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid request body: {detail}"))
+        } else {
+            ApiError::bad_request(format!("invalid request body at `{path}`: {detail}"))
+                .with_details(serde_json::json!({ "field": path }))
+        }
+    })
 }
 
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+/// `If-Match`: a version (`"3"`, from an ETag), or `*` to replace whatever is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precondition {
+    None,
+    Version(i64),
+    Any,
+}
+
+impl Precondition {
+    fn version(self) -> Option<i64> {
+        match self {
+            Precondition::Version(v) => Some(v),
+            Precondition::None | Precondition::Any => None,
+        }
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> ApiResult<Precondition> {
     let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
+        return Ok(Precondition::None);
     };
     let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(Precondition::Any);
+    }
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse::<i64>().map(Some).map_err(|_| {
+    text.parse::<i64>().map(Precondition::Version).map_err(|_| {
         ApiError::bad_request(format!(
-            "If-Match must be a version such as \"3\" (from the ETag), not `{text}`"
+            "If-Match must be a version such as \"3\" (from the ETag), or *, not `{text}`"
         ))
     })
 }
 
-fn expect_from(headers: &HeaderMap) -> ApiResult<Expect> {
-    Ok(match if_match(headers)? {
-        Some(v) => Expect::Version(v),
-        None => Expect::Exists,
-    })
+/// `?force=true` on a replacement: replace whatever is stored (like `If-Match: *`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceQuery {
+    force: Option<bool>,
 }
 
-fn audit(
-    principal: &Principal,
-    action: &str,
-    environment: Option<&str>,
-    reason: Option<String>,
-) -> AuditInfo {
-    AuditInfo {
-        actor_name: None,
-        actor: principal.name.clone(),
-        action: action.to_owned(),
-        environment: environment.map(str::to_owned),
-        reason: reason.filter(|r| !r.trim().is_empty()),
+fn flag_resource(definition: &FlagDef, meta: &FlagMeta, unchanged: bool) -> FlagResource {
+    FlagResource {
+        key: definition.key.clone(),
+        version: meta.version,
+        archived: meta.archived,
+        created_at: rfc3339(meta.created_at_ms),
+        updated_at: rfc3339(meta.updated_at_ms),
+        definition: definition.clone(),
+        unchanged,
     }
-}
-
-fn flag_resource(record: &FlagRecord) -> ApiResult<FlagResource> {
-    let mut definition: FlagDef =
-        serde_json::from_value(record.definition.clone()).map_err(ApiError::internal)?;
-    definition.key = record.key.clone();
-    definition.archived = record.archived;
-    Ok(FlagResource {
-        key: record.key.clone(),
-        version: record.version,
-        archived: record.archived,
-        created_at: rfc3339(record.created_at_ms),
-        updated_at: rfc3339(record.updated_at_ms),
-        definition,
-    })
 }
 
 fn with_etag(status: StatusCode, version: i64, body: impl serde::Serialize) -> Response {
@@ -88,26 +103,49 @@ fn with_etag(status: StatusCode, version: i64, body: impl serde::Serialize) -> R
     response
 }
 
-fn flag_response(status: StatusCode, record: Option<FlagRecord>) -> ApiResult<Response> {
-    match record {
-        Some(r) => Ok(with_etag(status, r.version, flag_resource(&r)?)),
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
+fn written_flag(
+    state: &AppState,
+    status: StatusCode,
+    written: Written<StoredFlag>,
+    action: &str,
+) -> Response {
+    if written.changed {
+        state
+            .metrics
+            .flag_changes
+            .with_label_values(&[action])
+            .inc();
     }
+    let StoredFlag { definition, meta } = &written.value;
+    with_etag(
+        if written.changed {
+            status
+        } else {
+            StatusCode::OK
+        },
+        meta.version,
+        flag_resource(definition, meta, !written.changed),
+    )
 }
 
-async fn require_environment(state: &AppState, env: &str) -> ApiResult<()> {
-    let envs = state.store.list_environments().await?;
-    if envs.iter().any(|e| e.name == env) {
-        Ok(())
-    } else {
-        let names: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();
-        Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!(
-                "environment `{env}` does not exist; environments: {}",
-                names.join(", ")
-            ),
-        ))
+/// A validation error about the flag `key` the request submitted: paths relative to the
+/// submitted definition (`rules[0].variant`), other flags' problems as they are.
+fn about_flag(key: &str, err: ControlError) -> ApiError {
+    match err {
+        ControlError::Invalid { mut diagnostics } => {
+            for d in &mut diagnostics {
+                let segments = d.path.segments();
+                let own = matches!(
+                    segments,
+                    [PathSegment::Key(flags), PathSegment::Key(k), ..] if flags == "flags" && k == key
+                );
+                if own {
+                    d.path = FieldPath::from(segments[2..].to_vec());
+                }
+            }
+            ApiError::validation(&diagnostics)
+        }
+        other => ApiError::from(other),
     }
 }
 
@@ -135,13 +173,12 @@ fn effective(def: &FlagDef, env: Option<&str>) -> (bool, bool) {
     (enabled, killed)
 }
 
-/// `GET /api/v1/flags`.
+/// `GET /api/v1/flags`: from the served snapshot (no database access; GitOps files too).
 pub async fn list_flags(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
     Query(filter): Query<FlagFilter>,
 ) -> ApiResult<Json<FlagList>> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
     if let Some(s) = &filter.state {
         if !["enabled", "disabled", "killed", "archived", "active"].contains(&s.as_str()) {
             return Err(ApiError::bad_request(format!(
@@ -149,24 +186,33 @@ pub async fn list_flags(
             )));
         }
     }
+    let snap = state.control.snapshot();
+    if let Some(env) = &filter.environment {
+        if snap.environment(env).is_none() {
+            return Err(ApiError::from(ControlError::NotFound {
+                what: format!("environment `{env}`"),
+                hint: Some(snap.environment_names()),
+            }));
+        }
+    }
     let mut flags = Vec::new();
-    for record in state.store.list_flags().await? {
-        let resource = flag_resource(&record)?;
-        let def = &resource.definition;
+    for view in snap.flags() {
+        let def = view.definition;
         if filter.tag.as_ref().is_some_and(|t| !def.tags.contains(t)) {
             continue;
         }
+        let archived = view.meta.archived;
         let (enabled, killed) = effective(def, filter.environment.as_deref());
         let keep = match filter.state.as_deref() {
             None => true,
-            Some("archived") => record.archived,
-            Some("active") => !record.archived,
-            Some("killed") => killed && !record.archived,
-            Some("enabled") => enabled && !killed && !record.archived,
-            Some(_) => (!enabled || killed) && !record.archived,
+            Some("archived") => archived,
+            Some("active") => !archived,
+            Some("killed") => killed && !archived,
+            Some("enabled") => enabled && !killed && !archived,
+            Some(_) => (!enabled || killed) && !archived,
         };
         if keep {
-            flags.push(resource);
+            flags.push(flag_resource(def, view.meta, false));
         }
     }
     Ok(Json(FlagList { flags }))
@@ -175,38 +221,33 @@ pub async fn list_flags(
 /// `GET /api/v1/flags/{key}`.
 pub async fn get_flag(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(key): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
-    match state.store.get_flag(&key).await? {
-        Some(record) => flag_response(StatusCode::OK, Some(record)),
-        None => Err(ApiError::not_found(format!("flag `{key}`"))),
-    }
+    let snap = state.control.snapshot();
+    let view = snap.flag_or_hint(&key)?;
+    Ok(with_etag(
+        StatusCode::OK,
+        view.meta.version,
+        flag_resource(view.definition, view.meta, false),
+    ))
 }
 
 /// Body of create/replace: the flag definition plus an optional `reason`.
-#[derive(Debug, Deserialize)]
-struct FlagBody {
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Reads a flag definition from a body, with field-level diagnostics.
 fn read_flag(body: &[u8], key: Option<&str>) -> ApiResult<(FlagDef, Option<String>)> {
-    let FlagBody { reason, rest } = parse_body(body)?;
-    let value = serde_json::Value::Object(rest);
-    let (doc, diagnostics) = Document::from_value(serde_json::json!({ "flags": [value] }));
-    if diagnostics.iter().any(|d| d.is_error()) {
-        return Err(ApiError::validation(&relative(diagnostics)));
-    }
-    let mut def = doc
-        .flags
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::bad_request("empty flag"))?;
+    let mut value: Value = parse_body(body)?;
+    let Value::Object(fields) = &mut value else {
+        return Err(ApiError::bad_request(
+            "the body must be a flag definition object",
+        ));
+    };
+    let reason = match fields.remove("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r),
+        Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
+    };
+    let mut def = FlagDef::from_value_at(value, &FieldPath::root())
+        .map_err(|d| ApiError::validation(&[d]))?;
     match key {
         Some(k) if def.key.is_empty() => def.key = k.to_owned(),
         Some(k) if def.key != k => {
@@ -218,97 +259,81 @@ fn read_flag(body: &[u8], key: Option<&str>) -> ApiResult<(FlagDef, Option<Strin
         _ => {}
     }
     if def.key.is_empty() {
-        return Err(ApiError::validation(&[
-            switchyard_engine::Diagnostic::error(
-                switchyard_engine::FieldPath::root().key("key"),
-                "missing `key`",
-            ),
-        ]));
+        return Err(ApiError::validation(&[Diagnostic::error(
+            FieldPath::root().key("key"),
+            "missing `key`",
+        )]));
     }
     Ok((def, reason))
-}
-
-/// Strips the `flags[0]` prefix so paths are relative to the submitted flag.
-fn relative(diagnostics: Vec<switchyard_engine::Diagnostic>) -> Vec<switchyard_engine::Diagnostic> {
-    diagnostics
-        .into_iter()
-        .map(|mut d| {
-            let segs = d.path.segments();
-            if segs.len() >= 2 {
-                d.path = segs[2..].to_vec().into();
-            }
-            d
-        })
-        .collect()
 }
 
 /// `POST /api/v1/flags`.
 pub async fn create_flag(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
     let (def, reason) = read_flag(&body, None)?;
     let key = def.key.clone();
-    let record = state
-        .change_flag(
-            &key,
-            Expect::Absent,
-            audit(&principal, "flag.create", None, reason),
-            |_| Ok(Some(def)),
-        )
-        .await?;
-    let mut response = flag_response(StatusCode::CREATED, record)?;
+    let written = state
+        .control
+        .create_flag(def, &caller.actor(), reason)
+        .await
+        .map_err(|e| about_flag(&key, e))?;
+    let mut response = written_flag(&state, StatusCode::CREATED, written, "flag.create");
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/flags/{key}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
 }
 
-/// `PUT /api/v1/flags/{key}`: replace the definition (`If-Match` for optimistic concurrency).
+/// `PUT /api/v1/flags/{key}`: replace the definition. Needs `If-Match` with the version
+/// replaced (428 without), or `If-Match: *` / `?force=true` to replace whatever is stored.
 pub async fn replace_flag(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Path(key): Path<String>,
+    Query(force): Query<ForceQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
+    let precondition = if_match(&headers)?;
     let (def, reason) = read_flag(&body, Some(&key))?;
-    let expect = expect_from(&headers)?;
-    let record = state
-        .change_flag(
+    let force = force.force.unwrap_or(false) || precondition == Precondition::Any;
+    let written = state
+        .control
+        .replace_flag(
             &key,
-            expect,
-            audit(&principal, "flag.update", None, reason),
-            |current| {
-                let mut def = def;
-                def.archived = current.is_some_and(|c| c.archived) && def.archived;
-                Ok(Some(def))
-            },
+            def,
+            precondition.version(),
+            force,
+            &caller.actor(),
+            reason,
         )
-        .await?;
-    flag_response(StatusCode::OK, record)
+        .await
+        .map_err(|e| about_flag(&key, e))?;
+    Ok(written_flag(&state, StatusCode::OK, written, "flag.update"))
 }
 
-/// `DELETE /api/v1/flags/{key}`.
+/// `DELETE /api/v1/flags/{key}` (`If-Match` optional).
 pub async fn delete_flag(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
+    let precondition = if_match(&headers)?;
     let reason = optional_reason(&body)?;
-    let expect = expect_from(&headers)?;
     state
-        .change_flag(
-            &key,
-            expect,
-            audit(&principal, "flag.delete", None, reason),
-            |_| Ok(None),
-        )
+        .control
+        .delete_flag(&key, precondition.version(), &caller.actor(), reason)
         .await?;
+    state
+        .metrics
+        .flag_changes
+        .with_label_values(&["flag.delete"])
+        .inc();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -319,156 +344,142 @@ fn optional_reason(body: &[u8]) -> ApiResult<Option<String>> {
     Ok(parse_body::<Reason>(body)?.reason)
 }
 
-async fn modify(
+/// Runs one partial change and renders the flag.
+async fn change(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     key: &str,
-    env: Option<&str>,
-    action: &str,
+    change: FlagChange,
     reason: Option<String>,
-    f: impl FnOnce(&mut FlagDef) -> ApiResult<()>,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), headers, Role::Editor)?;
-    if let Some(env) = env {
-        require_environment(state, env).await?;
-    }
-    let expect = expect_from(headers)?;
-    let record = state
+    let precondition = if_match(headers)?;
+    let action = change.action();
+    let kill = match &change {
+        FlagChange::Kill {
+            environment,
+            on: true,
+        } => Some(environment.clone().unwrap_or_else(|| "*".to_owned())),
+        _ => None,
+    };
+    let written = state
+        .control
         .change_flag(
             key,
-            expect,
-            audit(&principal, action, env, reason),
-            |current| {
-                let mut def =
-                    current.ok_or_else(|| ApiError::not_found(format!("flag `{key}`")))?;
-                f(&mut def)?;
-                Ok(Some(def))
-            },
+            change,
+            precondition.version(),
+            &caller.0.actor(),
+            reason,
         )
-        .await?;
-    flag_response(StatusCode::OK, record)
-}
-
-fn env_def<'a>(def: &'a mut FlagDef, env: &str) -> &'a mut EnvironmentDef {
-    def.environments.entry(env.to_owned()).or_default()
+        .await
+        .map_err(|e| about_flag(key, e))?;
+    if let Some(env) = kill.filter(|_| written.changed) {
+        state
+            .metrics
+            .kill_switches
+            .with_label_values(&[key, env.as_str()])
+            .inc();
+        tracing::warn!(flag = %key, environment = %env, actor = %caller.0.name, "kill switch activated");
+    }
+    Ok(written_flag(state, StatusCode::OK, written, action))
 }
 
 /// `POST /api/v1/flags/{key}/archive`.
 pub async fn archive_flag(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let reason = optional_reason(&body)?;
-    modify(&state, &headers, &key, None, "flag.archive", reason, |d| {
-        d.archived = true;
-        Ok(())
-    })
+    change(
+        &state,
+        &caller,
+        &headers,
+        &key,
+        FlagChange::Archive(true),
+        reason,
+    )
     .await
 }
 
 /// `POST /api/v1/flags/{key}/unarchive`.
 pub async fn unarchive_flag(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let reason = optional_reason(&body)?;
-    modify(
+    change(
         &state,
+        &caller,
         &headers,
         &key,
-        None,
-        "flag.unarchive",
+        FlagChange::Archive(false),
         reason,
-        |d| {
-            d.archived = false;
-            Ok(())
-        },
     )
     .await
 }
 
+/// The flag key and environment of a per-flag route (environment `None` at the top level).
+pub struct Target {
+    key: String,
+    environment: Option<String>,
+}
+
 async fn set_enabled(
     state: AppState,
+    caller: Caller,
     headers: HeaderMap,
-    key: String,
-    env: Option<String>,
+    t: Target,
     body: Bytes,
 ) -> ApiResult<Response> {
     let SetEnabled { enabled, reason } = parse_body(&body)?;
-    let action = if enabled {
-        "flag.enable"
-    } else {
-        "flag.disable"
+    let c = FlagChange::Enabled {
+        environment: t.environment,
+        enabled,
     };
-    let env_ref = env.as_deref();
-    modify(&state, &headers, &key, env_ref, action, reason, |d| {
-        match env_ref {
-            Some(e) => env_def(d, e).enabled = Some(enabled),
-            None => d.targeting.enabled = Some(enabled),
-        }
-        Ok(())
-    })
-    .await
+    change(&state, &caller, &headers, &t.key, c, reason).await
 }
 
 async fn kill(
     state: AppState,
+    caller: Caller,
     headers: HeaderMap,
-    key: String,
-    env: Option<String>,
+    t: Target,
     body: Bytes,
-    on: bool,
 ) -> ApiResult<Response> {
     let reason = optional_reason(&body)?;
-    let action = if on { "flag.kill" } else { "flag.release" };
-    let env_ref = env.as_deref();
-    let response = modify(&state, &headers, &key, env_ref, action, reason, |d| {
-        match env_ref {
-            Some(e) => env_def(d, e).kill_switch = Some(on),
-            None => d.targeting.kill_switch = Some(on),
-        }
-        Ok(())
-    })
-    .await?;
-    if on {
-        let env_label = env_ref.unwrap_or("*");
-        state
-            .metrics
-            .kill_switches
-            .with_label_values(&[key.as_str(), env_label])
-            .inc();
-        tracing::warn!(flag = %key, environment = env_label, "kill switch activated");
-    }
-    Ok(response)
+    let c = FlagChange::Kill {
+        environment: t.environment,
+        on: true,
+    };
+    change(&state, &caller, &headers, &t.key, c, reason).await
 }
 
-fn apply_rollout(d: &mut FlagDef, env: Option<&str>, percentage: f64, variant: Option<String>) {
-    let inherited = d.targeting.fallthrough.clone();
-    let slot = match env {
-        Some(e) => &mut env_def(d, e).fallthrough,
-        None => &mut d.targeting.fallthrough,
+async fn release(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    t: Target,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let reason = optional_reason(&body)?;
+    let c = FlagChange::Kill {
+        environment: t.environment,
+        on: false,
     };
-    let mut serve: ServeDef = slot.clone().or(inherited).unwrap_or_default();
-    if let Some(v) = variant {
-        serve.variant = Some(v);
-        serve.value = None;
-        serve.split = None;
-    } else if serve.variant.is_none() && serve.value.is_none() && serve.split.is_none() {
-        serve.variant = Some("on".to_owned());
-    }
-    serve.percentage = Some(percentage);
-    *slot = Some(serve);
+    change(&state, &caller, &headers, &t.key, c, reason).await
 }
 
 async fn rollout(
     state: AppState,
+    caller: Caller,
     headers: HeaderMap,
-    key: String,
-    env: Option<String>,
+    t: Target,
     body: Bytes,
 ) -> ApiResult<Response> {
     let SetRollout {
@@ -476,44 +487,76 @@ async fn rollout(
         variant,
         reason,
     } = parse_body(&body)?;
-    let env_ref = env.as_deref();
-    modify(
-        &state,
-        &headers,
-        &key,
-        env_ref,
-        "flag.rollout",
-        reason,
-        |d| {
-            apply_rollout(d, env_ref, percentage, variant);
-            Ok(())
-        },
-    )
-    .await
+    let c = FlagChange::Rollout {
+        environment: t.environment,
+        percentage,
+        variant,
+    };
+    change(&state, &caller, &headers, &t.key, c, reason).await
+}
+
+async fn targets(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    t: Target,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let SetTargets { targets, reason } = parse_body(&body)?;
+    let c = FlagChange::Targets {
+        environment: t.environment,
+        targets,
+    };
+    change(&state, &caller, &headers, &t.key, c, reason).await
+}
+
+async fn rules(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    t: Target,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let SetRules { rules, reason } = parse_body(&body)?;
+    let c = FlagChange::Rules {
+        environment: t.environment,
+        rules,
+    };
+    change(&state, &caller, &headers, &t.key, c, reason).await
 }
 
 /// Defines the top-level and the per-environment handler of one flag operation: the same
-/// call, with `env` `None` or the environment from the path.
+/// call, with the environment `None` or from the path.
 macro_rules! top_and_env {
-    ($top:ident, $top_doc:literal, $env_fn:ident, $env_doc:literal, $op:ident $(, $extra:expr)?) => {
+    ($top:ident, $top_doc:literal, $env_fn:ident, $env_doc:literal, $op:ident) => {
         #[doc = $top_doc]
         pub async fn $top(
             State(state): State<AppState>,
-            headers: HeaderMap,
+            caller: Caller,
             Path(key): Path<String>,
+            headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            $op(state, headers, key, None, body $(, $extra)?).await
+            let target = Target {
+                key,
+                environment: None,
+            };
+            $op(state, caller, headers, target, body).await
         }
 
         #[doc = $env_doc]
         pub async fn $env_fn(
             State(state): State<AppState>,
-            headers: HeaderMap,
+            caller: Caller,
             Path((key, env)): Path<(String, String)>,
+            headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            $op(state, headers, key, Some(env), body $(, $extra)?).await
+            let target = Target {
+                key,
+                environment: Some(env),
+            };
+            $op(state, caller, headers, target, body).await
         }
     };
 }
@@ -530,16 +573,14 @@ top_and_env!(
     "`POST /api/v1/flags/{key}/kill`: kill everywhere.",
     kill_env,
     "`POST /api/v1/flags/{key}/environments/{env}/kill`.",
-    kill,
-    true
+    kill
 );
 top_and_env!(
     release_top,
     "`DELETE /api/v1/flags/{key}/kill`: release the global kill switch.",
     release_env,
     "`DELETE /api/v1/flags/{key}/environments/{env}/kill`.",
-    kill,
-    false
+    release
 );
 top_and_env!(
     rollout_top,
@@ -548,147 +589,262 @@ top_and_env!(
     "`PUT /api/v1/flags/{key}/environments/{env}/rollout`.",
     rollout
 );
+top_and_env!(
+    targets_top,
+    "`PUT /api/v1/flags/{key}/targets`.",
+    targets_env,
+    "`PUT /api/v1/flags/{key}/environments/{env}/targets`.",
+    targets
+);
+top_and_env!(
+    rules_top,
+    "`PUT /api/v1/flags/{key}/rules`.",
+    rules_env,
+    "`PUT /api/v1/flags/{key}/environments/{env}/rules`.",
+    rules
+);
 
-/// `PUT /api/v1/flags/{key}/environments/{env}/targets`.
-pub async fn set_targets(
-    State(state): State<AppState>,
+async fn tenant(
+    state: AppState,
+    caller: Caller,
     headers: HeaderMap,
-    Path((key, env)): Path<(String, String)>,
-    body: Bytes,
+    t: Target,
+    tenant: String,
+    body: Option<Bytes>,
 ) -> ApiResult<Response> {
-    let SetTargets { targets, reason } = parse_body(&body)?;
-    modify(
-        &state,
-        &headers,
-        &key,
-        Some(&env),
-        "flag.targets",
-        reason,
-        |d| {
-            env_def(d, &env).targets = Some(targets);
-            Ok(())
-        },
-    )
-    .await
+    let (setting, reason) = match body {
+        None => (TenantSetting::Clear, None),
+        Some(body) if body.iter().all(u8::is_ascii_whitespace) => (TenantSetting::Clear, None),
+        Some(body) => {
+            let SetTenant {
+                enabled,
+                variant,
+                reason,
+            } = parse_body(&body)?;
+            let setting = match (enabled, variant) {
+                (Some(true), None) => TenantSetting::On,
+                (Some(false), None) => TenantSetting::Off,
+                (None, Some(v)) => TenantSetting::Variant(v),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "give `enabled` (true or false) or `variant`, not both",
+                    ))
+                }
+            };
+            (setting, reason)
+        }
+    };
+    let c = FlagChange::Tenant {
+        environment: t.environment,
+        tenant,
+        setting,
+    };
+    change(&state, &caller, &headers, &t.key, c, reason).await
 }
 
-/// `PUT /api/v1/flags/{key}/environments/{env}/rules`.
-pub async fn set_rules(
+/// `PUT /api/v1/flags/{key}/tenants/{tenant}`: on, off or a variant for one tenant.
+pub async fn set_tenant_top(
     State(state): State<AppState>,
+    caller: Caller,
+    Path((key, id)): Path<(String, String)>,
     headers: HeaderMap,
-    Path((key, env)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let SetRules { rules, reason } = parse_body(&body)?;
-    modify(
-        &state,
-        &headers,
-        &key,
-        Some(&env),
-        "flag.rules",
-        reason,
-        |d| {
-            env_def(d, &env).rules = Some(rules);
-            Ok(())
-        },
-    )
-    .await
+    let t = Target {
+        key,
+        environment: None,
+    };
+    tenant(state, caller, headers, t, id, Some(body)).await
+}
+
+/// `DELETE /api/v1/flags/{key}/tenants/{tenant}`: the tenant gets what everyone gets.
+pub async fn clear_tenant_top(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let reason = optional_reason(&body)?;
+    let t = Target {
+        key,
+        environment: None,
+    };
+    let c = FlagChange::Tenant {
+        environment: t.environment,
+        tenant: id,
+        setting: TenantSetting::Clear,
+    };
+    change(&state, &caller, &headers, &t.key, c, reason).await
+}
+
+/// `PUT /api/v1/flags/{key}/environments/{env}/tenants/{tenant}`.
+pub async fn set_tenant_env(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, env, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = Target {
+        key,
+        environment: Some(env),
+    };
+    tenant(state, caller, headers, t, id, Some(body)).await
+}
+
+/// `DELETE /api/v1/flags/{key}/environments/{env}/tenants/{tenant}`.
+pub async fn clear_tenant_env(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, env, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let reason = optional_reason(&body)?;
+    let c = FlagChange::Tenant {
+        environment: Some(env),
+        tenant: id,
+        setting: TenantSetting::Clear,
+    };
+    change(&state, &caller, &headers, &key, c, reason).await
 }
 
 // ---------------------------------------------------------------------------------------
 // Segments
 
-fn segment_resource(r: &SegmentRecord) -> ApiResult<SegmentResource> {
-    Ok(SegmentResource {
-        name: r.name.clone(),
-        version: r.version,
-        created_at: rfc3339(r.created_at_ms),
-        updated_at: rfc3339(r.updated_at_ms),
-        definition: serde_json::from_value(r.definition.clone()).map_err(ApiError::internal)?,
-    })
+fn segment_resource(s: switchyard_control::SegmentView<'_>, unchanged: bool) -> SegmentResource {
+    SegmentResource {
+        name: s.name.to_owned(),
+        version: s.meta.version,
+        created_at: rfc3339(s.meta.created_at_ms),
+        updated_at: rfc3339(s.meta.updated_at_ms),
+        definition: s.definition.clone(),
+        unchanged,
+    }
 }
 
 /// `GET /api/v1/segments`.
 pub async fn list_segments(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> ApiResult<Json<SegmentList>> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
-    let segments = state
-        .store
-        .list_segments()
-        .await?
-        .iter()
-        .map(segment_resource)
-        .collect::<ApiResult<_>>()?;
+    let snap = state.control.snapshot();
+    let segments = snap
+        .segments()
+        .map(|s| segment_resource(s, false))
+        .collect();
     Ok(Json(SegmentList { segments }))
 }
 
 /// `GET /api/v1/segments/{name}`.
 pub async fn get_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
-    let r = state
-        .store
-        .get_segment(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("segment `{name}`")))?;
-    Ok(with_etag(StatusCode::OK, r.version, segment_resource(&r)?))
-}
-
-/// `PUT /api/v1/segments/{name}`: create or replace (`If-Match` to guard a replace).
-pub async fn put_segment(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
-    if !is_valid_key(&name) {
-        return Err(ApiError::bad_request(format!(
-            "invalid segment name `{name}`"
-        )));
-    }
-    let def: SegmentDef = parse_body(&body)?;
-    let expect = match if_match(&headers)? {
-        Some(v) => Expect::Version(v),
-        None => Expect::Any,
-    };
-    let record = state
-        .change_segment(
-            &name,
-            expect,
-            audit(&principal, "segment.put", None, None),
-            Some(def),
-        )
-        .await?
+    let snap = state.control.snapshot();
+    let s = snap
+        .segment(&name)
         .ok_or_else(|| ApiError::not_found(format!("segment `{name}`")))?;
     Ok(with_etag(
         StatusCode::OK,
-        record.version,
-        segment_resource(&record)?,
+        s.meta.version,
+        segment_resource(s, false),
     ))
 }
 
-/// `DELETE /api/v1/segments/{name}` (refused while a flag uses it).
-pub async fn delete_segment(
+/// `PUT /api/v1/segments/{name}`: create, or replace with `If-Match` (or `*`).
+pub async fn put_segment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Path(name): Path<String>,
+    Query(force): Query<ForceQuery>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
-    let expect = expect_from(&headers)?;
-    state
-        .change_segment(
+    let precondition = if_match(&headers)?;
+    let mut value: Value = parse_body(&body)?;
+    let reason = match value.as_object_mut().and_then(|o| o.remove("reason")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r),
+        Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
+    };
+    let def: SegmentDef = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::validation(&[Diagnostic::error(
+            path.split('.')
+                .filter(|s| !s.is_empty())
+                .fold(FieldPath::root(), |p, s| p.key(s.to_owned())),
+            e.into_inner().to_string(),
+        )])
+    })?;
+    let force = force.force.unwrap_or(false) || precondition == Precondition::Any;
+    let written = state
+        .control
+        .put_segment(
             &name,
-            expect,
-            audit(&principal, "segment.delete", None, None),
-            None,
+            def,
+            precondition.version(),
+            force,
+            &caller.actor(),
+            reason,
         )
         .await?;
+    let snap = state.control.snapshot();
+    let status = if written.changed && written.value.meta.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = match snap.segment(&name) {
+        Some(s) => segment_resource(s, !written.changed),
+        None => SegmentResource {
+            name: written.value.name.clone(),
+            version: written.value.meta.version,
+            created_at: rfc3339(written.value.meta.created_at_ms),
+            updated_at: rfc3339(written.value.meta.updated_at_ms),
+            definition: written.value.definition.clone(),
+            unchanged: !written.changed,
+        },
+    };
+    Ok(with_etag(status, written.value.meta.version, body))
+}
+
+/// `DELETE /api/v1/segments/{name}` (refused, naming its users, while in use).
+pub async fn delete_segment(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let precondition = if_match(&headers)?;
+    let reason = optional_reason(&body)?;
+    state
+        .control
+        .delete_segment(&name, precondition.version(), &caller.actor(), reason)
+        .await
+        .map_err(|e| match e {
+            ControlError::Invalid { diagnostics } => {
+                let users: Vec<String> = diagnostics
+                    .iter()
+                    .filter_map(|d| d.flag.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let mut err = ApiError::validation(&diagnostics);
+                if !users.is_empty() {
+                    err.message = format!(
+                        "segment `{name}` is used by {}: {}",
+                        if users.len() == 1 { "flag" } else { "flags" },
+                        users.join(", ")
+                    );
+                }
+                err
+            }
+            other => ApiError::from(other),
+        })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -698,14 +854,13 @@ pub async fn delete_segment(
 /// `GET /api/v1/environments`.
 pub async fn list_environments(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> ApiResult<Json<Vec<Environment>>> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
-    let envs = state.store.list_environments().await?;
+    let snap = state.control.snapshot();
     Ok(Json(
-        envs.into_iter()
+        snap.environments()
             .map(|e| Environment {
-                name: e.name,
+                name: e.name.clone(),
                 created_at: rfc3339(e.created_at_ms),
             })
             .collect(),
@@ -715,28 +870,19 @@ pub async fn list_environments(
 /// `POST /api/v1/environments`.
 pub async fn create_environment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Admin)?;
     let NewEnvironment { name, reason } = parse_body(&body)?;
-    if !is_valid_key(&name) {
-        return Err(ApiError::bad_request(format!(
-            "invalid environment name `{name}`: use 1–128 letters, digits, `.`, `_` or `-`"
-        )));
-    }
-    let e = state
-        .store
-        .create_environment(
-            &name,
-            &audit(&principal, "environment.create", Some(&name), reason),
-        )
+    let written = state
+        .control
+        .create_environment(&name, &caller.actor(), reason)
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(Environment {
-            name: e.name,
-            created_at: rfc3339(e.created_at_ms),
+            name: written.value.name,
+            created_at: rfc3339(written.value.created_at_ms),
         }),
     )
         .into_response())
@@ -749,7 +895,7 @@ fn token_info(t: &switchyard_storage::TokenRecord) -> TokenInfo {
     TokenInfo {
         id: t.id.clone(),
         name: t.name.clone(),
-        role: t.role.as_str().to_owned(),
+        role: t.role,
         environment: t.environment.clone(),
         created_at: rfc3339(t.created_at_ms),
         revoked_at: t.revoked_at_ms.map(rfc3339),
@@ -759,137 +905,63 @@ fn token_info(t: &switchyard_storage::TokenRecord) -> TokenInfo {
 /// `GET /api/v1/tokens`.
 pub async fn list_tokens(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> ApiResult<Json<TokenList>> {
-    authorize(&state.tokens.load(), &headers, Role::Admin)?;
-    let tokens = state
-        .store
-        .list_tokens()
-        .await?
-        .iter()
-        .map(token_info)
-        .collect();
-    Ok(Json(TokenList { tokens }))
+    let snap = state.control.snapshot();
+    Ok(Json(TokenList {
+        tokens: snap.tokens().map(token_info).collect(),
+    }))
 }
 
 /// `POST /api/v1/tokens`: the secret is in this response only.
 pub async fn create_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Admin)?;
     let NewToken {
         name,
         role,
         environment,
     } = parse_body(&body)?;
-    let parsed = Role::parse(&role).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unknown role `{role}`; use admin, editor, viewer or sdk"
-        ))
-    })?;
-    if name.trim().is_empty() {
-        return Err(ApiError::bad_request("`name` must not be empty"));
-    }
-    match (parsed, &environment) {
-        (Role::Sdk, None) => {
-            return Err(ApiError::bad_request("an sdk key needs an `environment`"))
-        }
-        (Role::Sdk, Some(env)) => require_environment(&state, env).await?,
-        (_, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "only sdk keys are bound to an environment",
-            ))
-        }
-        (_, None) => {}
-    }
-    let token = issue_token(&state, &name, parsed, environment.clone(), &principal.name).await?;
-    Ok((StatusCode::CREATED, Json(token)).into_response())
-}
-
-/// Generates, stores and activates a token.
-pub async fn issue_token(
-    state: &AppState,
-    name: &str,
-    role: Role,
-    environment: Option<String>,
-    actor: &str,
-) -> ApiResult<CreatedToken> {
-    let (id, token, secret_hash) = crate::auth::generate()
-        .map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))?;
-    state
-        .store
+    let written = state
+        .control
         .create_token(
-            &switchyard_storage::NewToken {
-                id: id.clone(),
-                name: name.to_owned(),
-                role: switchyard_storage::Role::parse(role.as_str())
-                    .unwrap_or(switchyard_storage::Role::Viewer),
-                environment: environment.clone(),
-                secret_hash,
+            NewTokenRequest {
+                name,
+                role,
+                environment,
             },
-            &AuditInfo {
-                actor_name: None,
-                actor: actor.to_owned(),
-                action: "token.create".into(),
-                environment: environment.clone(),
-                reason: None,
-            },
+            &caller.actor(),
         )
         .await?;
-    state.reload_tokens().await?;
-    Ok(CreatedToken {
-        name: name.to_owned(),
-        role: role.as_str().to_owned(),
-        environment,
-        token,
-        id,
-    })
+    let created = written.value;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            name: created.record.name,
+            role: created.record.role,
+            environment: created.record.environment,
+            token: created.token,
+            id: created.record.id,
+        }),
+    )
+        .into_response())
 }
 
 /// `DELETE /api/v1/tokens/{id}`.
 pub async fn revoke_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> ApiResult<Json<TokenInfo>> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Admin)?;
-    let tokens = state.store.list_tokens().await?;
-    let Some(target) = tokens.iter().find(|t| t.id == id) else {
-        return Err(ApiError::not_found(format!("token `{id}`")));
-    };
-    if target.revoked_at_ms.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("token `{id}` is already revoked"),
-        ));
-    }
-    let admins = tokens
-        .iter()
-        .filter(|t| t.role == switchyard_storage::Role::Admin && t.revoked_at_ms.is_none())
-        .count();
-    if target.role == switchyard_storage::Role::Admin && admins <= 1 {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "this is the last admin token; create another admin token before revoking it",
-        ));
-    }
-    let record = state
-        .store
-        .revoke_token(
-            &id,
-            &AuditInfo {
-                actor_name: None,
-                actor: principal.name.clone(),
-                action: "token.revoke".into(),
-                environment: None,
-                reason: None,
-            },
-        )
+    let reason = optional_reason(&body)?;
+    let written = state
+        .control
+        .revoke_token(&id, &caller.actor(), reason)
         .await?;
-    state.reload_tokens().await?;
-    Ok(Json(token_info(&record)))
+    Ok(Json(token_info(&written.value)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -918,13 +990,12 @@ fn parse_ms(field: &str, text: &str) -> ApiResult<i64> {
         })
 }
 
-/// `GET /api/v1/audit`.
+/// `GET /api/v1/audit` (reads the store: 503 while it is down).
 pub async fn audit_log(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
     Query(f): Query<AuditFilter>,
 ) -> ApiResult<Json<AuditList>> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
     let (subject_kind, subject) = match (&f.flag, &f.segment) {
         (Some(flag), _) => (Some("flag".to_owned()), Some(flag.clone())),
         (None, Some(seg)) => (Some("segment".to_owned()), Some(seg.clone())),
@@ -947,8 +1018,13 @@ pub async fn audit_log(
         before_id: f.before,
         limit: f.limit.unwrap_or(100),
     };
-    let entries = state
-        .store
+    let store = state.control.store().ok_or_else(|| {
+        ApiError::from(ControlError::Unavailable {
+            reason: "not connected yet".into(),
+            source: None,
+        })
+    })?;
+    let entries = store
         .audit(&query)
         .await?
         .into_iter()
@@ -956,6 +1032,7 @@ pub async fn audit_log(
             id: e.id,
             at: rfc3339(e.at_ms),
             actor: e.actor,
+            actor_name: e.actor_name,
             action: e.action,
             subject_kind: e.subject_kind,
             subject: e.subject,
@@ -1001,161 +1078,83 @@ fn format_of(query: &FormatQuery, headers: &HeaderMap) -> ApiResult<Format> {
     }
 }
 
-/// Imports flags and segments from flag-file text: new flags are created, existing ones
-/// replaced, identical ones left alone; all in one transaction. `only_missing` keeps existing
-/// flags and segments untouched (re-seeding).
-pub async fn import_text(
-    state: &AppState,
-    text: &str,
-    format: Format,
-    source: &str,
-    actor: &str,
-    reason: Option<String>,
-    only_missing: bool,
-) -> ApiResult<ImportResult> {
-    state.ensure_writable()?;
-    let (ruleset, diagnostics) = switchyard_engine::check_str(text, format, Some(source));
-    if ruleset.is_none() {
-        return Err(ApiError::validation(&diagnostics));
+fn import_result(report: ImportReport) -> ImportResult {
+    ImportResult {
+        created: report.created,
+        updated: report.updated,
+        unchanged: report.unchanged,
+        drifted: report.drifted,
+        segments: report.segments,
     }
-    let imported = ruleset.map(|r| r.to_document()).unwrap_or_default();
-    let _guard = state.write_lock.lock().await;
-    let (records, seg_records, mut doc) = state.stored_document().await?;
-    let mut result = ImportResult {
-        created: vec![],
-        updated: vec![],
-        unchanged: vec![],
-        segments: vec![],
-    };
-    let mut flag_writes = Vec::new();
-    let mut segment_writes = Vec::new();
-    let action = if only_missing {
-        "flag.seed"
-    } else {
-        "flag.import"
-    };
-    let info = |env: Option<&str>| AuditInfo {
-        actor_name: None,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        environment: env.map(str::to_owned),
-        reason: reason.clone(),
-    };
-    for (name, seg) in &imported.segments {
-        let existing = seg_records.iter().find(|s| &s.name == name);
-        let value = serde_json::to_value(seg).map_err(ApiError::internal)?;
-        if existing.is_some_and(|e| only_missing || e.definition == value) {
-            continue;
-        }
-        doc.segments.insert(name.clone(), seg.clone());
-        segment_writes.push(Write {
-            key: name.clone(),
-            expect: Expect::Any,
-            definition: Some(value),
-            archived: false,
-            audit: info(None),
-        });
-        result.segments.push(name.clone());
-    }
-    for flag in &imported.flags {
-        let mut clean = flag.clone();
-        clean.origin = switchyard_engine::FieldPath::root();
-        let value = serde_json::to_value(&clean).map_err(ApiError::internal)?;
-        let existing = records.iter().find(|r| r.key == flag.key);
-        match existing {
-            Some(e) if only_missing || e.definition == value => {
-                result.unchanged.push(flag.key.clone());
-                continue;
-            }
-            Some(_) => result.updated.push(flag.key.clone()),
-            None => result.created.push(flag.key.clone()),
-        }
-        match doc.flags.iter().position(|f| f.key == flag.key) {
-            Some(i) => doc.flags[i] = flag.clone(),
-            None => doc.flags.push(flag.clone()),
-        }
-        flag_writes.push(Write {
-            key: flag.key.clone(),
-            expect: if existing.is_some() {
-                Expect::Exists
-            } else {
-                Expect::Absent
-            },
-            definition: Some(value),
-            archived: flag.archived,
-            audit: info(None),
-        });
-    }
-    state.validate(&doc)?;
-    if !flag_writes.is_empty() || !segment_writes.is_empty() {
-        state
-            .store
-            .write_document(&segment_writes, &flag_writes)
-            .await?;
-        state
-            .metrics
-            .flag_changes
-            .with_label_values(&[action])
-            .inc_by(flag_writes.len() as u64);
-        drop(_guard);
-        state.after_write().await;
-    }
-    Ok(result)
 }
 
-/// `POST /api/v1/import` (body: a flag file, JSON or YAML by `Content-Type` or `?format=`).
+/// `POST /api/v1/import` (body: a flag file, JSON or YAML by `Content-Type` or `?format=`):
+/// creates new flags and segments, replaces changed ones, in one transaction.
 pub async fn import(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Query(q): Query<FormatQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<ImportResult>> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
     let format = format_of(&q, &headers)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body must be UTF-8 text"))?;
-    Ok(Json(
-        import_text(
-            &state,
+    let written = state
+        .control
+        .import(
             text,
             format,
             "request body",
-            &principal.name,
+            ImportMode::Merge,
+            &caller.actor(),
             q.reason.clone(),
-            false,
         )
-        .await?,
-    ))
+        .await?;
+    let changed = written.value.created.len() + written.value.updated.len();
+    if changed > 0 {
+        state
+            .metrics
+            .flag_changes
+            .with_label_values(&["flag.import"])
+            .inc_by(changed as u64);
+    }
+    Ok(Json(import_result(written.value)))
 }
 
 /// `POST /api/v1/seed`: creates the example flags that do not exist yet.
 pub async fn seed(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> ApiResult<Json<ImportResult>> {
-    let principal = authorize(&state.tokens.load(), &headers, Role::Editor)?;
-    Ok(Json(
-        import_text(
-            &state,
+    let written = state
+        .control
+        .import(
             EXAMPLE_FLAGS,
             Format::Yaml,
             "examples/flags.yaml",
-            &principal.name,
+            ImportMode::MissingOnly,
+            &caller.actor(),
             None,
-            true,
         )
-        .await?,
-    ))
+        .await?;
+    Ok(Json(import_result(written.value)))
 }
 
-/// `GET /api/v1/export?format=json|yaml`: every flag and segment as a flag file.
+/// `GET /api/v1/export?format=json|yaml`: every flag and segment as a flag file (from the
+/// served snapshot; in GitOps mode, the file's).
 pub async fn export(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: Caller,
     Query(q): Query<FormatQuery>,
 ) -> ApiResult<Response> {
-    authorize(&state.tokens.load(), &headers, Role::Viewer)?;
-    let (_, _, doc) = state.stored_document().await?;
+    let snap = state.control.snapshot();
+    let mut doc = snap.to_document();
+    for flag in &mut doc.flags {
+        if let Some(view) = snap.flag(&flag.key) {
+            flag.archived = view.meta.archived;
+        }
+    }
     let value = doc.to_value();
     let (text, content_type) = match q.format.as_deref() {
         Some("yaml") | Some("yml") => (

@@ -1,152 +1,57 @@
-//! Tokens: generation, hashing, constant-time checks, and roles.
+//! Authentication and authorization, in one place. The route table (`crate::ROUTES`) says who
+//! may call each route; [`guard`] — applied to every route from that table — authenticates
+//! the caller and checks its role before the handler runs, so no body is read (or parsed)
+//! for a caller who may not make the call. Handlers receive the caller as a [`Caller`].
 //!
-//! A token reads `sy_<id>_<secret>`: the id (16 hex digits) finds the stored record without
-//! touching the secret; the SHA-256 of the secret is compared in constant time. Only hashes are
-//! stored. A token supplied through `SWITCHYARD_ADMIN_TOKEN` may have any form: its id is then
-//! derived from its hash.
+//! Tokens are `sy_<id>_<secret>` (see `switchyard_control::tokens`); they are checked against
+//! the served snapshot's token cache in constant time, without touching the database.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+pub use switchyard_api_types::Role;
+pub use switchyard_control::Principal;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Evaluate flags of one environment (OFREP).
-    Sdk,
-    /// Read the admin API.
-    Viewer,
-    /// Also change flags, segments and environments.
-    Editor,
-    /// Also manage tokens.
-    Admin,
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, metrics, the OpenAPI document).
+    Public,
+    /// A token whose role satisfies this one (see [`Role::satisfies`]).
+    Role(Role),
 }
 
-impl Role {
-    /// Parses `admin`, `editor`, `viewer` or `sdk`.
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "editor" => Some(Role::Editor),
-            "viewer" => Some(Role::Viewer),
-            "sdk" => Some(Role::Sdk),
-            _ => None,
-        }
-    }
-
-    /// The role's name.
+impl Access {
+    /// The table's word for it: `none`, or the role's name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Admin => "admin",
-            Role::Editor => "editor",
-            Role::Viewer => "viewer",
-            Role::Sdk => "sdk",
+            Access::Public => "none",
+            Access::Role(role) => role.as_str(),
         }
     }
 }
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Token id.
-    pub id: String,
-    /// Token name (recorded as the actor in the audit log).
-    pub name: String,
-    /// Role.
-    pub role: Role,
-    /// Environment of an SDK key.
-    pub environment: Option<String>,
-}
-
-/// A token known to the server (from the store), without its secret.
+/// The authenticated caller of a guarded route.
 #[derive(Debug, Clone)]
-pub struct KnownToken {
-    principal: Arc<Principal>,
-    hash: [u8; 32],
-}
+pub struct Caller(pub Arc<Principal>);
 
-/// All active tokens by id, swapped whole when tokens change.
-#[derive(Debug, Clone, Default)]
-pub struct TokenCache {
-    by_id: HashMap<String, KnownToken>,
-}
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
 
-impl TokenCache {
-    /// Builds the cache from stored records, skipping revoked or malformed ones.
-    pub fn new(records: &[switchyard_storage::TokenRecord]) -> Self {
-        let mut by_id = HashMap::new();
-        for r in records.iter().filter(|r| r.revoked_at_ms.is_none()) {
-            let (Some(role), Ok(bytes)) =
-                (Role::parse(r.role.as_str()), hex::decode(&r.secret_hash))
-            else {
-                tracing::warn!(token = %r.id, "ignoring a stored token with an unknown role or hash");
-                continue;
-            };
-            let Ok(hash) = <[u8; 32]>::try_from(bytes.as_slice()) else {
-                continue;
-            };
-            by_id.insert(
-                r.id.clone(),
-                KnownToken {
-                    principal: Arc::new(Principal {
-                        id: r.id.clone(),
-                        name: r.name.clone(),
-                        role,
-                        environment: r.environment.clone(),
-                    }),
-                    hash,
-                },
-            );
-        }
-        Self { by_id }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::internal(std::io::Error::other(
+                "a handler asked for the caller of a route the table does not guard",
+            ))
+        })
     }
-
-    /// Checks a presented token.
-    pub fn verify(&self, token: &str) -> Option<&Arc<Principal>> {
-        let (id, secret) = split(token);
-        let known = self.by_id.get(&id)?;
-        let digest = Sha256::digest(secret.as_bytes());
-        bool::from(digest.as_slice().ct_eq(&known.hash)).then_some(&known.principal)
-    }
-}
-
-/// A freshly generated token: `(id, full token, secret hash)`.
-pub fn generate() -> Result<(String, String, String), getrandom::Error> {
-    let mut id = [0u8; 8];
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut id)?;
-    getrandom::fill(&mut secret)?;
-    let id = hex::encode(id);
-    let secret = hex::encode(secret);
-    let token = format!("sy_{id}_{secret}");
-    Ok((id, token, hash_secret(&secret)))
-}
-
-/// Id and secret hash for a token of any form (used for `SWITCHYARD_ADMIN_TOKEN`).
-pub fn identify(token: &str) -> (String, String) {
-    let (id, secret) = split(token);
-    (id, hash_secret(&secret))
-}
-
-fn split(token: &str) -> (String, String) {
-    if let Some(rest) = token.strip_prefix("sy_") {
-        if let Some((id, secret)) = rest.split_once('_') {
-            if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return (id.to_owned(), secret.to_owned());
-            }
-        }
-    }
-    let digest = Sha256::digest(token.as_bytes());
-    (format!("x{}", &hex::encode(digest)[..15]), token.to_owned())
-}
-
-fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The presented token: `Authorization: Bearer …` or `X-API-Key: …`.
@@ -169,102 +74,144 @@ pub fn presented(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Authenticates and checks the role: 401 without a valid token, 403 with too small a role.
-pub fn authorize(
-    cache: &TokenCache,
-    headers: &HeaderMap,
-    needed: Role,
-) -> Result<Arc<Principal>, ApiError> {
-    let Some(token) = presented(headers) else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`",
-        ));
-    };
-    let Some(principal) = cache.verify(token) else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "invalid or revoked token",
-        ));
-    };
-    let allowed = match needed {
-        Role::Sdk => principal.role == Role::Sdk,
-        _ => principal.role != Role::Sdk && principal.role >= needed,
-    };
-    if !allowed {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "{} {} token cannot do this; it needs the {} role",
-                if matches!(principal.role, Role::Admin | Role::Editor) {
-                    "an"
-                } else {
-                    "a"
-                },
-                principal.role.as_str(),
-                needed.as_str()
-            ),
-        ));
-    }
-    Ok(Arc::clone(principal))
+/// Why a caller was turned away before the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No token.
+    Missing,
+    /// Unknown, malformed or revoked token.
+    Invalid,
+    /// The token's role may not do this.
+    Role {
+        /// The caller's role.
+        has: Role,
+        /// The role the route needs.
+        needs: Role,
+    },
+    /// An SDK key that has used its request budget.
+    RateLimited {
+        /// Seconds until it may retry.
+        retry_after_secs: u64,
+    },
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use switchyard_storage::TokenRecord;
-
-    fn record(id: &str, hash: String, role: &str) -> TokenRecord {
-        TokenRecord {
-            id: id.to_owned(),
-            name: "n".to_owned(),
-            role: switchyard_storage::Role::parse(role).unwrap(),
-            environment: None,
-            secret_hash: hash,
-            created_at_ms: 0,
-            revoked_at_ms: None,
+impl Denied {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Denied::Missing | Denied::Invalid => StatusCode::UNAUTHORIZED,
+            Denied::Role { .. } => StatusCode::FORBIDDEN,
+            Denied::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
-    #[test]
-    fn generated_tokens_verify_and_others_do_not() {
-        let (id, token, hash) = generate().unwrap();
-        let cache = TokenCache::new(&[record(&id, hash, "editor")]);
-        assert_eq!(cache.verify(&token).map(|p| p.role), Some(Role::Editor));
-        let tampered = format!("{}0", &token[..token.len() - 1]);
-        assert!(cache.verify(&tampered).is_none() || token.ends_with('0'));
-        assert!(cache.verify("sy_0000000000000000_nope").is_none());
-        assert!(cache.verify("").is_none());
+    /// A sentence for the caller.
+    pub fn message(self) -> String {
+        match self {
+            Denied::Missing => {
+                "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into()
+            }
+            Denied::Invalid => "invalid or revoked token".into(),
+            Denied::Role {
+                has: Role::Sdk,
+                needs,
+            } => format!(
+                "an sdk key only evaluates flags; this needs a token with the {needs} role"
+            ),
+            Denied::Role {
+                has,
+                needs: Role::Sdk,
+            } => format!(
+                "this endpoint needs an SDK key (role sdk), which selects the environment; {} {has} token cannot use it",
+                article(has)
+            ),
+            Denied::Role { has, needs } => format!(
+                "{} {has} token cannot do this; it needs the {needs} role",
+                article(has)
+            ),
+            Denied::RateLimited { .. } => "rate limit exceeded".into(),
+        }
     }
 
-    #[test]
-    fn free_form_bootstrap_tokens_work() {
-        let (id, hash) = identify("a-long-admin-token-from-env");
-        let cache = TokenCache::new(&[record(&id, hash, "admin")]);
-        assert!(cache.verify("a-long-admin-token-from-env").is_some());
-        assert!(cache.verify("a-long-admin-token-from-env!").is_none());
+    fn into_admin_error(self) -> Response {
+        let code = match self {
+            Denied::Missing | Denied::Invalid => ErrorCode::Unauthorized,
+            Denied::Role { .. } => ErrorCode::Forbidden,
+            Denied::RateLimited { .. } => ErrorCode::RateLimited,
+        };
+        ApiError::new(code, self.message()).into_response()
     }
+}
 
-    #[test]
-    fn roles_are_ordered_and_sdk_is_separate() {
-        let (id, token, hash) = generate().unwrap();
-        let cache = TokenCache::new(&[record(&id, hash, "viewer")]);
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        assert!(authorize(&cache, &headers, Role::Viewer).is_ok());
-        assert_eq!(
-            authorize(&cache, &headers, Role::Editor).unwrap_err().code,
-            ErrorCode::Forbidden
-        );
-        assert_eq!(
-            authorize(&cache, &headers, Role::Sdk).unwrap_err().code,
-            ErrorCode::Forbidden
-        );
-        assert_eq!(
-            authorize(&cache, &HeaderMap::new(), Role::Viewer)
-                .unwrap_err()
-                .code,
-            ErrorCode::Unauthorized
-        );
+fn article(role: Role) -> &'static str {
+    match role {
+        Role::Admin | Role::Editor => "an",
+        Role::Viewer | Role::Sdk => "a",
     }
+}
+
+/// Checks a presented token against the served tokens and `needed`.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Arc<Principal>, Denied> {
+    let token = presented(headers).ok_or(Denied::Missing)?;
+    let snapshot = state.control.snapshot_guard();
+    let principal = snapshot
+        .token_cache()
+        .verify(token)
+        .cloned()
+        .ok_or(Denied::Invalid)?;
+    if !principal.role.satisfies(needed) {
+        return Err(Denied::Role {
+            has: principal.role,
+            needs: needed,
+        });
+    }
+    if needed == Role::Sdk {
+        if let Some(limiter) = &state.limiter {
+            if let Err(not_until) = limiter.check_key(&principal.id) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Err(Denied::RateLimited {
+                    retry_after_secs: secs.max(1),
+                });
+            }
+        }
+    }
+    Ok(principal)
+}
+
+/// The guard every route of the table gets: authenticates and authorizes before the
+/// handler runs, and renders a refusal in the route's own error shape (OFREP's for OFREP).
+pub async fn guard(state: AppState, access: Access, mut request: Request, next: Next) -> Response {
+    let Access::Role(needed) = access else {
+        return next.run(request).await;
+    };
+    match authenticate(&state, request.headers(), needed) {
+        Ok(principal) => {
+            request.extensions_mut().insert(Caller(principal));
+            next.run(request).await
+        }
+        Err(denied) if request.uri().path().starts_with("/ofrep/") => {
+            let path = request.uri().path();
+            let key = path
+                .strip_prefix("/ofrep/v1/evaluate/flags/")
+                .filter(|k| !k.is_empty());
+            crate::ofrep::refusal(denied, key)
+        }
+        Err(denied) => denied.into_admin_error(),
+    }
+}
+
+/// [`guard`] as a middleware function: its state is the app state and the route's access.
+pub async fn guard_layer(
+    State((state, access)): State<(AppState, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(state, access, request, next).await
 }

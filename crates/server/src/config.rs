@@ -11,7 +11,10 @@
 //! | `import` | `SWITCHYARD_IMPORT` | `--import` | none |
 //! | `flags` | `SWITCHYARD_FLAGS` | `--flags` | none (GitOps mode when set) |
 //! | `seed_examples` | `SWITCHYARD_SEED_EXAMPLES` | | `true` |
+//! | `import_overwrite` | `SWITCHYARD_IMPORT_OVERWRITE` | `--import-overwrite` | `false` |
 //! | `sync_interval_ms` | `SWITCHYARD_SYNC_INTERVAL_MS` | | `1000` |
+//! | `snapshot_file` | `SWITCHYARD_SNAPSHOT_FILE` | `--snapshot-file` | none |
+//! | `storage.timeout_ms` | `SWITCHYARD_DB_TIMEOUT_MS` | | `1000` |
 //! | `ofrep.rate_limit_per_second` | `SWITCHYARD_RATE_LIMIT` | | `0` (off) |
 //! | `ofrep.rate_limit_burst` | | | twice the rate |
 //! | `ofrep.cors_allowed_origins` | `SWITCHYARD_CORS_ORIGINS` (comma-separated) | | `["*"]` |
@@ -37,6 +40,10 @@ pub struct ServerConfig {
     /// Flag file(s) to import into the store at start.
     #[serde(default)]
     pub import: Vec<PathBuf>,
+    /// Replace flags that differ from the import files (otherwise they are reported as drift).
+    pub import_overwrite: Option<bool>,
+    /// Keep the last snapshot here, to serve it when starting while the store is down.
+    pub snapshot_file: Option<PathBuf>,
     /// Serve read-only from this flag file, reloading it when it changes (GitOps mode).
     pub flags: Option<PathBuf>,
     /// Load the example flags on first start.
@@ -57,6 +64,8 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// `sqlite://path` or `postgres://...`.
     pub url: Option<String>,
+    /// How long a call waits for a database connection before failing, in milliseconds.
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[ofrep]`.
@@ -94,6 +103,10 @@ pub struct CliOverrides {
     pub import: Vec<PathBuf>,
     /// `--flags FILE`.
     pub flags: Option<PathBuf>,
+    /// `--import-overwrite`.
+    pub import_overwrite: bool,
+    /// `--snapshot-file FILE`.
+    pub snapshot_file: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -123,6 +136,12 @@ pub struct Settings {
     pub storage_url: String,
     /// Files imported at start.
     pub import: Vec<PathBuf>,
+    /// Replace what differs from the import files instead of reporting it.
+    pub import_overwrite: bool,
+    /// The snapshot file, if one.
+    pub snapshot_file: Option<PathBuf>,
+    /// How long a store call waits for a connection.
+    pub storage_timeout_ms: u64,
     /// Where flags come from.
     pub flag_source: FlagSource,
     /// Load example flags on first start.
@@ -339,6 +358,24 @@ impl Settings {
                 None => Ok(from_file),
             }
         };
+        let import_overwrite = cli.import_overwrite
+            || bool_setting("SWITCHYARD_IMPORT_OVERWRITE", file.import_overwrite, false)?;
+        let snapshot_file = cli
+            .snapshot_file
+            .clone()
+            .or_else(|| env.get("SWITCHYARD_SNAPSHOT_FILE").map(PathBuf::from))
+            .or_else(|| file.snapshot_file.clone())
+            .filter(|p| !p.as_os_str().is_empty());
+        let storage_timeout_ms =
+            number("SWITCHYARD_DB_TIMEOUT_MS", file.storage.timeout_ms)?.unwrap_or(1000);
+        if !(50..=600_000).contains(&storage_timeout_ms) {
+            return Err(ConfigError::Invalid {
+                setting: "storage timeout",
+                value: storage_timeout_ms.to_string(),
+                origin: "$SWITCHYARD_DB_TIMEOUT_MS / `storage.timeout_ms`".to_owned(),
+                reason: "must be between 50 and 600000 milliseconds".to_owned(),
+            });
+        }
         let sync_interval_ms =
             number("SWITCHYARD_SYNC_INTERVAL_MS", file.sync_interval_ms)?.unwrap_or(1000);
         if !(10..=3_600_000).contains(&sync_interval_ms) {
@@ -431,6 +468,9 @@ impl Settings {
             listen,
             storage_url: storage_src.0,
             import,
+            import_overwrite,
+            snapshot_file,
+            storage_timeout_ms,
             flag_source,
             seed_examples,
             sync_interval_ms,
@@ -514,6 +554,7 @@ mod tests {
             listen: Some("127.0.0.1:1".into()),
             storage: StorageConfig {
                 url: Some("sqlite://file.db".into()),
+                timeout_ms: None,
             },
             ..ServerConfig::default()
         };

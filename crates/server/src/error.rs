@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 use switchyard_api_types::{ErrorBody, ErrorInfo, FieldProblem};
+use switchyard_control::ControlError;
 use switchyard_engine::Diagnostic;
 use switchyard_storage::StoreError;
 
@@ -20,6 +21,8 @@ pub enum ErrorCode {
     NotFound,
     /// Stale version or already exists (409).
     Conflict,
+    /// A full replacement without `If-Match` (428).
+    PreconditionRequired,
     /// The server serves flags read-only from a file (409).
     ReadOnly,
     /// The body or query is malformed (400).
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ErrorCode::ReadOnly => StatusCode::CONFLICT,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -58,6 +62,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::PreconditionRequired => "precondition_required",
             ErrorCode::ReadOnly => "read_only",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::ValidationFailed => "validation_failed",
@@ -146,26 +151,56 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match &err {
-            StoreError::Conflict { subject, expected, actual } => ApiError::new(
-                ErrorCode::Conflict,
-                match (expected, actual) {
-                    (_, None) => format!("{subject} does not exist"),
-                    (None, Some(_)) => format!("{subject} already exists"),
-                    (Some(e), Some(a)) => format!(
-                        "{subject} is at version {a}, not {e}: it changed since you read it; fetch it again and retry"
+        ApiError::from(ControlError::from(err))
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(err: ControlError) -> Self {
+        match err {
+            ControlError::NotFound { what, hint } => {
+                let message = match &hint {
+                    Some(hint) => format!("{what} was not found; {hint}"),
+                    None => format!("{what} was not found"),
+                };
+                ApiError::new(ErrorCode::NotFound, message)
+            }
+            ControlError::AlreadyExists { what } => {
+                ApiError::new(ErrorCode::Conflict, format!("{what} already exists"))
+            }
+            err @ ControlError::Stale {
+                expected, current, ..
+            } => ApiError::new(ErrorCode::Conflict, err.to_string()).with_details(
+                serde_json::json!({ "expectedVersion": expected, "currentVersion": current }),
+            ),
+            err @ ControlError::PreconditionRequired { current, .. } => {
+                ApiError::new(ErrorCode::PreconditionRequired, err.to_string())
+                    .with_details(serde_json::json!({ "currentVersion": current }))
+            }
+            ControlError::Invalid { diagnostics } => ApiError::validation(&diagnostics),
+            ControlError::BadRequest { field, message } => {
+                let error = ApiError::bad_request(message);
+                match field {
+                    Some(field) => error.with_details(serde_json::json!({ "field": field })),
+                    None => error,
+                }
+            }
+            ControlError::Refused { message } => ApiError::new(ErrorCode::Conflict, message),
+            err @ ControlError::ReadOnly { .. } => {
+                ApiError::new(ErrorCode::ReadOnly, err.to_string())
+            }
+            ControlError::Unavailable { reason, source } => {
+                tracing::warn!(%reason, "request refused: the store is unavailable");
+                Self {
+                    code: ErrorCode::Unavailable,
+                    message: format!(
+                        "the store is unavailable ({reason}); evaluations continue, retry the change later"
                     ),
-                },
-            )
-            .with_details(serde_json::json!({ "expectedVersion": expected, "currentVersion": actual })),
-            StoreError::NotFound { subject } => ApiError::not_found(subject),
-            StoreError::Connect { .. } => Self {
-                code: ErrorCode::Unavailable,
-                message: "the store is unavailable".to_owned(),
-                details: Value::Null,
-                source: Some(Box::new(err)),
-            },
-            _ => ApiError::internal(err),
+                    details: Value::Null,
+                    source: source.map(|s| Box::new(s) as Box<dyn std::error::Error + Send + Sync>),
+                }
+            }
+            err @ (ControlError::Store(_) | ControlError::Internal(_)) => ApiError::internal(err),
         }
     }
 }
@@ -173,8 +208,11 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source {
-            tracing::error!(code = self.code.as_str(), error = %source, "request failed");
+            if self.code == ErrorCode::Internal {
+                tracing::error!(code = self.code.as_str(), error = %chain(source.as_ref()), "request failed");
+            }
         }
+        let retry = self.code == ErrorCode::Unavailable;
         let body = ErrorBody {
             error: ErrorInfo {
                 code: self.code.as_str().to_owned(),
@@ -182,8 +220,27 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
+}
+
+/// An error and all its causes, one line (for the log: the cause is never dropped).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Result of an admin handler.

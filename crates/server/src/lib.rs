@@ -1,11 +1,12 @@
 //! Switchyard's HTTP server: the admin API, OFREP, auth, the audit log and metrics, as an axum
 //! [`Router`] built by [`app`] so tests run it in process, and [`run`] for the binary.
 //!
-//! Data flow: the store is the source of truth; every write goes through
-//! [`state::AppState::change_flag`] (validate the whole ruleset, write with its audit entry,
-//! rebuild the compiled snapshot); OFREP evaluates from the snapshot, never the database. A
-//! background loop picks up changes made by other replicas (store revision) or to the flag file
-//! (GitOps mode).
+//! Data flow: every change goes through the control layer ([`switchyard_control::Control`]):
+//! validated against the latest stored state inside the store's write lock, written with its
+//! audit entry and change-feed row, and published as a new snapshot. OFREP and the admin
+//! reads serve that snapshot (no database access); other replicas' changes arrive through the
+//! change feed (PostgreSQL `LISTEN/NOTIFY`, with a periodic check as the safety net). The
+//! route table says who may call what; one guard enforces it before any handler runs.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,21 +25,25 @@ pub mod ofrep;
 pub mod openapi;
 pub mod state;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::Router;
-use switchyard_storage::{AuditInfo, Store};
+use axum::{Json, Router};
+use switchyard_control::{
+    AdminToken, BootstrapPlan, Control, Settings as ControlSettings, Source, StartImport,
+};
+use switchyard_storage::{Store, StoreOptions};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::{Access, Role};
 use crate::config::{FlagSource, Settings};
 use crate::state::{AppState, EXAMPLE_FLAGS};
 
-/// One documented route: method, path, summary, role needed.
+/// One documented route: method, path, summary, who may call it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteDoc {
     /// HTTP method, upper case.
@@ -47,20 +52,28 @@ pub struct RouteDoc {
     pub path: &'static str,
     /// What it does.
     pub summary: &'static str,
-    /// `none`, `sdk`, `viewer`, `editor` or `admin`.
-    pub role: &'static str,
+    /// Who may call it (enforced by [`auth::guard`] before the handler).
+    pub access: Access,
 }
 
 macro_rules! routes {
-    ($( $method:ident $path:literal => $handler:path, $role:literal, $summary:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, $access:expr, $summary:literal; )*) => {
         /// Every route the server serves; the OpenAPI document is generated from this table,
-        /// and the router is built from it, so the two cannot drift.
+        /// and the router (with each route's guard) is built from it, so they cannot drift.
         pub const ROUTES: &[RouteDoc] = &[
-            $( RouteDoc { method: routes!(@upper $method), path: $path, summary: $summary, role: $role }, )*
+            $( RouteDoc { method: routes!(@upper $method), path: $path, summary: $summary, access: $access }, )*
         ];
-        fn table_router() -> Router<AppState> {
+        fn table_router(state: &AppState) -> Router<AppState> {
             let router = Router::new();
-            $( let router = router.route($path, $method($handler)); )*
+            $(
+                let router = router.route(
+                    $path,
+                    $method($handler).route_layer(axum::middleware::from_fn_with_state(
+                        (state.clone(), $access),
+                        auth::guard_layer,
+                    )),
+                );
+            )*
             router
         }
     };
@@ -70,43 +83,55 @@ macro_rules! routes {
     (@upper delete) => { "DELETE" };
 }
 
+const PUBLIC: Access = Access::Public;
+const SDK: Access = Access::Role(Role::Sdk);
+const VIEWER: Access = Access::Role(Role::Viewer);
+const EDITOR: Access = Access::Role(Role::Editor);
+const ADMIN: Access = Access::Role(Role::Admin);
+
 routes! {
-    get "/healthz" => healthz, "none", "Liveness: the process is up.";
-    get "/readyz" => readyz, "none", "Readiness: the store answers and flags are loaded.";
-    get "/metrics" => metrics_text, "none", "Prometheus metrics.";
-    get "/api/v1/openapi.json" => openapi::serve, "none", "This OpenAPI document.";
-    post "/ofrep/v1/evaluate/flags/{key}" => ofrep::evaluate_flag, "sdk", "OFREP: evaluate one flag.";
-    post "/ofrep/v1/evaluate/flags" => ofrep::evaluate_all, "sdk", "OFREP: evaluate every flag (ETag, 304).";
-    get "/api/v1/flags" => admin::list_flags, "viewer", "List flags; filter by tag, environment, state.";
-    post "/api/v1/flags" => admin::create_flag, "editor", "Create a flag.";
-    get "/api/v1/flags/{key}" => admin::get_flag, "viewer", "Get a flag (ETag is its version).";
-    put "/api/v1/flags/{key}" => admin::replace_flag, "editor", "Replace a flag's definition (If-Match).";
-    delete "/api/v1/flags/{key}" => admin::delete_flag, "editor", "Delete a flag (If-Match).";
-    post "/api/v1/flags/{key}/archive" => admin::archive_flag, "editor", "Archive a flag (kept, not served).";
-    post "/api/v1/flags/{key}/unarchive" => admin::unarchive_flag, "editor", "Serve an archived flag again.";
-    put "/api/v1/flags/{key}/enabled" => admin::set_enabled_top, "editor", "Enable or disable a flag everywhere it is not overridden.";
-    post "/api/v1/flags/{key}/kill" => admin::kill_top, "editor", "Kill switch on, in every environment.";
-    delete "/api/v1/flags/{key}/kill" => admin::release_top, "editor", "Release the global kill switch.";
-    put "/api/v1/flags/{key}/rollout" => admin::rollout_top, "editor", "Set the top-level rollout percentage.";
-    put "/api/v1/flags/{key}/environments/{env}/enabled" => admin::set_enabled_env, "editor", "Enable or disable a flag in one environment.";
-    post "/api/v1/flags/{key}/environments/{env}/kill" => admin::kill_env, "editor", "Kill switch on in one environment.";
-    delete "/api/v1/flags/{key}/environments/{env}/kill" => admin::release_env, "editor", "Release an environment's kill switch.";
-    put "/api/v1/flags/{key}/environments/{env}/rollout" => admin::rollout_env, "editor", "Set an environment's rollout percentage.";
-    put "/api/v1/flags/{key}/environments/{env}/targets" => admin::set_targets, "editor", "Replace an environment's individual targets.";
-    put "/api/v1/flags/{key}/environments/{env}/rules" => admin::set_rules, "editor", "Replace an environment's rules.";
-    get "/api/v1/segments" => admin::list_segments, "viewer", "List segments.";
-    get "/api/v1/segments/{name}" => admin::get_segment, "viewer", "Get a segment.";
-    put "/api/v1/segments/{name}" => admin::put_segment, "editor", "Create or replace a segment (If-Match).";
-    delete "/api/v1/segments/{name}" => admin::delete_segment, "editor", "Delete an unused segment.";
-    get "/api/v1/environments" => admin::list_environments, "viewer", "List environments.";
-    post "/api/v1/environments" => admin::create_environment, "admin", "Create an environment.";
-    get "/api/v1/tokens" => admin::list_tokens, "admin", "List tokens (never their secrets).";
-    post "/api/v1/tokens" => admin::create_token, "admin", "Create a token; the secret is shown once.";
-    delete "/api/v1/tokens/{id}" => admin::revoke_token, "admin", "Revoke a token.";
-    get "/api/v1/audit" => admin::audit_log, "viewer", "Audit log; filter by flag, segment, actor, time.";
-    post "/api/v1/import" => admin::import, "editor", "Import a flag file (JSON or YAML).";
-    get "/api/v1/export" => admin::export, "viewer", "Export every flag and segment as a flag file.";
-    post "/api/v1/seed" => admin::seed, "editor", "Create the example flags that do not exist yet.";
+    get "/healthz" => healthz, PUBLIC, "Liveness: the process is up.";
+    get "/readyz" => readyz, PUBLIC, "Readiness: a snapshot is served; the body reports the store's state.";
+    get "/metrics" => metrics_text, PUBLIC, "Prometheus metrics.";
+    get "/api/v1/openapi.json" => openapi::serve, PUBLIC, "This OpenAPI document.";
+    post "/ofrep/v1/evaluate/flags/{key}" => ofrep::evaluate_flag, SDK, "OFREP: evaluate one flag.";
+    post "/ofrep/v1/evaluate/flags" => ofrep::evaluate_all, SDK, "OFREP: evaluate every flag (ETag, 304).";
+    get "/api/v1/flags" => admin::list_flags, VIEWER, "List flags; filter by tag, environment, state.";
+    post "/api/v1/flags" => admin::create_flag, EDITOR, "Create a flag.";
+    get "/api/v1/flags/{key}" => admin::get_flag, VIEWER, "Get a flag (ETag is its version).";
+    put "/api/v1/flags/{key}" => admin::replace_flag, EDITOR, "Replace a flag's definition (If-Match required; * or ?force=true to override).";
+    delete "/api/v1/flags/{key}" => admin::delete_flag, EDITOR, "Delete a flag (If-Match optional).";
+    post "/api/v1/flags/{key}/archive" => admin::archive_flag, EDITOR, "Archive a flag (kept, not served).";
+    post "/api/v1/flags/{key}/unarchive" => admin::unarchive_flag, EDITOR, "Serve an archived flag again.";
+    put "/api/v1/flags/{key}/enabled" => admin::set_enabled_top, EDITOR, "Enable or disable a flag everywhere it is not overridden.";
+    post "/api/v1/flags/{key}/kill" => admin::kill_top, EDITOR, "Kill switch on, in every environment.";
+    delete "/api/v1/flags/{key}/kill" => admin::release_top, EDITOR, "Release the global kill switch.";
+    put "/api/v1/flags/{key}/rollout" => admin::rollout_top, EDITOR, "Set the top-level rollout percentage.";
+    put "/api/v1/flags/{key}/targets" => admin::targets_top, EDITOR, "Replace the top-level individual targets.";
+    put "/api/v1/flags/{key}/rules" => admin::rules_top, EDITOR, "Replace the top-level rules.";
+    put "/api/v1/flags/{key}/tenants/{tenant}" => admin::set_tenant_top, EDITOR, "Turn a flag on or off (or pick a variant) for one tenant.";
+    delete "/api/v1/flags/{key}/tenants/{tenant}" => admin::clear_tenant_top, EDITOR, "Remove a tenant's override.";
+    put "/api/v1/flags/{key}/environments/{env}/enabled" => admin::set_enabled_env, EDITOR, "Enable or disable a flag in one environment.";
+    post "/api/v1/flags/{key}/environments/{env}/kill" => admin::kill_env, EDITOR, "Kill switch on in one environment.";
+    delete "/api/v1/flags/{key}/environments/{env}/kill" => admin::release_env, EDITOR, "Release an environment's kill switch.";
+    put "/api/v1/flags/{key}/environments/{env}/rollout" => admin::rollout_env, EDITOR, "Set an environment's rollout percentage.";
+    put "/api/v1/flags/{key}/environments/{env}/targets" => admin::targets_env, EDITOR, "Replace an environment's individual targets.";
+    put "/api/v1/flags/{key}/environments/{env}/rules" => admin::rules_env, EDITOR, "Replace an environment's rules.";
+    put "/api/v1/flags/{key}/environments/{env}/tenants/{tenant}" => admin::set_tenant_env, EDITOR, "Turn a flag on or off (or pick a variant) for one tenant in one environment.";
+    delete "/api/v1/flags/{key}/environments/{env}/tenants/{tenant}" => admin::clear_tenant_env, EDITOR, "Remove a tenant's override in one environment.";
+    get "/api/v1/segments" => admin::list_segments, VIEWER, "List segments.";
+    get "/api/v1/segments/{name}" => admin::get_segment, VIEWER, "Get a segment.";
+    put "/api/v1/segments/{name}" => admin::put_segment, EDITOR, "Create a segment, or replace one (If-Match).";
+    delete "/api/v1/segments/{name}" => admin::delete_segment, EDITOR, "Delete an unused segment.";
+    get "/api/v1/environments" => admin::list_environments, VIEWER, "List environments.";
+    post "/api/v1/environments" => admin::create_environment, ADMIN, "Create an environment.";
+    get "/api/v1/tokens" => admin::list_tokens, ADMIN, "List tokens (never their secrets).";
+    post "/api/v1/tokens" => admin::create_token, ADMIN, "Create a token; the secret is shown once.";
+    delete "/api/v1/tokens/{id}" => admin::revoke_token, ADMIN, "Revoke a token.";
+    get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
+    post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
+    get "/api/v1/export" => admin::export, VIEWER, "Export every flag and segment as a flag file.";
+    post "/api/v1/seed" => admin::seed, EDITOR, "Create the example flags that do not exist yet.";
 }
 
 /// The whole application, ready to serve or to test with `oneshot`.
@@ -130,7 +155,7 @@ pub fn app(state: AppState) -> Router {
             .expose_headers([header::ETAG, header::RETRY_AFTER])
             .max_age(std::time::Duration::from_secs(600))
     };
-    table_router()
+    table_router(&state)
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(cors)
@@ -157,20 +182,31 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready while a snapshot is served (evaluations work), even if the store is down: pulling
+/// every replica out of the load balancer during a database outage would stop evaluations
+/// too. The body says where the snapshot came from and what state the store is in.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if !state.ready.load(std::sync::atomic::Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "flags not loaded yet\n").into_response();
-    }
-    match state.store.ping().await {
-        Ok(()) => "ready\n".into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n").into_response()
-        }
-    }
+    let control = &state.control;
+    let snapshot = control.snapshot_guard();
+    let body = serde_json::json!({
+        "status": if control.is_ready() { "ready" } else { "starting" },
+        "served": control.served(),
+        "revision": snapshot.revision,
+        "rulesetRevision": snapshot.ruleset_revision,
+        "flags": snapshot.ruleset.len(),
+        "store": control.store_status(),
+        "listener": control.listener_state(),
+    });
+    let status = if control.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
+    state.metrics.observe_control(&state.control);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -181,7 +217,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The store could not be opened.
+    /// The store could not be opened (and it is not an outage to wait out).
     #[error("cannot open the store at {url}: {source}")]
     Store {
         /// Redacted URL.
@@ -213,148 +249,117 @@ pub enum StartError {
 /// The environments that exist from the first start.
 pub const DEFAULT_ENVIRONMENTS: &[&str] = &["development", "staging", "production"];
 
-/// Opens the store, bootstraps, and builds the state (everything but listening).
+fn control_settings(settings: &Settings) -> ControlSettings {
+    ControlSettings {
+        sync_interval: Duration::from_millis(settings.sync_interval_ms),
+        snapshot_file: settings.snapshot_file.clone(),
+        ..ControlSettings::default()
+    }
+}
+
+fn source(settings: &Settings) -> Source {
+    match &settings.flag_source {
+        FlagSource::Store => Source::Store,
+        FlagSource::File(path) => Source::File(path.clone()),
+    }
+}
+
+async fn connect(settings: &Settings) -> Result<Store, switchyard_storage::StoreError> {
+    Store::connect_with(
+        &settings.storage_url,
+        &StoreOptions {
+            acquire_timeout: Duration::from_millis(settings.storage_timeout_ms),
+        },
+    )
+    .await
+}
+
+/// What the first start does, from the settings.
+fn plan(settings: &Settings) -> Result<BootstrapPlan, StartError> {
+    let mut imports = Vec::new();
+    for path in &settings.import {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartError::Bootstrap(format!("{}: {e}", path.display())))?;
+        imports.push(StartImport {
+            name: path.display().to_string(),
+            text,
+            format: switchyard_engine::Format::from_path(path)
+                .unwrap_or(switchyard_engine::Format::Yaml),
+        });
+    }
+    Ok(BootstrapPlan {
+        environments: DEFAULT_ENVIRONMENTS
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
+        admin_token: match &settings.admin_token {
+            Some(token) => AdminToken::Given(token.clone()),
+            None => AdminToken::GenerateIfNone,
+        },
+        seed: settings.seed_examples.then(|| StartImport {
+            name: "examples/flags.yaml".to_owned(),
+            text: EXAMPLE_FLAGS.to_owned(),
+            format: switchyard_engine::Format::Yaml,
+        }),
+        imports,
+        overwrite_imports: settings.import_overwrite,
+    })
+}
+
+/// Attaches the store, carries out the first start, loads everything; prints a generated
+/// admin token once.
+async fn start_control(
+    control: &Control,
+    store: Store,
+    settings: &Settings,
+) -> Result<(), StartError> {
+    let plan = plan(settings)?;
+    control
+        .attach(store)
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    let report = control.bootstrap(&plan).await.map_err(|e| match &e {
+        switchyard_control::ControlError::Invalid { diagnostics } => {
+            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            StartError::Bootstrap(format!("{e}:\n  {}", lines.join("\n  ")))
+        }
+        _ => StartError::Bootstrap(e.to_string()),
+    })?;
+    if let Some(seeded) = &report.seeded {
+        tracing::info!(created = seeded.created.len(), "loaded the example flags");
+    }
+    for (file, imported) in &report.imports {
+        tracing::info!(%file, created = imported.created.len(), updated = imported.updated.len(), drifted = imported.drifted.len(), "imported");
+    }
+    if let Some(token) = &report.generated_admin_token {
+        println!("created the first admin token (shown once; keep it safe):\n  {token}");
+        println!("  use it as: export SWITCHYARD_TOKEN={token}");
+    }
+    Ok(())
+}
+
+/// Opens the store, bootstraps, and builds the state (everything but listening); the store
+/// must answer. Tests use it to run the app in process.
 pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
-    let store = Store::connect(&settings.storage_url)
+    let store = connect(&settings)
         .await
         .map_err(|source| StartError::Store {
             url: config::redact(&settings.storage_url),
             source,
         })?;
-    let state = AppState::new(store, settings, metrics::Metrics::new()?);
-    bootstrap(&state).await?;
-    state
-        .reload()
-        .await
-        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-    Ok(state)
-}
-
-async fn bootstrap(state: &AppState) -> Result<(), StartError> {
-    let fail = |e: &dyn std::fmt::Display| StartError::Bootstrap(e.to_string());
-    let system = |action: &str| AuditInfo {
-        actor_name: None,
-        actor: "system".to_owned(),
-        action: action.to_owned(),
-        environment: None,
-        reason: Some("first start".to_owned()),
-    };
-    let existing = state
-        .store
-        .list_environments()
-        .await
-        .map_err(|e| fail(&e))?;
-    for env in DEFAULT_ENVIRONMENTS {
-        if !existing.iter().any(|e| e.name == *env) {
-            state
-                .store
-                .create_environment(env, &system("environment.create"))
-                .await
-                .map_err(|e| fail(&e))?;
-        }
-    }
-
-    // Admin token: from SWITCHYARD_ADMIN_TOKEN, or generated and printed once.
-    if let Some(token) = &state.settings.admin_token {
-        let (id, hash) = auth::identify(token);
-        let existing = state.store.find_token(&id).await.map_err(|e| fail(&e))?;
-        if existing.as_ref().is_some_and(|t| t.revoked_at_ms.is_some()) {
-            return Err(StartError::Bootstrap(
-                "SWITCHYARD_ADMIN_TOKEN names a token that was revoked; set it to a new value to create a fresh admin token".to_owned(),
-            ));
-        }
-        if existing.is_none() {
-            state
-                .store
-                .create_token(
-                    &switchyard_storage::NewToken {
-                        id,
-                        name: "bootstrap-admin".to_owned(),
-                        role: switchyard_storage::Role::Admin,
-                        environment: None,
-                        secret_hash: hash,
-                    },
-                    &system("token.create"),
-                )
-                .await
-                .map_err(|e| fail(&e))?;
-        }
-        state.reload_tokens().await.map_err(|e| fail(&e))?;
-    } else {
-        let admins = state
-            .store
-            .count_active_tokens(Some(switchyard_storage::Role::Admin))
-            .await
-            .map_err(|e| fail(&e))?;
-        state.reload_tokens().await.map_err(|e| fail(&e))?;
-        if admins == 0 {
-            let created =
-                admin::issue_token(state, "bootstrap-admin", auth::Role::Admin, None, "system")
-                    .await
-                    .map_err(|e| fail(&e.message))?;
-            println!(
-                "created the first admin token (shown once; keep it safe):\n  {}",
-                created.token
-            );
-            println!("  use it as: export SWITCHYARD_TOKEN={}", created.token);
-        }
-    }
-
-    if matches!(state.settings.flag_source, FlagSource::Store) {
-        let seeded = state
-            .store
-            .get_meta("examples_seeded")
-            .await
-            .map_err(|e| fail(&e))?;
-        if state.settings.seed_examples && seeded.is_none() {
-            let result = admin::import_text(
-                state,
-                EXAMPLE_FLAGS,
-                switchyard_engine::Format::Yaml,
-                "examples/flags.yaml",
-                "system",
-                Some("first start".to_owned()),
-                true,
-            )
-            .await
-            .map_err(|e| fail(&e.message))?;
-            tracing::info!(created = result.created.len(), "loaded the example flags");
-            state
-                .store
-                .set_meta("examples_seeded", "1")
-                .await
-                .map_err(|e| fail(&e))?;
-        }
-        for path in state.settings.import.clone() {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| fail(&format!("{}: {e}", path.display())))?;
-            let format = switchyard_engine::Format::from_path(&path)
-                .unwrap_or(switchyard_engine::Format::Yaml);
-            let name = path.display().to_string();
-            let result = admin::import_text(
-                state,
-                &text,
-                format,
-                &name,
-                "system",
-                Some(format!("--import {name}")),
-                false,
-            )
-            .await
-            .map_err(|e| {
-                let details = e.details.get("problems").cloned().unwrap_or_default();
-                StartError::Bootstrap(format!("import {name}: {} {details}", e.message))
-            })?;
-            tracing::info!(file = %name, created = result.created.len(), updated = result.updated.len(), "imported");
-        }
-    }
-    Ok(())
+    let control = Control::new(source(&settings), control_settings(&settings));
+    start_control(&control, store, &settings).await?;
+    Ok(AppState::new(control, settings, metrics::Metrics::new()?))
 }
 
 /// Runs the server until SIGINT or SIGTERM.
+///
+/// Start-up order: bind the address (nothing is printed before it succeeds); connect to the
+/// store and bootstrap; print `listening on`. A PostgreSQL store that does not answer yet is
+/// retried in the background with backoff while the server already serves the snapshot
+/// file, if one is configured (writes answer 503 until the store does).
 pub async fn run(settings: Settings) -> Result<(), StartError> {
     let listen = settings.listen;
-    let state = prepare(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -362,39 +367,124 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
+    // Installed before anything is announced, so a signal right after start is handled.
+    let shutdown = shutdown_signal()?;
+    let control = Control::new(source(&settings), control_settings(&settings));
+    let state = AppState::new(control.clone(), settings.clone(), metrics::Metrics::new()?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sync = tokio::spawn(state.clone().sync_loop(stop_rx));
-    tracing::info!(%addr, backend = %state.store.backend(), flags = state.snapshot.load().ruleset.len(), "serving");
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<StartError>(1);
+
+    match connect(&settings).await {
+        Ok(store) => {
+            start_control(&control, store, &settings).await?;
+            spawn_background(&control, &stop_rx);
+        }
+        Err(err) if err.is_unavailable() => {
+            tracing::warn!(error = %error::chain(&err), "the store does not answer; retrying in the background");
+            match control.load_snapshot_file() {
+                Ok(Some(revision)) => tracing::info!(revision, "serving the snapshot file until the store answers"),
+                Ok(None) => tracing::warn!("no snapshot file to serve: flags answer FLAG_NOT_FOUND until the store answers"),
+                Err(err) => tracing::warn!(error = %err, "the snapshot file is not used"),
+            }
+            let (control, settings, stop_rx) = (control.clone(), settings.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                let mut backoff = Duration::from_millis(200);
+                let store = loop {
+                    tokio::time::sleep(backoff).await;
+                    match connect(&settings).await {
+                        Ok(store) => break store,
+                        Err(err) if err.is_unavailable() => {
+                            tracing::warn!(error = %error::chain(&err), retry_in_ms = backoff.as_millis() as u64, "the store still does not answer");
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                        Err(source) => {
+                            let _ = fatal_tx
+                                .send(StartError::Store {
+                                    url: config::redact(&settings.storage_url),
+                                    source,
+                                })
+                                .await;
+                            return;
+                        }
+                    }
+                    if *stop_rx.borrow() {
+                        return;
+                    }
+                };
+                match start_control(&control, store, &settings).await {
+                    Ok(()) => {
+                        tracing::info!("connected to the store");
+                        spawn_background(&control, &stop_rx);
+                    }
+                    Err(err) => {
+                        let _ = fatal_tx.send(err).await;
+                    }
+                }
+            });
+        }
+        Err(source) => {
+            return Err(StartError::Store {
+                url: config::redact(&settings.storage_url),
+                source,
+            })
+        }
+    }
+
+    let rollouts = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
+    tracing::info!(%addr, flags = control.snapshot().ruleset.len(), "serving");
     println!("listening on http://{addr}");
+    let fatal = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+    let fatal_seen = std::sync::Arc::clone(&fatal);
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {}
+            Some(err) = fatal_rx.recv() => {
+                *fatal_seen.lock().await = Some(err);
+            }
+        }
+    };
     axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
         .map_err(StartError::Serve)?;
     let _ = stop_tx.send(true);
-    let _ = sync.await;
-    state.store.close().await;
+    let _ = rollouts.await;
+    if let Err(err) = control.write_snapshot_file() {
+        tracing::warn!(error = %err, "snapshot file not written at shutdown");
+    }
+    if let Some(store) = control.store() {
+        store.close().await;
+    }
+    if let Some(err) = fatal.lock().await.take() {
+        return Err(err);
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+fn spawn_background(control: &Control, stop: &tokio::sync::watch::Receiver<bool>) {
+    let (c, s) = (control.clone(), stop.clone());
+    tokio::spawn(async move { c.run(s).await });
+    let (c, s) = (control.clone(), stop.clone());
+    tokio::spawn(async move { c.run_snapshot_writer(s).await });
+}
+
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, StartError> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(StartError::Serve)?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(StartError::Serve)?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }

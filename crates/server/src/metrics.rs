@@ -20,6 +20,10 @@ pub struct Metrics {
     pub rollout: prometheus::GaugeVec,
     /// `switchyard_flags` served.
     pub flags: IntGauge,
+    /// `switchyard_store_up`: 1 while the store answers, 0 while it is down or connecting.
+    pub store_up: IntGauge,
+    /// `switchyard_snapshot_revision`: the store revision this replica serves.
+    pub revision: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +72,16 @@ impl Metrics {
             &["flag", "environment"],
         )?;
         let flags = IntGauge::new("switchyard_flags", "Flags currently served")?;
+        let store_up = IntGauge::new(
+            "switchyard_store_up",
+            "1 while the store answers, 0 while it is down (evaluations continue from memory)",
+        )?;
+        let revision = IntGauge::new(
+            "switchyard_snapshot_revision",
+            "The store revision this replica serves",
+        )?;
+        registry.register(Box::new(store_up.clone()))?;
+        registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(evaluations.clone()))?;
         registry.register(Box::new(http.clone()))?;
         registry.register(Box::new(flag_changes.clone()))?;
@@ -82,7 +96,44 @@ impl Metrics {
             kill_switches,
             rollout,
             flags,
+            store_up,
+            revision,
         })
+    }
+
+    /// Updates the gauges that read the control layer's state.
+    pub fn observe_control(&self, control: &switchyard_control::Control) {
+        let up = matches!(control.store_status(), switchyard_control::StoreStatus::Up);
+        self.store_up.set(i64::from(up));
+        self.revision.set(control.snapshot_guard().revision);
+    }
+
+    /// Sets the rollout and flag-count gauges from a snapshot.
+    pub fn observe_snapshot(&self, snapshot: &switchyard_control::Snapshot) {
+        self.flags.set(snapshot.ruleset.len() as i64);
+        self.revision.set(snapshot.revision);
+        self.rollout.reset();
+        for view in snapshot.flags() {
+            let f = view.definition;
+            let top = f
+                .targeting
+                .fallthrough
+                .as_ref()
+                .and_then(|ft| ft.percentage)
+                .or(f.percentage);
+            if let Some(p) = top {
+                self.rollout
+                    .with_label_values(&[f.key.as_str(), "*"])
+                    .set(p);
+            }
+            for (env, e) in &f.environments {
+                if let Some(p) = e.fallthrough.as_ref().and_then(|ft| ft.percentage) {
+                    self.rollout
+                        .with_label_values(&[f.key.as_str(), env.as_str()])
+                        .set(p);
+                }
+            }
+        }
     }
 
     /// The text exposition format.
@@ -93,5 +144,26 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Keeps the snapshot gauges current until `stop` changes.
+pub async fn follow_snapshots(
+    state: crate::state::AppState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut published = state.control.subscribe();
+    state.metrics.observe_snapshot(&state.control.snapshot());
+    loop {
+        tokio::select! {
+            changed = published.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = published.borrow_and_update().clone();
+                state.metrics.observe_snapshot(&snapshot);
+            }
+            _ = stop.changed() => return,
+        }
     }
 }

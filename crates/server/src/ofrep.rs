@@ -8,14 +8,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use switchyard_engine::{Context, ErrorCode, Evaluation};
 
-use crate::auth::{presented, Principal, Role};
+use crate::auth::{Caller, Denied};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -86,78 +85,26 @@ fn failure(status: StatusCode, key: &str, code: &'static str, details: &str) -> 
     )
 }
 
-/// Why an OFREP request was refused before evaluating; each endpoint renders it in its own
-/// body shape (single-flag failures carry the key, bulk failures do not).
-struct Refusal {
-    status: StatusCode,
-    details: &'static str,
-    retry_after_secs: Option<u64>,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, details: &'static str) -> Self {
-        Self {
-            status,
-            details,
-            retry_after_secs: None,
-        }
-    }
-
-    fn render(self, key: Option<&str>) -> Response {
-        let mut response = match key {
-            Some(key) => failure(self.status, key, "GENERAL", self.details),
-            None => json(
-                self.status,
-                to_vec(&BulkFailure {
-                    error_code: "GENERAL",
-                    error_details: self.details,
-                }),
-            ),
-        };
-        if let Some(v) = self
-            .retry_after_secs
-            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
-        {
+/// The OFREP body for a caller the route guard turned away: single-flag failures carry the
+/// key, bulk failures do not; 429 carries `Retry-After`.
+pub(crate) fn refusal(denied: Denied, key: Option<&str>) -> Response {
+    let details = denied.message();
+    let mut response = match key {
+        Some(key) => failure(denied.status(), key, "GENERAL", &details),
+        None => json(
+            denied.status(),
+            to_vec(&BulkFailure {
+                error_code: "GENERAL",
+                error_details: &details,
+            }),
+        ),
+    };
+    if let Denied::RateLimited { retry_after_secs } = denied {
+        if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        response
     }
-}
-
-/// Authenticates an SDK key and applies its rate limit.
-fn sdk_principal(state: &AppState, headers: &HeaderMap) -> Result<Arc<Principal>, Refusal> {
-    let tokens = state.tokens.load();
-    let Some(token) = presented(headers) else {
-        return Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "missing SDK key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        ));
-    };
-    let Some(principal) = tokens.verify(token) else {
-        return Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid or revoked SDK key",
-        ));
-    };
-    if principal.role != Role::Sdk || principal.environment.is_none() {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "OFREP needs an SDK key (role sdk), which selects the environment",
-        ));
-    }
-    if let Some(limiter) = &state.limiter {
-        if let Err(not_until) = limiter.check_key(&principal.id) {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            return Err(Refusal {
-                retry_after_secs: Some(secs.max(1)),
-                ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded")
-            });
-        }
-    }
-    Ok(Arc::clone(principal))
+    response
 }
 
 /// Parses the request body into a context; `Err` carries the OFREP error code and details.
@@ -194,26 +141,22 @@ fn record(state: &AppState, key: &str, eval: &Evaluation<'_>) {
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
 pub async fn evaluate_flag(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     Path(key): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match sdk_principal(&state, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return refusal.render(Some(&key)),
-    };
     let ctx = match parse_context(&body) {
         Ok(ctx) => ctx,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, &key, code, &details),
     };
-    let snapshot = state.snapshot.load();
+    let snapshot = state.control.snapshot_guard();
     let env = principal.environment.as_deref().unwrap_or_default();
     let evaluator = snapshot
         .ruleset
         .evaluator(env, time::OffsetDateTime::now_utc());
     let eval = evaluator.evaluate(&key, &ctx);
     record(&state, &key, &eval);
-    let metadata = snapshot.metadata.get(&key);
+    let metadata = snapshot.client_metadata(&key);
     match &eval.error {
         None => json(
             StatusCode::OK,
@@ -250,13 +193,10 @@ pub async fn evaluate_flag(
 /// `POST /ofrep/v1/evaluate/flags` (bulk, strong ETag, 304 on `If-None-Match`).
 pub async fn evaluate_all(
     State(state): State<AppState>,
+    Caller(principal): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let principal = match sdk_principal(&state, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return refusal.render(None),
-    };
     let ctx = match parse_context(&body) {
         Ok(ctx) => ctx,
         Err((code, details)) => {
@@ -269,7 +209,7 @@ pub async fn evaluate_all(
             )
         }
     };
-    let snapshot = state.snapshot.load();
+    let snapshot = state.control.snapshot_guard();
     let env = principal.environment.as_deref().unwrap_or_default();
     let evaluator = snapshot
         .ruleset
@@ -279,7 +219,7 @@ pub async fn evaluate_all(
         .iter()
         .map(|(key, eval)| {
             record(&state, key, eval);
-            let metadata = snapshot.metadata.get(*key);
+            let metadata = snapshot.client_metadata(key);
             match &eval.error {
                 None => Item::Success(Success {
                     key,
@@ -297,9 +237,11 @@ pub async fn evaluate_all(
             }
         })
         .collect();
+    let mut set_metadata = Map::new();
+    set_metadata.insert("revision".into(), Value::from(snapshot.ruleset_revision));
     let body = to_vec(&Bulk {
         flags,
-        metadata: &snapshot.set_metadata,
+        metadata: &set_metadata,
     });
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
     let matches = headers

@@ -24,11 +24,11 @@ pub fn document() -> Value {
             "summary": route.summary,
             "operationId": operation_id(route.method, route.path),
             "parameters": params,
-            "responses": responses(route.method, route.role),
+            "responses": responses(route.method, route.access.as_str()),
         });
-        if route.role != "none" {
+        if route.access != crate::auth::Access::Public {
             op["security"] = json!([{"BearerAuth": []}, {"ApiKeyAuth": []}]);
-            op["x-switchyard-role"] = json!(route.role);
+            op["x-switchyard-role"] = json!(route.access.as_str());
         }
         if matches!(route.method, "POST" | "PUT") {
             op["requestBody"] =

@@ -513,7 +513,8 @@ fn a_session_of_flag_changes_over_http() {
     let entries = entries["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1]["reason"], "done");
-    assert_eq!(entries[1]["actor"], "bootstrap-admin");
+    assert_eq!(entries[1]["actorName"], "bootstrap-admin");
+    assert!(entries[1]["actor"].as_str().unwrap().starts_with("token:"));
 }
 
 #[test]

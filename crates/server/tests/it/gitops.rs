@@ -28,7 +28,8 @@ async fn serves_a_watched_file_read_only() {
     assert_eq!(r.error_code(), "read_only");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sync = tokio::spawn(s.state.clone().sync_loop(stop_rx));
+    let control = s.state.control.clone();
+    let sync = tokio::spawn(async move { control.run(stop_rx).await });
     // An invalid edit keeps the previous flags.
     std::fs::write(
         &file,
