@@ -1,6 +1,8 @@
 //! Drives the real `switchyard` binary.
 
+mod outage;
 mod protocol;
+mod replicas;
 mod serve;
 
 use std::path::{Path, PathBuf};

@@ -81,18 +81,18 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
     }
 }
 
-fn db(dir: &Path) -> String {
+pub(crate) fn db(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("switchyard.db").display())
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into()
 }
 
-fn get_json(url: &str, token: &str) -> (u16, serde_json::Value) {
+pub(crate) fn get_json(url: &str, token: &str) -> (u16, serde_json::Value) {
     let mut r = agent()
         .get(url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -105,7 +105,12 @@ fn get_json(url: &str, token: &str) -> (u16, serde_json::Value) {
     )
 }
 
-fn send_json(method: &str, url: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+pub(crate) fn send_json(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     let req = ureq::http::Request::builder()
         .method(method)
         .uri(url)
@@ -287,13 +292,13 @@ fn bad_configuration_fails_at_start_with_a_clear_message() {
 }
 
 /// The PostgreSQL server tests use (`SWITCHYARD_TEST_POSTGRES_URL` overrides it).
-fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// Runs SQL with `psql` (the PostgreSQL client); fails loudly when it is missing.
-fn psql(sql: &str) {
+pub(crate) fn psql(sql: &str) {
     let out = Command::new("psql")
         .args([&postgres_url(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
         .output()
@@ -305,29 +310,48 @@ fn psql(sql: &str) {
     );
 }
 
+/// A fresh schema in the test PostgreSQL, dropped when this is dropped (even on panic).
+pub(crate) struct PgSchema {
+    /// A storage URL that selects the schema.
+    pub(crate) url: String,
+    name: String,
+}
+
+impl PgSchema {
+    pub(crate) fn new(tag: &str) -> PgSchema {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "sy_{tag}_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+        ));
+        let sep = if postgres_url().contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let url = format!("{}{sep}options=-c%20search_path%3D{name}", postgres_url());
+        PgSchema { url, name }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
 #[test]
 fn a_change_on_one_replica_reaches_the_other_through_postgres() {
-    let schema = format!(
-        "sy_serve_{}_{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() % 1_000_000
-    );
-    psql(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    ));
-    struct DropSchema(String);
-    impl Drop for DropSchema {
-        fn drop(&mut self) {
-            psql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-        }
-    }
-    let _cleanup = DropSchema(schema.clone());
-    let sep = if postgres_url().contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    let url = format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_url());
+    let schema = PgSchema::new("serve");
+    let url = schema.url.clone();
     let admin = "replica-admin-token-0123";
     let env = [
         ("SWITCHYARD_ADMIN_TOKEN", admin),

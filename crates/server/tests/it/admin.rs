@@ -762,3 +762,167 @@ async fn the_last_admin_token_cannot_be_revoked_and_messages_read_well() {
         .to_owned();
     assert_eq!(created.len(), "2026-01-01T00:00:00.000Z".len(), "{created}");
 }
+
+/// Every route of the OpenAPI document, called with no token, an SDK key, a viewer, an editor
+/// and an admin — each with a body that does not parse — answers exactly as the route table
+/// says: 401 without a token, 403 for a role that may not, and otherwise whatever the handler
+/// says about the body (so authorization happens before any body is read).
+#[tokio::test]
+async fn every_route_checks_its_role_before_reading_the_body() {
+    use switchyard_server::auth::{Access, Role};
+    let s = TestServer::start().await;
+    let sdk = s.token("sdk", Some("production")).await;
+    let viewer = s.token("viewer", None).await;
+    let editor = s.token("editor", None).await;
+    let callers: [(Option<&str>, Option<Role>); 5] = [
+        (None, None),
+        (Some(&sdk), Some(Role::Sdk)),
+        (Some(&viewer), Some(Role::Viewer)),
+        (Some(&editor), Some(Role::Editor)),
+        (Some(ADMIN), Some(Role::Admin)),
+    ];
+    let doc = s
+        .call(Method::GET, "/api/v1/openapi.json", None, None, &[])
+        .await
+        .json;
+    let mut checked = 0;
+    for route in switchyard_server::ROUTES {
+        let documented = &doc["paths"][route.path][route.method.to_lowercase()];
+        assert!(
+            documented.is_object(),
+            "{} {} is not documented",
+            route.method,
+            route.path
+        );
+        assert_eq!(
+            documented["x-switchyard-role"].as_str().unwrap_or("none"),
+            route.access.as_str()
+        );
+        let uri = route
+            .path
+            .replace("{key}", "no-such-flag")
+            .replace("{env}", "production")
+            .replace("{name}", "no-such")
+            .replace("{tenant}", "acme")
+            .replace("{id}", "no-such");
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        for (token, role) in callers {
+            let r = s
+                .call(method.clone(), &uri, token, Some("{this is not json"), &[])
+                .await;
+            let expected = match (route.access, role) {
+                (Access::Public, _) => None,
+                (Access::Role(_), None) => Some(StatusCode::UNAUTHORIZED),
+                (Access::Role(needed), Some(role)) if !role.satisfies(needed) => {
+                    Some(StatusCode::FORBIDDEN)
+                }
+                (Access::Role(_), Some(_)) => None,
+            };
+            match expected {
+                Some(status) => assert_eq!(
+                    r.status, status,
+                    "{} {} as {role:?}: {}",
+                    route.method, route.path, r.text
+                ),
+                None => assert!(
+                    r.status != StatusCode::UNAUTHORIZED && r.status != StatusCode::FORBIDDEN,
+                    "{} {} as {role:?} was refused: {} {}",
+                    route.method,
+                    route.path,
+                    r.status,
+                    r.text
+                ),
+            }
+            // Refusals are JSON in the route's own shape.
+            if expected.is_some() {
+                let body: serde_json::Value = serde_json::from_str(&r.text).unwrap_or_else(|_| {
+                    panic!("{} {}: not JSON: {}", route.method, route.path, r.text)
+                });
+                if route.path.starts_with("/ofrep/") {
+                    assert_eq!(body["errorCode"], "GENERAL", "{body}");
+                } else {
+                    assert!(body["error"]["code"].is_string(), "{body}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, switchyard_server::ROUTES.len() * 5);
+}
+
+/// An identical PUT changes nothing and says so; a PUT without If-Match is refused with 428
+/// (naming the current version); `If-Match: *` forces it.
+#[tokio::test]
+async fn replacements_need_if_match_and_no_ops_change_nothing() {
+    let s = TestServer::start().await;
+    let r = s.admin(Method::POST, "/api/v1/flags", Some(FLAG)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let body = r#"{"key": "new-search", "tags": ["search"], "rules": [{"id": "staff", "conditions": [{"attribute": "email", "operator": "ends_with", "value": "@acme.io"}], "variant": "on"}]}"#;
+    let r = s
+        .admin(Method::PUT, "/api/v1/flags/new-search", Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_REQUIRED, "{}", r.text);
+    assert_eq!(r.error_code(), "precondition_required");
+    assert_eq!(r.json["error"]["details"]["currentVersion"], 1);
+    let r = s
+        .call(
+            Method::PUT,
+            "/api/v1/flags/new-search",
+            Some(ADMIN),
+            Some(body),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["unchanged"], true,
+        "an identical replacement changes nothing"
+    );
+    assert_eq!(r.json["version"], 1);
+    let audit = s
+        .admin(Method::GET, "/api/v1/audit?flag=new-search", None)
+        .await;
+    assert_eq!(audit.json["entries"].as_array().unwrap().len(), 1);
+    let changed = body.replace("[\"search\"]", "[\"search\", \"forced\"]");
+    let r = s
+        .call(
+            Method::PUT,
+            "/api/v1/flags/new-search",
+            Some(ADMIN),
+            Some(&changed),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["version"], 2);
+    assert!(r.json.get("unchanged").is_none());
+    // Releasing a kill switch that is not on: the first edit writes the implied
+    // fallthrough out, the second changes nothing.
+    s.admin(Method::DELETE, "/api/v1/flags/new-search/kill", None)
+        .await;
+    let r = s
+        .admin(Method::DELETE, "/api/v1/flags/new-search/kill", None)
+        .await;
+    assert_eq!(r.json["unchanged"], true, "{}", r.text);
+}
+
+/// GitOps mode: the file's flags are visible to the admin API and the export.
+#[tokio::test]
+async fn a_flag_file_is_visible_to_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.yaml");
+    std::fs::write(&file, "flags:\n  - key: from-file\n    owner: team-a\n").unwrap();
+    let path = file.clone();
+    let s = TestServer::with(move |c| {
+        c.flag_source = switchyard_server::config::FlagSource::File(path)
+    })
+    .await;
+    let list = s.admin(Method::GET, "/api/v1/flags", None).await;
+    assert_eq!(list.json["flags"][0]["key"], "from-file", "{}", list.text);
+    let one = s.admin(Method::GET, "/api/v1/flags/from-file", None).await;
+    assert_eq!(one.json["definition"]["owner"], "team-a");
+    let export = s
+        .admin(Method::GET, "/api/v1/export?format=yaml", None)
+        .await;
+    assert!(export.text.contains("from-file"), "{}", export.text);
+}
