@@ -214,10 +214,10 @@ impl Draft {
             }
         }
         for record in &segment_records {
-            self.snap.put_segment(ruleset.clone(), record);
+            self.snap.put_segment_meta(record);
         }
         for (record, def) in &flag_records {
-            self.snap.put_flag(ruleset.clone(), record, def);
+            self.snap.put_flag_meta(record, def);
         }
         self.snap.ruleset = ruleset;
         Ok(())

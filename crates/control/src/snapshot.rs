@@ -3,6 +3,8 @@
 //! or advanced by the change feed (recompiling only what changed).
 
 use std::collections::BTreeMap;
+
+use imbl::OrdMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -82,8 +84,9 @@ pub struct Snapshot {
     pub ruleset: Ruleset,
     /// Where the flags come from.
     pub source: Source,
-    flags: Arc<BTreeMap<Arc<str>, FlagMeta>>,
-    segments: Arc<BTreeMap<Arc<str>, SegmentMeta>>,
+    /// Persistent maps: a change copies a path of the tree, not the map (10 000 flags).
+    flags: OrdMap<Arc<str>, FlagMeta>,
+    segments: OrdMap<Arc<str>, SegmentMeta>,
     environments: Arc<BTreeMap<String, EnvironmentRecord>>,
     tokens: Arc<BTreeMap<String, TokenRecord>>,
     token_cache: Arc<TokenCache>,
@@ -97,8 +100,8 @@ impl Snapshot {
             ruleset_revision: 0,
             ruleset: Ruleset::default(),
             source,
-            flags: Arc::default(),
-            segments: Arc::default(),
+            flags: OrdMap::new(),
+            segments: OrdMap::new(),
             environments: Arc::default(),
             tokens: Arc::default(),
             token_cache: Arc::default(),
@@ -139,8 +142,8 @@ impl Snapshot {
                     version: switchyard_engine::FORMAT_VERSION,
                     ..Document::default()
                 };
-                let mut flags = BTreeMap::new();
-                let mut segments = BTreeMap::new();
+                let mut flags = OrdMap::new();
+                let mut segments = OrdMap::new();
                 for s in &state.segments {
                     match segment_def(s) {
                         Ok(def) => {
@@ -162,8 +165,8 @@ impl Snapshot {
                 let (ruleset, more) = switchyard_engine::compile(&doc);
                 diagnostics.extend(more);
                 snapshot.ruleset = ruleset;
-                snapshot.flags = Arc::new(flags);
-                snapshot.segments = Arc::new(segments);
+                snapshot.flags = flags;
+                snapshot.segments = segments;
             }
         }
         (snapshot, diagnostics)
@@ -212,7 +215,7 @@ impl Snapshot {
         next.ruleset_revision = changes.ruleset_revision.max(self.ruleset_revision);
         let mut engine_changes = Vec::new();
         {
-            let segments = Arc::make_mut(&mut next.segments);
+            let segments = &mut next.segments;
             for name in segment_names {
                 match changes.segments.iter().find(|s| s.name == name) {
                     Some(record) => match segment_def(record) {
@@ -230,7 +233,7 @@ impl Snapshot {
             }
         }
         if !flag_keys.is_empty() {
-            let flags = Arc::make_mut(&mut next.flags);
+            let flags = &mut next.flags;
             for key in flag_keys {
                 match changes.flags.iter().find(|f| f.key == key) {
                     Some(record) => match flag_def(record) {
@@ -281,8 +284,8 @@ impl Snapshot {
                 (Arc::from(name), meta)
             })
             .collect();
-        self.flags = Arc::new(flags);
-        self.segments = Arc::new(segments);
+        self.flags = flags;
+        self.segments = segments;
         self.ruleset = ruleset;
         self.ruleset_revision = generation;
     }
@@ -294,24 +297,35 @@ impl Snapshot {
 
     /// Records a flag written by this replica (the control layer's write path).
     pub(crate) fn put_flag(&mut self, ruleset: Ruleset, record: &FlagRecord, def: &FlagDef) {
-        Arc::make_mut(&mut self.flags)
-            .insert(Arc::from(record.key.as_str()), flag_meta(record, def));
+        self.put_flag_meta(record, def);
         self.ruleset = ruleset;
     }
 
+    /// Records a written flag's bookkeeping (its definition is in the ruleset, set apart).
+    pub(crate) fn put_flag_meta(&mut self, record: &FlagRecord, def: &FlagDef) {
+        self.flags
+            .insert(Arc::from(record.key.as_str()), flag_meta(record, def));
+    }
+
+    /// Records a written segment's bookkeeping.
+    pub(crate) fn put_segment_meta(&mut self, record: &SegmentRecord) {
+        self.segments
+            .insert(Arc::from(record.name.as_str()), segment_meta(record));
+    }
+
     pub(crate) fn remove_flag(&mut self, ruleset: Ruleset, key: &str) {
-        Arc::make_mut(&mut self.flags).remove(key);
+        self.flags.remove(key);
         self.ruleset = ruleset;
     }
 
     pub(crate) fn put_segment(&mut self, ruleset: Ruleset, record: &SegmentRecord) {
-        Arc::make_mut(&mut self.segments)
+        self.segments
             .insert(Arc::from(record.name.as_str()), segment_meta(record));
         self.ruleset = ruleset;
     }
 
     pub(crate) fn remove_segment(&mut self, ruleset: Ruleset, name: &str) {
-        Arc::make_mut(&mut self.segments).remove(name);
+        self.segments.remove(name);
         self.ruleset = ruleset;
     }
 

@@ -207,10 +207,18 @@ impl Ruleset {
                 })
                 .collect();
             next.compile_segments(&recompile, &mut diagnostics);
+            // Flags using a recompiled segment are recompiled too: it may have stopped
+            // compiling (a segment it uses was removed).
+            for &slot in &recompile {
+                if let Some(s) = &next.segment_slots[slot as usize] {
+                    touched_segments.insert(Box::from(&*s.name));
+                }
+            }
             let dropped = next.check_segment_cycles(&FieldPath::root(), &mut diagnostics);
             touched_segments.extend(dropped);
         }
 
+        let mut unservable = false;
         for change in changes {
             match change {
                 Change::Flag(def) => {
@@ -218,10 +226,11 @@ impl Ruleset {
                     touched_flags.insert(def.key.as_str().into());
                 }
                 Change::RemoveFlag(key) => {
+                    unservable = true;
                     if next.index.contains_key(key.as_str()) {
                         if let Some(slot) = Arc::make_mut(&mut next.index).remove(key.as_str()) {
-                            next.flags[slot as usize] = None;
-                            next.slots[slot as usize] = None;
+                            Arc::make_mut(&mut next.flags)[slot as usize] = None;
+                            Arc::make_mut(&mut next.slots)[slot as usize] = None;
                             Arc::make_mut(&mut next.order).retain(|&s| s != slot);
                         }
                     }
@@ -231,26 +240,31 @@ impl Ruleset {
             }
         }
 
+        let touched_slots: FxHashSet<u32> = touched_flags
+            .iter()
+            .filter_map(|k| next.index.get(k).copied())
+            .collect();
         let recompile: Vec<u32> = next
             .slots
             .iter()
             .enumerate()
             .filter_map(|(i, slot)| {
                 let slot = slot.as_ref()?;
-                let hit = touched_flags.contains(slot.def.key.as_str())
+                let deps = &slot.deps;
+                let hit = touched_slots.contains(&(i as u32))
                     || next.flags[i].is_none()
-                    || slot.deps.prereqs.iter().any(|k| touched_flags.contains(k))
-                    || slot
-                        .deps
-                        .segments
-                        .iter()
-                        .any(|s| touched_segments.contains(s));
+                    || (!deps.prereqs.is_empty()
+                        && deps.prereqs.iter().any(|k| touched_flags.contains(k)))
+                    || (!deps.segments.is_empty()
+                        && !touched_segments.is_empty()
+                        && deps.segments.iter().any(|s| touched_segments.contains(s)));
                 hit.then_some(i as u32)
             })
             .collect();
         for &slot in &recompile {
             next.compile_flag(slot, &mut diagnostics);
         }
+        unservable |= recompile.iter().any(|&s| next.flags[s as usize].is_none());
         // A new cycle passes through something recompiled (the rest was acyclic before).
         let mut broken: FxHashSet<u32> = FxHashSet::default();
         for &slot in &recompile {
@@ -267,9 +281,14 @@ impl Ruleset {
             if let Some(cycle) = cycle {
                 next.report_cycle(&cycle, &mut diagnostics);
                 broken.extend(cycle);
+                unservable = true;
             }
         }
-        next.drop_unservable(&mut diagnostics);
+        // Only a flag that stopped being served can make another unservable (everything
+        // that was not served before was recompiled above).
+        if unservable {
+            next.drop_unservable(&mut diagnostics);
+        }
         dedupe(&mut diagnostics);
         (next, diagnostics)
     }
@@ -387,8 +406,8 @@ impl Ruleset {
             None => {
                 let slot = self.slots.len() as u32;
                 Arc::make_mut(&mut self.index).insert(def.key.as_str().into(), slot);
-                self.slots.push(None);
-                self.flags.push(None);
+                Arc::make_mut(&mut self.slots).push(None);
+                Arc::make_mut(&mut self.flags).push(None);
                 let at = if sorted {
                     self.order.partition_point(|&s| {
                         self.slots[s as usize]
@@ -410,15 +429,15 @@ impl Ruleset {
         } else {
             Arc::new(normalized)
         };
-        self.slots[slot as usize] = Some(FlagSlot {
+        Arc::make_mut(&mut self.slots)[slot as usize] = Some(Arc::new(FlagSlot {
             def,
             normalized,
             table: table.map(Arc::new),
             deps: Arc::new(FlagDeps::default()),
             normalize_problems: problems.into(),
-        });
+        }));
         // Compiled by the caller; until then the flag is not served.
-        self.flags[slot as usize] = None;
+        Arc::make_mut(&mut self.flags)[slot as usize] = None;
         slot
     }
 
@@ -450,9 +469,9 @@ impl Ruleset {
             None => None,
         };
         let ok = !diagnostics[before..].iter().any(Diagnostic::is_error);
-        self.flags[slot as usize] = compiled.filter(|_| ok).map(Arc::new);
-        if let Some(e) = &mut self.slots[slot as usize] {
-            e.deps = Arc::new(deps);
+        Arc::make_mut(&mut self.flags)[slot as usize] = compiled.filter(|_| ok).map(Arc::new);
+        if let Some(e) = &mut Arc::make_mut(&mut self.slots)[slot as usize] {
+            Arc::make_mut(e).deps = Arc::new(deps);
         }
     }
 
@@ -472,7 +491,7 @@ impl Ruleset {
     /// Reports a prerequisite cycle and stops serving the flags in it (a cycle has no meaning).
     fn report_cycle(&mut self, cycle: &[u32], diagnostics: &mut Vec<Diagnostic>) {
         for &slot in cycle {
-            self.flags[slot as usize] = None;
+            Arc::make_mut(&mut self.flags)[slot as usize] = None;
         }
         let defs: Vec<&FlagDef> = cycle
             .iter()
@@ -516,7 +535,7 @@ impl Ruleset {
                         .in_flag(def.key.clone()),
                     );
                 }
-                self.flags[i] = None;
+                Arc::make_mut(&mut self.flags)[i] = None;
                 dropped = true;
             }
             if !dropped {
@@ -576,7 +595,7 @@ struct Shared<'a> {
     segments: &'a [Option<Arc<Segment>>],
     segment_slots: &'a [Option<SegmentSlot>],
     flag_index: &'a FxHashMap<Box<str>, u32>,
-    slots: &'a [Option<FlagSlot>],
+    slots: &'a [Option<Arc<FlagSlot>>],
 }
 
 struct FlagCompiler<'a> {

@@ -250,9 +250,10 @@ impl<'r> FromFlagValue<'r> for &'r serde_json::Map<String, Value> {
 #[derive(Debug, Clone, Default)]
 pub struct Ruleset {
     /// Compiled flags by slot; `None` for a flag that does not compile (or a removed one).
-    pub(crate) flags: Vec<Option<Arc<Flag>>>,
+    /// Shared: a change copies this vector once (a pointer per flag), not the flags.
+    pub(crate) flags: Arc<Vec<Option<Arc<Flag>>>>,
     /// Definitions, variant tables and dependencies by slot; `None` once removed.
-    pub(crate) slots: Vec<Option<FlagSlot>>,
+    pub(crate) slots: Arc<Vec<Option<Arc<FlagSlot>>>>,
     /// Key → slot, for every flag present (compiled or not). Shared until a key comes or goes.
     pub(crate) index: Arc<FxHashMap<Box<str>, u32>>,
     /// Slots of the flags present, in document order. Shared until a key comes or goes.

@@ -147,7 +147,8 @@ impl Metrics {
     }
 }
 
-/// Keeps the snapshot gauges current until `stop` changes.
+/// Keeps the snapshot gauges current until `stop` changes: at most once a second, since
+/// refreshing them walks every flag (a burst of changes costs one refresh, not one per change).
 pub async fn follow_snapshots(
     state: crate::state::AppState,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -160,10 +161,14 @@ pub async fn follow_snapshots(
                 if changed.is_err() {
                     return;
                 }
-                let snapshot = published.borrow_and_update().clone();
-                state.metrics.observe_snapshot(&snapshot);
             }
             _ = stop.changed() => return,
         }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let snapshot = published.borrow_and_update().clone();
+        state.metrics.observe_snapshot(&snapshot);
     }
 }
