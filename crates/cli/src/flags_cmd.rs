@@ -533,7 +533,14 @@ fn changed(
     }
     let flag: FlagResource = reply.parse()?;
     let (line, notes) = summary(&flag);
-    println!("{}: {line} (version {})", flag.key, flag.version);
+    if flag.unchanged {
+        println!(
+            "{}: already {line}; nothing changed (version {})",
+            flag.key, flag.version
+        );
+    } else {
+        println!("{}: {line} (version {})", flag.key, flag.version);
+    }
     for note in notes {
         eprintln!("note: {note}");
     }

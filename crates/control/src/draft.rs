@@ -139,7 +139,7 @@ impl Draft {
             })
             .await?
             .ok_or_else(|| ControlError::Internal("a written flag was not returned".into()))?;
-        self.snap.put_flag(ruleset, &record, &def);
+        self.snap.put_flag(ruleset, &record);
         Ok(record)
     }
 
@@ -209,15 +209,13 @@ impl Draft {
                     audit,
                 })
                 .await?;
-            if let Some(record) = record {
-                flag_records.push((record, def));
-            }
+            flag_records.extend(record);
         }
         for record in &segment_records {
             self.snap.put_segment_meta(record);
         }
-        for (record, def) in &flag_records {
-            self.snap.put_flag_meta(record, def);
+        for record in &flag_records {
+            self.snap.put_flag_meta(record);
         }
         self.snap.ruleset = ruleset;
         Ok(())

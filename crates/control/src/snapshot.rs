@@ -37,8 +37,6 @@ pub struct FlagMeta {
     pub created_at_ms: i64,
     /// Last change, unix milliseconds.
     pub updated_at_ms: i64,
-    /// What clients see as the flag's metadata (its `metadata` plus its `owner`), if any.
-    pub client_metadata: Option<Arc<Map<String, Value>>>,
 }
 
 /// A segment's bookkeeping.
@@ -156,7 +154,7 @@ impl Snapshot {
                 for f in &state.flags {
                     match flag_def(f) {
                         Ok(def) => {
-                            flags.insert(Arc::from(f.key.as_str()), flag_meta(f, &def));
+                            flags.insert(Arc::from(f.key.as_str()), flag_meta(f));
                             doc.flags.push(def);
                         }
                         Err(d) => diagnostics.push(d),
@@ -238,7 +236,7 @@ impl Snapshot {
                 match changes.flags.iter().find(|f| f.key == key) {
                     Some(record) => match flag_def(record) {
                         Ok(def) => {
-                            flags.insert(Arc::from(key), flag_meta(record, &def));
+                            flags.insert(Arc::from(key), flag_meta(record));
                             engine_changes.push(Change::Flag(Box::new(def)));
                         }
                         Err(d) => diagnostics.push(d),
@@ -267,7 +265,6 @@ impl Snapshot {
                     archived: def.archived,
                     created_at_ms: modified_ms,
                     updated_at_ms: modified_ms,
-                    client_metadata: client_metadata(def),
                 };
                 (Arc::from(def.key.as_str()), meta)
             })
@@ -296,15 +293,15 @@ impl Snapshot {
     }
 
     /// Records a flag written by this replica (the control layer's write path).
-    pub(crate) fn put_flag(&mut self, ruleset: Ruleset, record: &FlagRecord, def: &FlagDef) {
-        self.put_flag_meta(record, def);
+    pub(crate) fn put_flag(&mut self, ruleset: Ruleset, record: &FlagRecord) {
+        self.put_flag_meta(record);
         self.ruleset = ruleset;
     }
 
     /// Records a written flag's bookkeeping (its definition is in the ruleset, set apart).
-    pub(crate) fn put_flag_meta(&mut self, record: &FlagRecord, def: &FlagDef) {
+    pub(crate) fn put_flag_meta(&mut self, record: &FlagRecord) {
         self.flags
-            .insert(Arc::from(record.key.as_str()), flag_meta(record, def));
+            .insert(Arc::from(record.key.as_str()), flag_meta(record));
     }
 
     /// Records a written segment's bookkeeping.
@@ -408,9 +405,9 @@ impl Snapshot {
         &self.token_cache
     }
 
-    /// The metadata clients see for flag `key` (its `metadata` plus its `owner`).
+    /// The metadata clients see for the served flag `key` (its `metadata` plus its `owner`).
     pub fn client_metadata(&self, key: &str) -> Option<&Map<String, Value>> {
-        self.flags.get(key)?.client_metadata.as_deref()
+        self.ruleset.client_metadata(key)
     }
 
     /// The definitions as a flag document (flags by key).
@@ -458,13 +455,12 @@ fn segment_def(record: &SegmentRecord) -> Result<SegmentDef, Diagnostic> {
     })
 }
 
-pub(crate) fn flag_meta(record: &FlagRecord, def: &FlagDef) -> FlagMeta {
+pub(crate) fn flag_meta(record: &FlagRecord) -> FlagMeta {
     FlagMeta {
         version: record.version,
         archived: record.archived,
         created_at_ms: record.created_at_ms,
         updated_at_ms: record.updated_at_ms,
-        client_metadata: client_metadata(def),
     }
 }
 
@@ -474,18 +470,4 @@ fn segment_meta(record: &SegmentRecord) -> SegmentMeta {
         created_at_ms: record.created_at_ms,
         updated_at_ms: record.updated_at_ms,
     }
-}
-
-/// A flag's `metadata` plus its `owner` (unless `metadata` sets one), as clients see it.
-fn client_metadata(def: &FlagDef) -> Option<Arc<Map<String, Value>>> {
-    let mut meta: Map<String, Value> = def
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let Some(owner) = &def.owner {
-        meta.entry("owner")
-            .or_insert_with(|| Value::from(owner.clone()));
-    }
-    (!meta.is_empty()).then(|| Arc::new(meta))
 }

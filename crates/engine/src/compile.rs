@@ -820,6 +820,7 @@ impl<'a> FlagCompiler<'a> {
             archived: f.archived,
             targetings: targetings?,
             by_env,
+            client_metadata: client_metadata(f),
         })
     }
 
@@ -1403,6 +1404,20 @@ fn id_set(
         }
     }
     set
+}
+
+/// A flag's `metadata` plus its `owner` (unless `metadata` sets one), as clients see it.
+fn client_metadata(def: &FlagDef) -> Option<Box<serde_json::Map<String, Value>>> {
+    let mut meta: serde_json::Map<String, Value> = def
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(owner) = &def.owner {
+        meta.entry("owner")
+            .or_insert_with(|| Value::from(owner.clone()));
+    }
+    (!meta.is_empty()).then(|| Box::new(meta))
 }
 
 /// A cycle that passes through `start`, if any (as `start, …, start`); `edges` gives a

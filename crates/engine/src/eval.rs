@@ -279,6 +279,8 @@ pub(crate) struct Flag {
     pub targetings: Vec<Targeting>,
     /// Index into `targetings` per ruleset environment; absent environments use 0.
     pub by_env: Vec<u16>,
+    /// What clients are shown about the flag (see [`Ruleset::client_metadata`]).
+    pub client_metadata: Option<Box<serde_json::Map<String, Value>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -446,6 +448,13 @@ impl Ruleset {
         self.environments.iter().map(|e| &**e)
     }
 
+    /// What clients are shown about the served flag `key` (OFREP's flag `metadata`): its
+    /// `metadata` values, plus `owner` unless `metadata` sets one. `None` when there is none.
+    pub fn client_metadata(&self, key: &str) -> Option<&serde_json::Map<String, Value>> {
+        let slot = *self.index.get(key)?;
+        self.flag(slot)?.client_metadata.as_deref()
+    }
+
     fn flag(&self, slot: u32) -> Option<&Flag> {
         self.flags.get(slot as usize)?.as_deref()
     }
@@ -528,13 +537,17 @@ impl<'r> Evaluator<'r> {
             .iter()
             .filter_map(move |&s| Some((s, ruleset.flag(s)?)))
             .filter(|(_, f)| !f.archived)
-            .map(move |(s, f)| (&*f.key, this.evaluate_index(s, ctx, 0)))
+            .map(move |(_, f)| (&*f.key, this.evaluate_flag(f, ctx, 0)))
     }
 
     fn evaluate_index(&self, index: u32, ctx: &Context, depth: usize) -> Evaluation<'r> {
-        let Some(flag) = self.ruleset.flag(index) else {
-            return Evaluation::not_found(format!("flag #{index} was not found"));
-        };
+        match self.ruleset.flag(index) {
+            Some(flag) => self.evaluate_flag(flag, ctx, depth),
+            None => Evaluation::not_found(format!("flag #{index} was not found")),
+        }
+    }
+
+    fn evaluate_flag(&self, flag: &'r Flag, ctx: &Context, depth: usize) -> Evaluation<'r> {
         if flag.archived {
             return Evaluation::not_found(format!("flag `{}` is archived", flag.key));
         }

@@ -50,7 +50,15 @@ enum Item<'a> {
 #[serde(rename_all = "camelCase")]
 struct Bulk<'a> {
     flags: Vec<Item<'a>>,
-    metadata: &'a Map<String, Value>,
+    metadata: SetMetadata,
+}
+
+/// The flag set's metadata in a bulk response.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SetMetadata {
+    /// The ruleset revision the answers come from.
+    revision: i64,
 }
 
 #[derive(Serialize)]
@@ -237,11 +245,11 @@ pub async fn evaluate_all(
             }
         })
         .collect();
-    let mut set_metadata = Map::new();
-    set_metadata.insert("revision".into(), Value::from(snapshot.ruleset_revision));
     let body = to_vec(&Bulk {
         flags,
-        metadata: &set_metadata,
+        metadata: SetMetadata {
+            revision: snapshot.ruleset_revision,
+        },
     });
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
     let matches = headers
