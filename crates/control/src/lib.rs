@@ -349,6 +349,32 @@ pub(crate) fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    /// Whoever publishes (the sync loop, a write's commit), an older snapshot never replaces
+    /// a newer one.
+    #[test]
+    fn snapshots_only_move_forward() {
+        let control = Control::new(Source::Store, Settings::default());
+        let at = |revision: i64, ruleset_revision: i64| {
+            let mut s = Snapshot::empty(Source::Store);
+            s.revision = revision;
+            s.ruleset_revision = ruleset_revision;
+            s
+        };
+        control.publish(at(5, 4), Served::Store);
+        let mut seen = control.subscribe();
+        seen.borrow_and_update();
+        control.publish(at(3, 3), Served::Store);
+        assert_eq!(control.snapshot().revision, 5);
+        assert!(
+            !seen.has_changed().unwrap(),
+            "subscribers were not told of it either"
+        );
+        control.publish(at(5, 4), Served::Store);
+        control.publish(at(6, 4), Served::Store);
+        assert_eq!(control.snapshot().revision, 6);
+        assert!(control.is_ready());
+    }
+
     /// Every operation's future is `Send` (HTTP handlers run them on any worker thread).
     #[allow(dead_code, clippy::let_underscore_future)]
     fn operations_are_send(c: &Control, a: &Actor, def: switchyard_engine::FlagDef) {

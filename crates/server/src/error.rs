@@ -173,10 +173,11 @@ impl From<ControlError> for ApiError {
             } => ApiError::new(ErrorCode::Conflict, err.to_string()).with_details(
                 serde_json::json!({ "expectedVersion": expected, "currentVersion": current }),
             ),
-            err @ ControlError::PreconditionRequired { current, .. } => {
-                ApiError::new(ErrorCode::PreconditionRequired, err.to_string())
-                    .with_details(serde_json::json!({ "currentVersion": current }))
-            }
+            err @ ControlError::PreconditionRequired { current, .. } => ApiError::new(
+                ErrorCode::PreconditionRequired,
+                format!("{err} (`If-Match: *` or `?force=true`)"),
+            )
+            .with_details(serde_json::json!({ "currentVersion": current })),
             ControlError::Invalid { diagnostics } => ApiError::validation(&diagnostics),
             ControlError::BadRequest { field, message } => {
                 let error = ApiError::bad_request(message);

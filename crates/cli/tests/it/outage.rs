@@ -317,4 +317,8 @@ fn a_database_outage_keeps_evaluations_and_recovers_by_itself() {
     });
     let (_, ready) = get_json(&format!("{}/readyz", a.url), ADMIN);
     assert_eq!(ready["store"]["state"], "up", "{ready}");
+    // A's change listener reconnected by itself.
+    wait_until(20, "A's listener to reconnect", || {
+        get_json(&format!("{}/readyz", a.url), ADMIN).1["listener"] == "connected"
+    });
 }
