@@ -185,18 +185,6 @@ fn place(env: Option<&str>) -> String {
     env.map_or_else(|| "at the top level".to_owned(), |e| format!("in {e}"))
 }
 
-/// Effective `(enabled, killed)` in `env` (or at the top level), as the server computes it.
-fn state_in(def: &FlagDef, env: Option<&str>) -> (bool, bool) {
-    let e = env.and_then(|e| def.environments.get(e));
-    let enabled = e
-        .and_then(|e| e.enabled)
-        .or(def.targeting.enabled)
-        .unwrap_or(true);
-    let killed = def.targeting.kill_switch.unwrap_or(false)
-        || e.and_then(|e| e.kill_switch).unwrap_or(false);
-    (enabled, killed)
-}
-
 /// The declared type, else the type of the first value found (variants, default, rules,
 /// fallthrough), else boolean: close to the compiler's inference, enough for a listing.
 fn type_of(def: &FlagDef) -> &'static str {
@@ -248,7 +236,7 @@ fn list(client: &Client, json: bool, args: &ListArgs) -> Result<()> {
         .iter()
         .map(|f| {
             let def = &f.definition;
-            let (enabled, killed) = state_in(def, env);
+            let (enabled, killed) = def.state_in(env);
             let enabled = match (f.archived, enabled) {
                 (true, _) => "no (archived)".to_owned(),
                 (false, on) => yes_no(on),
@@ -355,7 +343,7 @@ fn get(client: &Client, json: bool, args: &GetArgs) -> Result<()> {
         }
     }
     let row = |label: String, env: Option<&str>| {
-        let (enabled, killed) = state_in(def, env);
+        let (enabled, killed) = def.state_in(env);
         vec![
             label,
             yes_no(enabled),
@@ -573,7 +561,7 @@ fn toggle(client: &Client, json: bool, args: &ToggleArgs) -> Result<()> {
                 }
             }
         }
-        if enabled && state_in(def, env).1 {
+        if enabled && def.state_in(env).1 {
             notes.push(format!(
                 "the flag is killed {}; it serves its default until the kill switch is released",
                 place(env)

@@ -91,6 +91,11 @@ async fn check(ruleset: Ruleset, changes: Vec<Change>) -> Result<Ruleset> {
     Ok(next)
 }
 
+fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value)
+        .map_err(|e| ControlError::Internal(format!("a definition does not serialize: {e}")))
+}
+
 /// Runs CPU work (compiling) off the async worker threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -110,52 +115,37 @@ pub(crate) fn log_stored_problems(diagnostics: &[Diagnostic]) {
 
 impl Draft {
     /// Validates and writes a flag (created when absent), audited and in the feed.
-    pub(crate) async fn put_flag(
+    pub(crate) async fn put_flag(&mut self, def: FlagDef, audit: AuditInfo) -> Result<FlagRecord> {
+        let (_, mut flags) = self.put_batch(Vec::new(), vec![(def, audit)]).await?;
+        flags
+            .pop()
+            .ok_or_else(|| ControlError::Internal("a written flag was not returned".into()))
+    }
+
+    /// Validates and writes a segment (created when absent).
+    pub(crate) async fn put_segment(
         &mut self,
-        mut def: FlagDef,
+        name: &str,
+        def: SegmentDef,
         audit: AuditInfo,
-    ) -> Result<FlagRecord> {
-        def.origin = stored_origin(&def.key);
-        def.provenance = Default::default();
-        let expect = match self.snap.flag(&def.key) {
-            Some(current) => Expect::Version(current.meta.version),
-            None => Expect::Absent,
-        };
-        let ruleset = check(
-            self.snap.ruleset.clone(),
-            vec![Change::Flag(Box::new(def.clone()))],
-        )
-        .await?;
-        let definition = serde_json::to_value(&def)
-            .map_err(|e| ControlError::Internal(format!("a definition does not serialize: {e}")))?;
-        let record = self
-            .tx
-            .write_flag(&Write {
-                key: def.key.clone(),
-                expect,
-                definition: Some(definition),
-                archived: def.archived,
-                audit,
-            })
-            .await?
-            .ok_or_else(|| ControlError::Internal("a written flag was not returned".into()))?;
-        self.snap.put_flag(ruleset, &record);
-        Ok(record)
+    ) -> Result<SegmentRecord> {
+        let (mut segments, _) = self
+            .put_batch(vec![(name.to_owned(), def, audit)], Vec::new())
+            .await?;
+        segments
+            .pop()
+            .ok_or_else(|| ControlError::Internal("a written segment was not returned".into()))
     }
 
     /// Validates segments and flags together (one incremental compile for the whole batch)
-    /// and writes each, audited; an import's path.
+    /// and writes each, audited and in the feed; returns what was stored.
     pub(crate) async fn put_batch(
         &mut self,
         segments: Vec<(String, SegmentDef, AuditInfo)>,
         flags: Vec<(FlagDef, AuditInfo)>,
-    ) -> Result<()> {
+    ) -> Result<(Vec<SegmentRecord>, Vec<FlagRecord>)> {
         if segments.is_empty() && flags.is_empty() {
-            return Ok(());
-        }
-        let mut changes = Vec::with_capacity(segments.len() + flags.len());
-        for (name, def, _) in &segments {
-            changes.push(Change::Segment(name.clone(), def.clone()));
+            return Ok((Vec::new(), Vec::new()));
         }
         let flags: Vec<(FlagDef, AuditInfo)> = flags
             .into_iter()
@@ -165,9 +155,15 @@ impl Draft {
                 (def, audit)
             })
             .collect();
-        for (def, _) in &flags {
-            changes.push(Change::Flag(Box::new(def.clone())));
-        }
+        let changes = segments
+            .iter()
+            .map(|(name, def, _)| Change::Segment(name.clone(), def.clone()))
+            .chain(
+                flags
+                    .iter()
+                    .map(|(def, _)| Change::Flag(Box::new(def.clone()))),
+            )
+            .collect();
         let ruleset = check(self.snap.ruleset.clone(), changes).await?;
         let mut segment_records = Vec::with_capacity(segments.len());
         for (name, def, audit) in segments {
@@ -175,20 +171,14 @@ impl Draft {
                 Some(current) => Expect::Version(current.meta.version),
                 None => Expect::Absent,
             };
-            let definition = serde_json::to_value(&def).map_err(|e| {
-                ControlError::Internal(format!("a definition does not serialize: {e}"))
-            })?;
-            let record = self
-                .tx
-                .write_segment(&Write {
-                    key: name,
-                    expect,
-                    definition: Some(definition),
-                    archived: false,
-                    audit,
-                })
-                .await?;
-            segment_records.extend(record);
+            let write = Write {
+                key: name,
+                expect,
+                definition: Some(to_json(&def)?),
+                archived: false,
+                audit,
+            };
+            segment_records.extend(self.tx.write_segment(&write).await?);
         }
         let mut flag_records = Vec::with_capacity(flags.len());
         for (def, audit) in flags {
@@ -196,20 +186,14 @@ impl Draft {
                 Some(current) => Expect::Version(current.meta.version),
                 None => Expect::Absent,
             };
-            let definition = serde_json::to_value(&def).map_err(|e| {
-                ControlError::Internal(format!("a definition does not serialize: {e}"))
-            })?;
-            let record = self
-                .tx
-                .write_flag(&Write {
-                    key: def.key.clone(),
-                    expect,
-                    definition: Some(definition),
-                    archived: def.archived,
-                    audit,
-                })
-                .await?;
-            flag_records.extend(record);
+            let write = Write {
+                key: def.key.clone(),
+                expect,
+                definition: Some(to_json(&def)?),
+                archived: def.archived,
+                audit,
+            };
+            flag_records.extend(self.tx.write_flag(&write).await?);
         }
         for record in &segment_records {
             self.snap.put_segment_meta(record);
@@ -218,7 +202,7 @@ impl Draft {
             self.snap.put_flag_meta(record);
         }
         self.snap.ruleset = ruleset;
-        Ok(())
+        Ok((segment_records, flag_records))
     }
 
     /// Validates and deletes a flag (refused while other flags require it).
@@ -246,39 +230,6 @@ impl Draft {
         Ok(())
     }
 
-    /// Validates and writes a segment (created when absent).
-    pub(crate) async fn put_segment(
-        &mut self,
-        name: &str,
-        def: SegmentDef,
-        audit: AuditInfo,
-    ) -> Result<SegmentRecord> {
-        let expect = match self.snap.segment(name) {
-            Some(current) => Expect::Version(current.meta.version),
-            None => Expect::Absent,
-        };
-        let ruleset = check(
-            self.snap.ruleset.clone(),
-            vec![Change::Segment(name.to_owned(), def.clone())],
-        )
-        .await?;
-        let definition = serde_json::to_value(&def)
-            .map_err(|e| ControlError::Internal(format!("a definition does not serialize: {e}")))?;
-        let record = self
-            .tx
-            .write_segment(&Write {
-                key: name.to_owned(),
-                expect,
-                definition: Some(definition),
-                archived: false,
-                audit,
-            })
-            .await?
-            .ok_or_else(|| ControlError::Internal("a written segment was not returned".into()))?;
-        self.snap.put_segment(ruleset, &record);
-        Ok(record)
-    }
-
     /// Validates and deletes a segment (refused while flags or segments use it).
     pub(crate) async fn delete_segment(&mut self, name: &str, audit: AuditInfo) -> Result<()> {
         let version = self
@@ -302,6 +253,16 @@ impl Draft {
             .await?;
         self.snap.remove_segment(ruleset, name);
         Ok(())
+    }
+
+    /// Commits, publishes, and wraps `value` as what the operation did.
+    pub(crate) async fn finish<T>(self, value: T, changed: bool) -> Result<crate::Written<T>> {
+        let revision = self.commit().await?;
+        Ok(crate::Written {
+            value,
+            changed,
+            revision,
+        })
     }
 
     /// Commits and publishes the draft's snapshot. Returns the store revision after it.

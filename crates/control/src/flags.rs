@@ -321,12 +321,7 @@ impl Control {
             draft
                 .delete_flag(key, audit(actor, "flag.delete", None, reason))
                 .await?;
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value: (),
-                changed: true,
-                revision,
-            })
+            draft.finish((), true).await
         })
         .await
     }
@@ -396,12 +391,7 @@ impl Control {
                     )?;
                     if current.definition == &def {
                         let value = stored_segment(&draft.snap, name)?;
-                        let revision = draft.commit().await?;
-                        return Ok(Written {
-                            value,
-                            changed: false,
-                            revision,
-                        });
+                        return draft.finish(value, false).await;
                     }
                     "segment.update"
                 }
@@ -420,12 +410,7 @@ impl Control {
                 .put_segment(name, def, audit(actor, action, None, reason))
                 .await?;
             let value = stored_segment(&draft.snap, name)?;
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value,
-                changed: true,
-                revision,
-            })
+            draft.finish(value, true).await
         })
         .await
     }
@@ -454,12 +439,7 @@ impl Control {
             draft
                 .delete_segment(name, audit(actor, "segment.delete", None, reason))
                 .await?;
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value: (),
-                changed: true,
-                revision,
-            })
+            draft.finish((), true).await
         })
         .await
     }
@@ -494,12 +474,7 @@ async fn finish(
     changed: bool,
 ) -> Result<Written<StoredFlag>> {
     let value = stored_flag(&draft.snap, key)?;
-    let revision = draft.commit().await?;
-    Ok(Written {
-        value,
-        changed,
-        revision,
-    })
+    draft.finish(value, changed).await
 }
 
 fn stored_flag(snap: &Snapshot, key: &str) -> Result<StoredFlag> {

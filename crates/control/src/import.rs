@@ -77,12 +77,7 @@ impl Control {
             let mut draft = self.begin().await?;
             let report = import_into(&mut draft, &doc, mode, actor, reason.clone()).await?;
             let changed = report.wrote();
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value: report,
-                changed,
-                revision,
-            })
+            draft.finish(report, changed).await
         })
         .await
     }

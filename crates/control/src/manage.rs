@@ -60,12 +60,7 @@ impl Control {
                 )
                 .await?;
             draft.snap.put_environment(record.clone());
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value: record,
-                changed: true,
-                revision,
-            })
+            draft.finish(record, true).await
         })
         .await
     }
@@ -128,15 +123,15 @@ impl Control {
                 )
                 .await?;
             draft.snap.put_token(record.clone());
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value: CreatedToken {
-                    record,
-                    token: generated.token.clone(),
-                },
-                changed: true,
-                revision,
-            })
+            draft
+                .finish(
+                    CreatedToken {
+                        record,
+                        token: generated.token.clone(),
+                    },
+                    true,
+                )
+                .await
         })
         .await
     }
@@ -174,12 +169,7 @@ impl Control {
                 .revoke_token(id, &audit(actor, "token.revoke", None, reason))
                 .await?;
             draft.snap.put_token(record.clone());
-            let revision = draft.commit().await?;
-            Ok(Written {
-                value: record,
-                changed: true,
-                revision,
-            })
+            draft.finish(record, true).await
         })
         .await
     }

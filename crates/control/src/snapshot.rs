@@ -292,12 +292,6 @@ impl Snapshot {
         self.tokens = Arc::new(tokens);
     }
 
-    /// Records a flag written by this replica (the control layer's write path).
-    pub(crate) fn put_flag(&mut self, ruleset: Ruleset, record: &FlagRecord) {
-        self.put_flag_meta(record);
-        self.ruleset = ruleset;
-    }
-
     /// Records a written flag's bookkeeping (its definition is in the ruleset, set apart).
     pub(crate) fn put_flag_meta(&mut self, record: &FlagRecord) {
         self.flags
@@ -312,12 +306,6 @@ impl Snapshot {
 
     pub(crate) fn remove_flag(&mut self, ruleset: Ruleset, key: &str) {
         self.flags.remove(key);
-        self.ruleset = ruleset;
-    }
-
-    pub(crate) fn put_segment(&mut self, ruleset: Ruleset, record: &SegmentRecord) {
-        self.segments
-            .insert(Arc::from(record.name.as_str()), segment_meta(record));
         self.ruleset = ruleset;
     }
 

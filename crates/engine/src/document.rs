@@ -268,6 +268,20 @@ pub const FLAG_FIELDS: &[&str] = &[
 ];
 
 impl FlagDef {
+    /// `(enabled, killed)` in `environment` (or at the top level) as written: an environment's
+    /// `enabled` overrides the top level's (default on); a kill switch on either side wins.
+    /// Tenant overrides aside.
+    pub fn state_in(&self, environment: Option<&str>) -> (bool, bool) {
+        let env = environment.and_then(|e| self.environments.get(e));
+        let enabled = env
+            .and_then(|e| e.enabled)
+            .or(self.targeting.enabled)
+            .unwrap_or(true);
+        let killed = self.targeting.kill_switch.unwrap_or(false)
+            || env.and_then(|e| e.kill_switch).unwrap_or(false);
+        (enabled, killed)
+    }
+
     /// Reads one flag from a JSON value, reporting its first shape problem at its exact path
     /// under `base` (the targeting fields are read on their own, so their paths are exact too).
     pub fn from_value_at(value: Value, base: &FieldPath) -> Result<FlagDef, Diagnostic> {

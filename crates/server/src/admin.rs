@@ -161,18 +161,6 @@ pub struct FlagFilter {
     state: Option<String>,
 }
 
-/// Effective `(enabled, killed)` of a flag in an environment (or at the top level).
-fn effective(def: &FlagDef, env: Option<&str>) -> (bool, bool) {
-    let e = env.and_then(|e| def.environments.get(e));
-    let enabled = e
-        .and_then(|e| e.enabled)
-        .or(def.targeting.enabled)
-        .unwrap_or(true);
-    let killed = def.targeting.kill_switch.unwrap_or(false)
-        || e.and_then(|e| e.kill_switch).unwrap_or(false);
-    (enabled, killed)
-}
-
 /// `GET /api/v1/flags`: from the served snapshot (no database access; GitOps files too).
 pub async fn list_flags(
     State(state): State<AppState>,
@@ -202,7 +190,7 @@ pub async fn list_flags(
             continue;
         }
         let archived = view.meta.archived;
-        let (enabled, killed) = effective(def, filter.environment.as_deref());
+        let (enabled, killed) = def.state_in(filter.environment.as_deref());
         let keep = match filter.state.as_deref() {
             None => true,
             Some("archived") => archived,
@@ -424,111 +412,93 @@ pub async fn unarchive_flag(
     .await
 }
 
-/// The flag key and environment of a per-flag route (environment `None` at the top level).
-pub struct Target {
-    key: String,
+/// Reads one partial change from its body, for the environment of its route.
+type ParseChange = fn(Option<String>, &[u8]) -> ApiResult<(FlagChange, Option<String>)>;
+
+fn set_enabled(
     environment: Option<String>,
+    body: &[u8],
+) -> ApiResult<(FlagChange, Option<String>)> {
+    let SetEnabled { enabled, reason } = parse_body(body)?;
+    Ok((
+        FlagChange::Enabled {
+            environment,
+            enabled,
+        },
+        reason,
+    ))
 }
 
-async fn set_enabled(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let SetEnabled { enabled, reason } = parse_body(&body)?;
-    let c = FlagChange::Enabled {
-        environment: t.environment,
-        enabled,
-    };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+fn kill(environment: Option<String>, body: &[u8]) -> ApiResult<(FlagChange, Option<String>)> {
+    let reason = optional_reason(body)?;
+    Ok((
+        FlagChange::Kill {
+            environment,
+            on: true,
+        },
+        reason,
+    ))
 }
 
-async fn kill(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let reason = optional_reason(&body)?;
-    let c = FlagChange::Kill {
-        environment: t.environment,
-        on: true,
-    };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+fn release(environment: Option<String>, body: &[u8]) -> ApiResult<(FlagChange, Option<String>)> {
+    let reason = optional_reason(body)?;
+    Ok((
+        FlagChange::Kill {
+            environment,
+            on: false,
+        },
+        reason,
+    ))
 }
 
-async fn release(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let reason = optional_reason(&body)?;
-    let c = FlagChange::Kill {
-        environment: t.environment,
-        on: false,
-    };
-    change(&state, &caller, &headers, &t.key, c, reason).await
-}
-
-async fn rollout(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
-    body: Bytes,
-) -> ApiResult<Response> {
+fn rollout(environment: Option<String>, body: &[u8]) -> ApiResult<(FlagChange, Option<String>)> {
     let SetRollout {
         percentage,
         variant,
         reason,
-    } = parse_body(&body)?;
-    let c = FlagChange::Rollout {
-        environment: t.environment,
+    } = parse_body(body)?;
+    let change = FlagChange::Rollout {
+        environment,
         percentage,
         variant,
     };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+    Ok((change, reason))
 }
 
-async fn targets(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let SetTargets { targets, reason } = parse_body(&body)?;
-    let c = FlagChange::Targets {
-        environment: t.environment,
-        targets,
-    };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+fn targets(environment: Option<String>, body: &[u8]) -> ApiResult<(FlagChange, Option<String>)> {
+    let SetTargets { targets, reason } = parse_body(body)?;
+    Ok((
+        FlagChange::Targets {
+            environment,
+            targets,
+        },
+        reason,
+    ))
 }
 
-async fn rules(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
-    body: Bytes,
+fn rules(environment: Option<String>, body: &[u8]) -> ApiResult<(FlagChange, Option<String>)> {
+    let SetRules { rules, reason } = parse_body(body)?;
+    Ok((FlagChange::Rules { environment, rules }, reason))
+}
+
+/// Parses a body with `parse` and applies the change.
+async fn parse_and_change(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    key: &str,
+    environment: Option<String>,
+    body: &[u8],
+    parse: ParseChange,
 ) -> ApiResult<Response> {
-    let SetRules { rules, reason } = parse_body(&body)?;
-    let c = FlagChange::Rules {
-        environment: t.environment,
-        rules,
-    };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+    let (c, reason) = parse(environment, body)?;
+    change(state, caller, headers, key, c, reason).await
 }
 
 /// Defines the top-level and the per-environment handler of one flag operation: the same
 /// call, with the environment `None` or from the path.
 macro_rules! top_and_env {
-    ($top:ident, $top_doc:literal, $env_fn:ident, $env_doc:literal, $op:ident) => {
+    ($top:ident, $top_doc:literal, $env_fn:ident, $env_doc:literal, $parse:path) => {
         #[doc = $top_doc]
         pub async fn $top(
             State(state): State<AppState>,
@@ -537,11 +507,7 @@ macro_rules! top_and_env {
             headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            let target = Target {
-                key,
-                environment: None,
-            };
-            $op(state, caller, headers, target, body).await
+            parse_and_change(&state, &caller, &headers, &key, None, &body, $parse).await
         }
 
         #[doc = $env_doc]
@@ -552,11 +518,7 @@ macro_rules! top_and_env {
             headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            let target = Target {
-                key,
-                environment: Some(env),
-            };
-            $op(state, caller, headers, target, body).await
+            parse_and_change(&state, &caller, &headers, &key, Some(env), &body, $parse).await
         }
     };
 }
@@ -604,23 +566,20 @@ top_and_env!(
     rules
 );
 
-async fn tenant(
-    state: AppState,
-    caller: Caller,
-    headers: HeaderMap,
-    t: Target,
+/// What a tenant route asks for: a `SetTenant` body, or (`None`: a `DELETE`) no override.
+fn tenant_change(
+    environment: Option<String>,
     tenant: String,
-    body: Option<Bytes>,
-) -> ApiResult<Response> {
+    body: Option<&[u8]>,
+) -> ApiResult<(FlagChange, Option<String>)> {
     let (setting, reason) = match body {
         None => (TenantSetting::Clear, None),
-        Some(body) if body.iter().all(u8::is_ascii_whitespace) => (TenantSetting::Clear, None),
         Some(body) => {
             let SetTenant {
                 enabled,
                 variant,
                 reason,
-            } = parse_body(&body)?;
+            } = parse_body(body)?;
             let setting = match (enabled, variant) {
                 (Some(true), None) => TenantSetting::On,
                 (Some(false), None) => TenantSetting::Off,
@@ -634,12 +593,30 @@ async fn tenant(
             (setting, reason)
         }
     };
-    let c = FlagChange::Tenant {
-        environment: t.environment,
+    let change = FlagChange::Tenant {
+        environment,
         tenant,
         setting,
     };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+    Ok((change, reason))
+}
+
+/// Runs a tenant route: `set` with its body, or a clear (whose body may carry a reason).
+async fn tenant(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    (key, environment, tenant): (String, Option<String>, String),
+    body: Bytes,
+    set: bool,
+) -> ApiResult<Response> {
+    let (c, reason) = if set {
+        tenant_change(environment, tenant, Some(&body))?
+    } else {
+        let (c, _) = tenant_change(environment, tenant, None)?;
+        (c, optional_reason(&body)?)
+    };
+    change(&state, &caller, &headers, &key, c, reason).await
 }
 
 /// `PUT /api/v1/flags/{key}/tenants/{tenant}`: on, off or a variant for one tenant.
@@ -650,11 +627,7 @@ pub async fn set_tenant_top(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = Target {
-        key,
-        environment: None,
-    };
-    tenant(state, caller, headers, t, id, Some(body)).await
+    tenant(state, caller, headers, (key, None, id), body, true).await
 }
 
 /// `DELETE /api/v1/flags/{key}/tenants/{tenant}`: the tenant gets what everyone gets.
@@ -665,17 +638,7 @@ pub async fn clear_tenant_top(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let reason = optional_reason(&body)?;
-    let t = Target {
-        key,
-        environment: None,
-    };
-    let c = FlagChange::Tenant {
-        environment: t.environment,
-        tenant: id,
-        setting: TenantSetting::Clear,
-    };
-    change(&state, &caller, &headers, &t.key, c, reason).await
+    tenant(state, caller, headers, (key, None, id), body, false).await
 }
 
 /// `PUT /api/v1/flags/{key}/environments/{env}/tenants/{tenant}`.
@@ -686,11 +649,7 @@ pub async fn set_tenant_env(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = Target {
-        key,
-        environment: Some(env),
-    };
-    tenant(state, caller, headers, t, id, Some(body)).await
+    tenant(state, caller, headers, (key, Some(env), id), body, true).await
 }
 
 /// `DELETE /api/v1/flags/{key}/environments/{env}/tenants/{tenant}`.
@@ -701,13 +660,7 @@ pub async fn clear_tenant_env(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let reason = optional_reason(&body)?;
-    let c = FlagChange::Tenant {
-        environment: Some(env),
-        tenant: id,
-        setting: TenantSetting::Clear,
-    };
-    change(&state, &caller, &headers, &key, c, reason).await
+    tenant(state, caller, headers, (key, Some(env), id), body, false).await
 }
 
 // ---------------------------------------------------------------------------------------

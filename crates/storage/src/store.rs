@@ -43,9 +43,11 @@ impl fmt::Display for Backend {
 /// Set on every SQLite connection. `journal_mode` is persistent (a no-op once the file is in
 /// WAL mode); the others are per connection. WAL + `synchronous=FULL` makes every
 /// acknowledged commit durable across a crash or power loss.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
+/// `busy_timeout` comes first: switching a new file to WAL takes a lock, and several
+/// processes (or pools) opening one new file at once must wait for it, not fail.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
+     PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; \
-     PRAGMA busy_timeout = 5000; \
      PRAGMA foreign_keys = ON;";
 
 /// Tuning for [`Store::connect_with`].
