@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod ofrep;
+pub mod sdk;
 
 /// The one error body of the admin API: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -76,12 +76,42 @@ pub struct EventStream {
     /// Connection type; `sse`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Absolute URL of the stream.
+    /// Absolute URL of the stream (this or `endpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The stream as origin + request URI (this or `url`); without `origin`, the client's
+    /// OFREP base URL origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EventStreamEndpoint>,
     /// Seconds of client inactivity after which to disconnect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inactivity_delay_sec: Option<u32>,
+}
+
+/// `eventStreams[].endpoint`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventStreamEndpoint {
+    /// Scheme, host and port; absent: the client's OFREP base URL origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Path and query, starting with `/`.
+    pub request_uri: String,
+}
+
+/// The `data` of an OFREP event-stream message (`event: message`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEventData {
+    /// `refetchEvaluation`: the flag configuration changed; fetch the evaluations again.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The flag configuration's validation token (sent back as `?flagConfigEtag=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// When the configuration last changed, unix seconds (sent back as `?flagConfigLastModified=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<i64>,
 }
 
 /// Whole-request failure of a bulk evaluation (400).

@@ -55,10 +55,25 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(switchyard_server::run(settings))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every stream client holds a connection (a file descriptor): raise the soft limit to the
+/// hard one, as servers expecting many connections do, so the common default of 1 024 does
+/// not cap the clients a replica can serve.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => tracing::warn!(
+            limit,
+            "the open-file limit is low: each stream client takes one; raise it (ulimit -n, LimitNOFILE=)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(err) => tracing::debug!(error = %err, "cannot read or raise the open-file limit"),
+    }
 }

@@ -61,6 +61,8 @@ pub struct BootstrapReport {
 }
 
 const SEEDED: &str = "examples_seeded";
+/// The key stream URLs are signed with, shared by every replica.
+const STREAM_KEY: &str = "stream_signing_key";
 
 impl Control {
     /// Carries out `plan` in one transaction (see the module docs).
@@ -162,6 +164,24 @@ impl Control {
             }
         }
 
+        let stream_key = match draft.tx.meta(STREAM_KEY).await? {
+            Some(hex_key) => hex::decode(hex_key.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()),
+            None => None,
+        };
+        let stream_key = match stream_key {
+            Some(key) => key,
+            None => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| {
+                    ControlError::Internal(format!("no random source for a key: {e}"))
+                })?;
+                draft.tx.set_meta(STREAM_KEY, &hex::encode(key)).await?;
+                key
+            }
+        };
+
         if store_mode {
             let mut docs = docs.into_iter();
             if plan.seed.is_some() {
@@ -206,6 +226,7 @@ impl Control {
             }
         }
         draft.commit().await?;
+        self.set_stream_key(stream_key);
         Ok(report)
     }
 }

@@ -46,6 +46,8 @@ impl Control {
         })?;
         let mut tx = self.observe(store.begin_write().await.map_err(ControlError::from))?;
         let base = self.snapshot();
+        let since = base.ruleset_revision;
+        let mut reloaded = false;
         let snap = match self.observe(
             tx.changes_since(base.revision)
                 .await
@@ -62,6 +64,7 @@ impl Control {
                 snap
             }
             None => {
+                reloaded = true;
                 let state = self.observe(tx.state().await.map_err(ControlError::from))?;
                 let source = self.source().clone();
                 let file = self.file_ruleset_for_reload(&base);
@@ -71,6 +74,13 @@ impl Control {
                 snap
             }
         };
+        let mut snap = snap;
+        // What this operation changes is recorded from the snapshot it started from (the
+        // changes caught up from other replicas are already recorded since that one); after
+        // a full reload nothing is known to have changed: streams resend everything.
+        if !reloaded {
+            snap.begin_delta(since);
+        }
         Ok(Draft {
             _local: local,
             tx,

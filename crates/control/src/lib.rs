@@ -72,7 +72,7 @@ pub use error::{ControlError, Result};
 pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
 pub use import::{ImportMode, ImportReport};
 pub use manage::{CreatedToken, NewTokenRequest};
-pub use snapshot::{FlagMeta, FlagView, SegmentMeta, SegmentView, Snapshot, Source};
+pub use snapshot::{Changed, FlagMeta, FlagView, SegmentMeta, SegmentView, Snapshot, Source};
 pub use tokens::{Actor, Principal, TokenCache};
 
 /// How the control layer behaves; every duration is configurable so tests run in seconds.
@@ -161,7 +161,24 @@ struct Inner {
     status: Mutex<StoreStatus>,
     served: Mutex<Served>,
     ready: AtomicBool,
+    recent: Mutex<Recent>,
+    stream_key: OnceLock<[u8; 32]>,
 }
+
+/// The flags and segments changed in the last published snapshots, so a stream that has
+/// ruleset revision `r` learns what to send without asking the store.
+#[derive(Debug, Default)]
+struct Recent {
+    /// The oldest revision the entries reach back to.
+    floor: i64,
+    /// The ruleset revision they reach (the served one).
+    until: i64,
+    /// `(since, until, changed)`, oldest first, contiguous.
+    entries: std::collections::VecDeque<(i64, i64, Arc<[Changed]>)>,
+}
+
+/// How many published changes [`Control::changed_since`] remembers.
+const RECENT_CHANGES: usize = 4096;
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,6 +207,8 @@ impl Control {
                 status: Mutex::new(StoreStatus::Connecting { reason: None }),
                 served: Mutex::new(Served::Nothing),
                 ready: AtomicBool::new(false),
+                recent: Mutex::new(Recent::default()),
+                stream_key: OnceLock::new(),
             }),
         }
     }
@@ -324,11 +343,76 @@ impl Control {
             );
             return;
         }
+        if snapshot.ruleset_revision > current.ruleset_revision {
+            let mut recent = lock(&self.inner.recent);
+            let contiguous = recent.until == current.ruleset_revision
+                && snapshot
+                    .delta
+                    .as_ref()
+                    .is_some_and(|d| d.since == recent.until);
+            match &snapshot.delta {
+                Some(delta) if contiguous => {
+                    if recent.entries.is_empty() {
+                        recent.floor = delta.since;
+                    }
+                    recent.entries.push_back((
+                        delta.since,
+                        snapshot.ruleset_revision,
+                        delta.keys.clone().into(),
+                    ));
+                    if recent.entries.len() > RECENT_CHANGES {
+                        recent.entries.pop_front();
+                        recent.floor = recent.entries.front().map_or(delta.since, |e| e.0);
+                    }
+                }
+                _ => {
+                    recent.entries.clear();
+                    recent.floor = snapshot.ruleset_revision;
+                }
+            }
+            recent.until = snapshot.ruleset_revision;
+        }
         let snapshot = Arc::new(snapshot);
         self.inner.current.store(Arc::clone(&snapshot));
         self.inner.published.send_replace(snapshot);
         *lock(&self.inner.served) = served;
         self.inner.ready.store(true, Ordering::Release);
+    }
+}
+
+impl Control {
+    /// The flags and segments changed after ruleset revision `revision`, up to the served
+    /// one (whose revision comes with them), from memory; `None` when memory does not reach
+    /// back that far (ask the store's change feed, or resend everything). A revision newer
+    /// than the served one (a client that was on a replica ahead of this one) has nothing
+    /// to catch up here yet.
+    pub fn changed_since(&self, revision: i64) -> Option<(i64, Vec<Changed>)> {
+        let recent = lock(&self.inner.recent);
+        if revision >= recent.until {
+            return Some((recent.until, Vec::new()));
+        }
+        if revision < recent.floor {
+            return None;
+        }
+        let mut keys: Vec<Changed> = Vec::new();
+        for (_, _, changed) in recent.entries.iter().filter(|e| e.1 > revision) {
+            for c in changed.iter() {
+                if !keys.contains(c) {
+                    keys.push(c.clone());
+                }
+            }
+        }
+        Some((recent.until, keys))
+    }
+
+    /// The key stream URLs are signed with (shared by every replica through the store), once
+    /// the first start has run.
+    pub fn stream_key(&self) -> Option<&[u8; 32]> {
+        self.inner.stream_key.get()
+    }
+
+    pub(crate) fn set_stream_key(&self, key: [u8; 32]) {
+        let _ = self.inner.stream_key.set(key);
     }
 }
 

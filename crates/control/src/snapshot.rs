@@ -88,6 +88,35 @@ pub struct Snapshot {
     environments: Arc<BTreeMap<String, EnvironmentRecord>>,
     tokens: Arc<BTreeMap<String, TokenRecord>>,
     token_cache: Arc<TokenCache>,
+    /// The flags and segments changed since ruleset revision `delta.since` to make this
+    /// snapshot (`None` after a full load): what streams send as patches.
+    pub(crate) delta: Option<Delta>,
+}
+
+/// A flag or segment whose definition changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Changed {
+    /// The flag with this key (created, changed, archived or removed).
+    Flag(Arc<str>),
+    /// The segment with this name.
+    Segment(Arc<str>),
+}
+
+/// What changed between two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delta {
+    /// The ruleset revision of the snapshot this one was made from.
+    pub since: i64,
+    /// What changed since then.
+    pub keys: Vec<Changed>,
+}
+
+impl Delta {
+    pub(crate) fn add(&mut self, changed: Changed) {
+        if !self.keys.contains(&changed) {
+            self.keys.push(changed);
+        }
+    }
 }
 
 impl Snapshot {
@@ -103,6 +132,7 @@ impl Snapshot {
             environments: Arc::default(),
             tokens: Arc::default(),
             token_cache: Arc::default(),
+            delta: None,
         }
     }
 
@@ -211,6 +241,17 @@ impl Snapshot {
             return (next, diagnostics);
         }
         next.ruleset_revision = changes.ruleset_revision.max(self.ruleset_revision);
+        let mut delta = Delta {
+            since: self.ruleset_revision,
+            keys: Vec::new(),
+        };
+        for name in &segment_names {
+            delta.add(Changed::Segment(Arc::from(*name)));
+        }
+        for key in &flag_keys {
+            delta.add(Changed::Flag(Arc::from(*key)));
+        }
+        next.delta = Some(delta);
         let mut engine_changes = Vec::new();
         {
             let segments = &mut next.segments;
@@ -293,23 +334,43 @@ impl Snapshot {
     }
 
     /// Records a written flag's bookkeeping (its definition is in the ruleset, set apart).
+    /// Starts recording this snapshot's changes (for a draft: since the snapshot it began from).
+    pub(crate) fn begin_delta(&mut self, since: i64) {
+        if self.delta.as_ref().is_none_or(|d| d.since != since) {
+            self.delta = Some(Delta {
+                since,
+                keys: Vec::new(),
+            });
+        }
+    }
+
+    fn record(&mut self, changed: Changed) {
+        if let Some(delta) = &mut self.delta {
+            delta.add(changed);
+        }
+    }
+
     pub(crate) fn put_flag_meta(&mut self, record: &FlagRecord) {
+        self.record(Changed::Flag(Arc::from(record.key.as_str())));
         self.flags
             .insert(Arc::from(record.key.as_str()), flag_meta(record));
     }
 
     /// Records a written segment's bookkeeping.
     pub(crate) fn put_segment_meta(&mut self, record: &SegmentRecord) {
+        self.record(Changed::Segment(Arc::from(record.name.as_str())));
         self.segments
             .insert(Arc::from(record.name.as_str()), segment_meta(record));
     }
 
     pub(crate) fn remove_flag(&mut self, ruleset: Ruleset, key: &str) {
+        self.record(Changed::Flag(Arc::from(key)));
         self.flags.remove(key);
         self.ruleset = ruleset;
     }
 
     pub(crate) fn remove_segment(&mut self, ruleset: Ruleset, name: &str) {
+        self.record(Changed::Segment(Arc::from(name)));
         self.segments.remove(name);
         self.ruleset = ruleset;
     }

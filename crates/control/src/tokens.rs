@@ -104,6 +104,11 @@ impl TokenCache {
         bool::from(digest.as_slice().ct_eq(&known.hash)).then_some(&known.principal)
     }
 
+    /// The active token `id` (for credentials that name it, such as a signed stream URL).
+    pub fn get(&self, id: &str) -> Option<&Arc<Principal>> {
+        self.by_id.get(id).map(|k| &k.principal)
+    }
+
     /// How many active tokens there are.
     pub fn len(&self) -> usize {
         self.by_id.len()
@@ -164,6 +169,61 @@ fn split(token: &str) -> (std::borrow::Cow<'_, str>, &str) {
     )
 }
 
+/// Signs a stream URL credential for the SDK key `token_id`, valid until `expires` (unix
+/// seconds): `v1.<id>.<expires>.<signature>`. Browsers' `EventSource` cannot send headers, so
+/// OFREP event streams carry this in their URL instead of the SDK key itself; it names the key
+/// (revoking the key ends the credential) and expires.
+pub fn sign_stream(key: &[u8; 32], token_id: &str, expires: i64) -> String {
+    let payload = format!("v1.{token_id}.{expires}");
+    let signature = stream_signature(key, &payload);
+    format!("{payload}.{signature}")
+}
+
+/// Why a stream credential was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamTokenError {
+    /// Not of the form `v1.<id>.<expires>.<signature>`.
+    #[error("malformed stream token")]
+    Malformed,
+    /// The signature does not match (not issued by this deployment).
+    #[error("the stream token's signature is invalid")]
+    BadSignature,
+    /// Past its expiry; fetch the evaluations again for a fresh URL.
+    #[error("the stream token has expired; fetch the evaluations again for a new stream URL")]
+    Expired,
+}
+
+/// Checks a stream credential at `now` (unix seconds); returns the SDK key id it names.
+pub fn verify_stream<'t>(
+    key: &[u8; 32],
+    token: &'t str,
+    now: i64,
+) -> Result<&'t str, StreamTokenError> {
+    let (payload, signature) = token.rsplit_once('.').ok_or(StreamTokenError::Malformed)?;
+    let mut parts = payload.split('.');
+    let (Some("v1"), Some(id), Some(expires), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(StreamTokenError::Malformed);
+    };
+    let expires: i64 = expires.parse().map_err(|_| StreamTokenError::Malformed)?;
+    let expected = stream_signature(key, payload);
+    if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
+        return Err(StreamTokenError::BadSignature);
+    }
+    if now > expires {
+        return Err(StreamTokenError::Expired);
+    }
+    Ok(id)
+}
+
+fn stream_signature(key: &[u8; 32], payload: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(payload.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..20])
+}
+
 fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -206,6 +266,34 @@ mod tests {
         let cache = TokenCache::new(&[record(&id, hash, Role::Admin)]);
         assert!(cache.verify("a-long-admin-token-from-env").is_some());
         assert!(cache.verify("a-long-admin-token-from-env!").is_none());
+    }
+
+    #[test]
+    fn stream_tokens_verify_expire_and_resist_tampering() {
+        let key = [7u8; 32];
+        let token = sign_stream(&key, "0123456789abcdef", 1_000);
+        assert_eq!(verify_stream(&key, &token, 999), Ok("0123456789abcdef"));
+        assert_eq!(
+            verify_stream(&key, &token, 1_001),
+            Err(StreamTokenError::Expired)
+        );
+        assert_eq!(
+            verify_stream(&[8u8; 32], &token, 999),
+            Err(StreamTokenError::BadSignature)
+        );
+        let longer = token.replace(".1000.", ".9999.");
+        assert_eq!(
+            verify_stream(&key, &longer, 999),
+            Err(StreamTokenError::BadSignature)
+        );
+        assert_eq!(
+            verify_stream(&key, "nope", 0),
+            Err(StreamTokenError::Malformed)
+        );
+        assert_eq!(
+            verify_stream(&key, "v1.a.b.c", 0),
+            Err(StreamTokenError::Malformed)
+        );
     }
 
     #[test]

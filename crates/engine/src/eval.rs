@@ -357,16 +357,34 @@ impl Ruleset {
     ///
     /// Environments the ruleset never mentions evaluate with the flags' top-level targeting.
     pub fn evaluator(&self, env: &str, now: OffsetDateTime) -> Evaluator<'_> {
-        let env = self
-            .environments
-            .iter()
-            .position(|e| **e == *env)
-            .and_then(|i| u16::try_from(i).ok());
+        self.evaluator_in(self.environment(env), now)
+    }
+
+    /// Looks up an environment once, for [`Ruleset::evaluator_in`] (a caller evaluating many
+    /// times in one environment skips the lookup).
+    pub fn environment(&self, env: &str) -> Environment {
+        Environment(
+            self.environments
+                .iter()
+                .position(|e| **e == *env)
+                .and_then(|i| u16::try_from(i).ok()),
+        )
+    }
+
+    /// An evaluator for an environment looked up with [`Ruleset::environment`] on this
+    /// ruleset.
+    pub fn evaluator_in(&self, env: Environment, now: OffsetDateTime) -> Evaluator<'_> {
         Evaluator {
             ruleset: self,
-            env,
+            env: env.0,
             now,
         }
+    }
+
+    /// The type of the served flag `key`.
+    pub fn flag_type(&self, key: &str) -> Option<FlagType> {
+        let slot = *self.index.get(key)?;
+        Some(self.flag(slot)?.flag_type)
     }
 
     /// Keys of the flags served (compiled), in document order (archived flags included).
@@ -459,6 +477,10 @@ impl Ruleset {
         self.flags.get(slot as usize)?.as_deref()
     }
 }
+
+/// An environment of one [`Ruleset`], looked up once ([`Ruleset::environment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Environment(Option<u16>);
 
 /// Evaluates flags of one [`Ruleset`] for one environment at one instant.
 #[derive(Debug, Clone, Copy)]

@@ -55,7 +55,8 @@ pub use context::{AttrPath, Context, ContextError};
 pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};
 pub use document::{Document, FlagDef, FlagType, TargetingDef, FORMAT_VERSION};
 pub use eval::{
-    Detail, ErrorCode, EvalError, Evaluation, Evaluator, FromFlagValue, Reason, Ruleset, Typed,
+    Detail, Environment, ErrorCode, EvalError, Evaluation, Evaluator, FromFlagValue, Reason,
+    Ruleset, Typed,
 };
 pub use normalize::normalize;
 pub use source::Format;

@@ -26,6 +26,9 @@ pub enum Access {
     Public,
     /// A token whose role satisfies this one (see [`Role::satisfies`]).
     Role(Role),
+    /// A signed stream URL (`?token=`, minted for an SDK key by a bulk OFREP response):
+    /// browsers' `EventSource` cannot send headers.
+    SignedStreamUrl,
 }
 
 impl Access {
@@ -34,6 +37,7 @@ impl Access {
         match self {
             Access::Public => "none",
             Access::Role(role) => role.as_str(),
+            Access::SignedStreamUrl => "sdk",
         }
     }
 }
@@ -185,11 +189,43 @@ pub fn authenticate(
     Ok(principal)
 }
 
+/// The SDK key a signed stream URL names, if the signature, the expiry and the key check out.
+fn stream_principal(state: &AppState, query: Option<&str>) -> Result<Arc<Principal>, Denied> {
+    let token = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("token="))
+        .ok_or(Denied::Missing)?;
+    let key = state.control.stream_key().ok_or(Denied::Invalid)?;
+    let id = switchyard_control::tokens::verify_stream(key, token, crate::now_secs())
+        .map_err(|_| Denied::Invalid)?;
+    let snapshot = state.control.snapshot_guard();
+    let principal = snapshot
+        .token_cache()
+        .get(id)
+        .cloned()
+        .ok_or(Denied::Invalid)?;
+    if principal.role != Role::Sdk {
+        return Err(Denied::Invalid);
+    }
+    Ok(principal)
+}
+
 /// The guard every route of the table gets: authenticates and authorizes before the
 /// handler runs, and renders a refusal in the route's own error shape (OFREP's for OFREP).
 pub async fn guard(state: AppState, access: Access, mut request: Request, next: Next) -> Response {
-    let Access::Role(needed) = access else {
-        return next.run(request).await;
+    let needed = match access {
+        Access::Public => return next.run(request).await,
+        Access::Role(needed) => needed,
+        Access::SignedStreamUrl => {
+            return match stream_principal(&state, request.uri().query()) {
+                Ok(principal) => {
+                    request.extensions_mut().insert(Caller(principal));
+                    next.run(request).await
+                }
+                Err(denied) => crate::ofrep::refusal(denied, None),
+            };
+        }
     };
     match authenticate(&state, request.headers(), needed) {
         Ok(principal) => {

@@ -18,6 +18,9 @@
 //! | `ofrep.rate_limit_per_second` | `SWITCHYARD_RATE_LIMIT` | | `0` (off) |
 //! | `ofrep.rate_limit_burst` | | | twice the rate |
 //! | `ofrep.cors_allowed_origins` | `SWITCHYARD_CORS_ORIGINS` (comma-separated) | | `["*"]` |
+//! | `sse.heartbeat_secs` | `SWITCHYARD_SSE_HEARTBEAT_SECS` | | `15` |
+//! | `sse.client_buffer` | | | `256` events |
+//! | `sse.ofrep_inactivity_secs` | | | `120` |
 //! | `log.format` | `SWITCHYARD_LOG_FORMAT` | | `text` |
 //! | `log.level` | `SWITCHYARD_LOG` | | `info` |
 //! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
@@ -53,9 +56,24 @@ pub struct ServerConfig {
     /// OFREP settings.
     #[serde(default)]
     pub ofrep: OfrepConfig,
+    /// Event-stream settings.
+    #[serde(default)]
+    pub sse: SseConfig,
     /// Logging settings.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `[sse]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SseConfig {
+    /// Seconds between heartbeat comments on every stream.
+    pub heartbeat_secs: Option<u64>,
+    /// Events a client may have waiting before it is disconnected as too slow.
+    pub client_buffer: Option<u64>,
+    /// `inactivityDelaySec` advertised to OFREP clients.
+    pub ofrep_inactivity_secs: Option<u64>,
 }
 
 /// `[storage]`.
@@ -154,6 +172,8 @@ pub struct Settings {
     pub cors_origins: Option<Vec<String>>,
     /// Bootstrap admin token, from the environment.
     pub admin_token: Option<String>,
+    /// Event-stream settings.
+    pub streams: crate::stream::StreamSettings,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -376,6 +396,29 @@ impl Settings {
                 reason: "must be between 50 and 600000 milliseconds".to_owned(),
             });
         }
+        let heartbeat_secs =
+            number("SWITCHYARD_SSE_HEARTBEAT_SECS", file.sse.heartbeat_secs)?.unwrap_or(15);
+        let client_buffer = file.sse.client_buffer.unwrap_or(256);
+        let ofrep_inactivity_secs = file.sse.ofrep_inactivity_secs.unwrap_or(120);
+        for (setting, value, range) in [
+            ("SSE heartbeat", heartbeat_secs, 1..=3600),
+            ("SSE client buffer", client_buffer, 8..=100_000),
+            ("OFREP inactivity delay", ofrep_inactivity_secs, 1..=86_400),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    value: value.to_string(),
+                    origin: "`[sse]` / $SWITCHYARD_SSE_HEARTBEAT_SECS".to_owned(),
+                    reason: format!("must be between {} and {}", range.start(), range.end()),
+                });
+            }
+        }
+        let streams = crate::stream::StreamSettings {
+            heartbeat: std::time::Duration::from_secs(heartbeat_secs),
+            client_buffer: client_buffer as usize,
+            ofrep_inactivity_secs: ofrep_inactivity_secs as u32,
+        };
         let sync_interval_ms =
             number("SWITCHYARD_SYNC_INTERVAL_MS", file.sync_interval_ms)?.unwrap_or(1000);
         if !(10..=3_600_000).contains(&sync_interval_ms) {
@@ -477,6 +520,7 @@ impl Settings {
             rate_limit,
             cors_origins,
             admin_token,
+            streams,
             log_format,
             log_level,
         })

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
 pub mod state;
+pub mod stream;
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,14 @@ const SDK: Access = Access::Role(Role::Sdk);
 const VIEWER: Access = Access::Role(Role::Viewer);
 const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
+const STREAM_URL: Access = Access::SignedStreamUrl;
+
+/// Unix time in seconds.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 routes! {
     get "/healthz" => healthz, PUBLIC, "Liveness: the process is up.";
@@ -95,7 +104,10 @@ routes! {
     get "/metrics" => metrics_text, PUBLIC, "Prometheus metrics.";
     get "/api/v1/openapi.json" => openapi::serve, PUBLIC, "This OpenAPI document.";
     post "/ofrep/v1/evaluate/flags/{key}" => ofrep::evaluate_flag, SDK, "OFREP: evaluate one flag.";
-    post "/ofrep/v1/evaluate/flags" => ofrep::evaluate_all, SDK, "OFREP: evaluate every flag (ETag, 304).";
+    post "/ofrep/v1/evaluate/flags" => ofrep::evaluate_all, SDK, "OFREP: evaluate every flag (ETag, 304; advertises the event stream).";
+    get "/ofrep/v1/events" => stream::ofrep_events, STREAM_URL, "OFREP event stream (server-sent events: refetchEvaluation); its signed URL comes from a bulk response.";
+    get "/sdk/v1/ruleset" => stream::get_ruleset, SDK, "The SDK key's environment's ruleset, for local evaluation (ETag, 304).";
+    get "/sdk/v1/stream" => stream::sdk_stream, SDK, "The SDK change stream (server-sent events: put, patch, delete; Last-Event-ID resumes).";
     get "/api/v1/flags" => admin::list_flags, VIEWER, "List flags; filter by tag, environment, state.";
     post "/api/v1/flags" => admin::create_flag, EDITOR, "Create a flag.";
     get "/api/v1/flags/{key}" => admin::get_flag, VIEWER, "Get a flag (ETag is its version).";
@@ -431,6 +443,11 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     }
 
     let rollouts = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
+    let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
+        control.clone(),
+        state.metrics.clone(),
+        stop_rx.clone(),
+    ));
     tracing::info!(%addr, flags = control.snapshot().ruleset.len(), "serving");
     println!("listening on http://{addr}");
     let fatal = std::sync::Arc::new(tokio::sync::Mutex::new(None));
@@ -447,8 +464,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         .with_graceful_shutdown(stop)
         .await
         .map_err(StartError::Serve)?;
-    let _ = stop_tx.send(true);
+    stop_tx.send_replace(true);
     let _ = rollouts.await;
+    let _ = hub.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");
     }

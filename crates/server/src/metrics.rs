@@ -24,6 +24,10 @@ pub struct Metrics {
     pub store_up: IntGauge,
     /// `switchyard_snapshot_revision`: the store revision this replica serves.
     pub revision: IntGauge,
+    /// `switchyard_sse_clients{kind}`: connected stream clients (`sdk`, `ofrep`).
+    pub sse_clients: prometheus::IntGaugeVec,
+    /// `switchyard_sse_dropped_clients_total{kind}`: clients disconnected for not reading.
+    pub sse_dropped: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,6 +84,26 @@ impl Metrics {
             "switchyard_snapshot_revision",
             "The store revision this replica serves",
         )?;
+        let sse_clients = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "switchyard_sse_clients",
+                "Connected event-stream clients by kind",
+            ),
+            &["kind"],
+        )?;
+        let sse_dropped = IntCounterVec::new(
+            Opts::new(
+                "switchyard_sse_dropped_clients_total",
+                "Event-stream clients disconnected because they stopped reading",
+            ),
+            &["kind"],
+        )?;
+        for kind in ["sdk", "ofrep"] {
+            sse_clients.with_label_values(&[kind]).set(0);
+            sse_dropped.with_label_values(&[kind]).inc_by(0);
+        }
+        registry.register(Box::new(sse_clients.clone()))?;
+        registry.register(Box::new(sse_dropped.clone()))?;
         registry.register(Box::new(store_up.clone()))?;
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(evaluations.clone()))?;
@@ -98,6 +122,8 @@ impl Metrics {
             flags,
             store_up,
             revision,
+            sse_clients,
+            sse_dropped,
         })
     }
 

@@ -51,6 +51,8 @@ enum Item<'a> {
 struct Bulk<'a> {
     flags: Vec<Item<'a>>,
     metadata: SetMetadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_streams: Option<[switchyard_api_types::ofrep::EventStream; 1]>,
 }
 
 /// The flag set's metadata in a bulk response.
@@ -250,6 +252,7 @@ pub async fn evaluate_all(
         metadata: SetMetadata {
             revision: snapshot.ruleset_revision,
         },
+        event_streams: crate::stream::advertised(&state, &principal.id).map(|s| [s]),
     });
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
     let matches = headers

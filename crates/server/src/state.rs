@@ -23,6 +23,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Per-SDK-key rate limiter, when configured.
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// The replica's event streams (SDK and OFREP).
+    pub streams: Arc<crate::stream::Streams>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -66,11 +68,13 @@ impl AppState {
                 Quota::per_second(rate).allow_burst(burst),
             ))
         });
+        let streams = Arc::new(crate::stream::Streams::new(settings.streams));
         Self(Arc::new(Inner {
             control,
             settings,
             metrics,
             limiter,
+            streams,
         }))
     }
 }

@@ -1,5 +1,6 @@
 //! Drives the real `switchyard` binary.
 
+mod delivery;
 mod outage;
 mod protocol;
 mod replicas;

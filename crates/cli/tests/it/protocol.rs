@@ -50,6 +50,29 @@ fn protocol_node_server_and_web_sdks() {
     );
 }
 
+/// The stock web SDK with an `EventSource` refreshes from the OFREP event stream alone
+/// (`tests/protocol/node/live/sse-refresh.js`); it changes a flag, so it has a server of its
+/// own.
+#[test]
+fn protocol_node_web_sdk_event_stream() {
+    let node_dir = root().join("tests/protocol/node");
+    ensure_node_deps(&node_dir);
+    let server = Server::start();
+    let sdk_key = server.create_sdk_key("protocol-node-sse");
+    let mut cmd = Command::new("node");
+    cmd.args(["--test", "--test-reporter=spec", "live/sse-refresh.js"])
+        .current_dir(&node_dir)
+        .env("NO_COLOR", "1")
+        .env("SWITCHYARD_ADMIN_TOKEN", &server.admin_token);
+    run_suite(
+        "node --test tests/protocol/node/live/sse-refresh.js",
+        cmd,
+        node_tests_ran,
+        &server,
+        &sdk_key,
+    );
+}
+
 #[test]
 fn protocol_python_sdk() {
     let venv = root().join("target/protocol-venv");

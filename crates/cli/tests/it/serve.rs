@@ -19,12 +19,15 @@ impl Drop for Server {
     }
 }
 
-/// Starts `switchyard serve` with `args` and `env`, waiting for its `listening on` line.
+/// Starts `switchyard serve` with `args` and `env`, waiting for its `listening on` line; on
+/// a free port unless `args` has a `--listen`.
 pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args);
+    cmd.arg("serve");
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(args);
     cmd.env("SWITCHYARD_LOG", "warn")
         .env_remove("SWITCHYARD_ADMIN_TOKEN");
     for (k, v) in env {
