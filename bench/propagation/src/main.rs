@@ -1,110 +1,102 @@
-//! Propagation between two replicas on one PostgreSQL, with the default configuration.
+//! Propagation, with the default configuration: how long after the admin API acknowledges a
+//! change the answer an application sees changes.
 //!
-//! Starts two `switchyard serve` processes (A and B) on a fresh schema, then N times: toggles a
-//! flag on A (`PUT .../environments/production/enabled`), takes the time when A acknowledges,
-//! and polls B's OFREP answer for that flag until it changes. Prints p50 / p99 / max of
-//! (B's answer changed − A's acknowledgement).
+//! N times: toggles a flag on replica A (`PUT .../environments/production/enabled`), takes the
+//! time when A acknowledges, then waits for the new value where the application looks. Prints
+//! p50 / p99 / max of (answer changed − A's acknowledgement).
 //!
-//! Usage: `cargo run --release --manifest-path bench/propagation/Cargo.toml -- [CHANGES]`
-//! with `target/release/switchyard` built (`cargo build --release -p switchyard`), `psql` on
-//! the PATH and PostgreSQL at `$SWITCHYARD_TEST_POSTGRES_URL`
+//! Usage: `cargo run --release --manifest-path bench/propagation/Cargo.toml -- [CHANGES] [MODE]`
+//! with `target/release/switchyard` built (`cargo build --release -p switchyard`). MODE:
+//! - `ofrep` (default): two replicas on PostgreSQL; B's OFREP answer, polled;
+//! - `sdk`: two replicas on PostgreSQL; a Rust SDK client streaming from B, evaluating
+//!   in-process (woken by each revision it receives);
+//! - `sdk-single`: one replica on SQLite; the SDK streams from it.
+//!
+//! PostgreSQL modes need `psql` on the PATH and the server at `$SWITCHYARD_TEST_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-const ADMIN: &str = "propagation-bench-admin-token";
-
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(binary: &str, db: &str) -> Replica {
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
-        .env("SWITCHYARD_ADMIN_TOKEN", ADMIN)
-        .env("SWITCHYARD_SEED_EXAMPLES", "false")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("switchyard starts (build it with `cargo build --release -p switchyard`)");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the server prints `listening on`")
-            .expect("stdout");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Replica { child, url }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn send(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: &str) -> (u16, Value) {
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .body(body.to_owned())
-        .unwrap();
-    let mut r = agent.run(req).expect("request");
-    (
-        r.status().as_u16(),
-        r.body_mut().read_json().unwrap_or(Value::Null),
-    )
-}
-
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGOPTIONS", "-c client_min_messages=warning")
-        .status()
-        .expect("psql");
-    assert!(status.success(), "psql {sql}");
-}
+use switchyard_bench_propagation::{agent, psql, send, start, ADMIN};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Ofrep,
+    Sdk,
+    SdkSingle,
+}
+
+/// Where the application looks.
+enum View {
+    Ofrep { url: String, sdk: String },
+    Sdk { client: switchyard_sdk::Client, runtime: tokio::runtime::Runtime },
+}
+
+impl View {
+    /// Waits until the flag answers `enabled`; how many looks it took.
+    fn wait_for(&self, http: &ureq::Agent, enabled: bool, acked: Instant) -> u64 {
+        let mut looks = 0;
+        match self {
+            View::Ofrep { url, sdk } => loop {
+                looks += 1;
+                let (_, answer) = send(http, "POST", url, sdk, r#"{"context": {"targetingKey": "u"}}"#);
+                if answer["value"] == enabled {
+                    return looks;
+                }
+                assert!(acked.elapsed() < Duration::from_secs(10), "the change never arrived");
+            },
+            View::Sdk { client, runtime } => runtime.block_on(async {
+                let ctx = switchyard_sdk::Context::with_targeting_key("u");
+                let mut revisions = client.watch_revision();
+                loop {
+                    looks += 1;
+                    if client.bool_value("propagated", &ctx, !enabled) == enabled {
+                        return looks;
+                    }
+                    tokio::time::timeout(Duration::from_secs(10), revisions.changed())
+                        .await
+                        .expect("the change never arrived")
+                        .expect("the client runs");
+                }
+            }),
+        }
+    }
+}
+
 fn main() {
-    let changes: usize = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let changes: usize = args
+        .next()
         .map(|n| n.parse().expect("CHANGES is a number"))
         .unwrap_or(1000);
+    let mode = match args.next().as_deref() {
+        None | Some("ofrep") => Mode::Ofrep,
+        Some("sdk") => Mode::Sdk,
+        Some("sdk-single") => Mode::SdkSingle,
+        Some(other) => panic!("MODE is ofrep, sdk or sdk-single, not {other:?}"),
+    };
     let binary = std::env::var("SWITCHYARD_BIN").unwrap_or_else(|_| "target/release/switchyard".into());
     let base = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("sy_propagation_{}", std::process::id());
-    psql(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"));
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let db = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let dir = std::env::temp_dir().join(&schema);
+    let db = if mode == Mode::SdkSingle {
+        std::fs::create_dir_all(&dir).unwrap();
+        format!("sqlite://{}", dir.join("bench.db").display())
+    } else {
+        psql(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    };
 
     let a = start(&binary, &db);
-    let b = start(&binary, &db);
+    let b = (mode != Mode::SdkSingle).then(|| start(&binary, &db));
+    let viewed = b.as_ref().unwrap_or(&a).url.clone();
     let http = agent();
     let (status, created) = send(
         &http,
@@ -117,7 +109,7 @@ fn main() {
     let sdk = created["token"].as_str().unwrap().to_owned();
     let (status, body) = send(&http, "POST", &format!("{}/api/v1/flags", a.url), ADMIN, r#"{"key": "propagated"}"#);
     assert_eq!(status, 201, "{body}");
-    let eval_url = format!("{}/ofrep/v1/evaluate/flags/propagated", b.url);
+    let eval_url = format!("{viewed}/ofrep/v1/evaluate/flags/propagated");
     let ctx = r#"{"context": {"targetingKey": "u"}}"#;
     // Wait for B to know the SDK key and the flag.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -125,6 +117,30 @@ fn main() {
         assert!(Instant::now() < deadline, "replica B never saw the flag");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let view = match mode {
+        Mode::Ofrep => View::Ofrep { url: eval_url, sdk },
+        Mode::Sdk | Mode::SdkSingle => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let client = runtime
+                .block_on(switchyard_sdk::Client::builder(viewed.clone(), sdk).build())
+                .expect("the SDK starts");
+            runtime.block_on(async {
+                let mut state = client.watch_connection();
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    state.wait_for(|s| *s == switchyard_sdk::ConnectionState::Streaming),
+                )
+                .await
+                .expect("the SDK streams")
+                .unwrap();
+            });
+            View::Sdk { client, runtime }
+        }
+    };
 
     let toggle = format!("{}/api/v1/flags/propagated/environments/production/enabled", a.url);
     let mut latencies = Vec::with_capacity(changes);
@@ -139,27 +155,32 @@ fn main() {
             &format!(r#"{{"enabled": {enabled}}}"#),
         );
         let acked = Instant::now();
-        assert_eq!(status, 200, "{body}");
-        loop {
-            polls += 1;
-            let (_, answer) = send(&http, "POST", &eval_url, &sdk, ctx);
-            if answer["value"] == enabled {
-                latencies.push(acked.elapsed());
-                break;
-            }
-            assert!(acked.elapsed() < Duration::from_secs(10), "change {i} never reached B");
-        }
+        assert_eq!(status, 200, "change {i}: {body}");
+        polls += view.wait_for(&http, enabled, acked);
+        latencies.push(acked.elapsed());
     }
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let what = match mode {
+        Mode::Ofrep => "B's OFREP answer",
+        Mode::Sdk => "the answer of an SDK streaming from B",
+        Mode::SdkSingle => "the answer of an SDK streaming from A (one replica, SQLite)",
+    };
     println!(
-        "{changes} changes acknowledged by A, time until B's OFREP answer changed: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {:.2} polls per change)",
+        "{changes} changes acknowledged by A, time until {what} changed: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {:.2} looks per change)",
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.99)),
         ms(*latencies.last().unwrap()),
         polls as f64 / changes as f64
     );
+    if let View::Sdk { client, runtime } = view {
+        runtime.block_on(client.shutdown());
+    }
     drop(a);
     drop(b);
-    psql(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    if mode == Mode::SdkSingle {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        psql(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
 }

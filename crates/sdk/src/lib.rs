@@ -45,8 +45,8 @@
 //!   are sent in batches in the background (`POST /sdk/v1/events`); what does not fit or
 //!   cannot be sent is counted ([`Client::stats`]); [`Client::shutdown`] flushes.
 //! - **Never**: panics, or blocks an evaluation on the network. Evaluations read an
-//!   atomically swapped compiled ruleset; the clock they use ticks every 50 ms (time
-//!   conditions are that precise).
+//!   atomically swapped compiled ruleset; the clock they use is read to the second and
+//!   refreshed every 50 ms (time conditions are that precise).
 
 mod cache;
 mod detail;
@@ -59,8 +59,13 @@ mod sync;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 
+/// The README's Rust example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -277,6 +282,8 @@ pub(crate) struct Inner {
     pub http: reqwest::Client,
     pub rules: ArcSwap<Rules>,
     pub test_overrides: ArcSwap<std::collections::HashMap<String, Value>>,
+    /// Whether `test_overrides` has any (read on every evaluation instead of loading it).
+    pub has_test_overrides: AtomicBool,
     pub env: std::collections::HashMap<String, String>,
     pub state: watch::Sender<ConnectionState>,
     /// The revision served, for [`Client::watch_revision`].
@@ -318,10 +325,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn unix_nanos() -> i64 {
+/// Whole seconds: `before` / `after` compare at that precision, and converting seconds (not
+/// nanoseconds, an `i128` division) keeps the per-evaluation clock read cheap.
+fn unix_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Client {
@@ -376,10 +385,11 @@ impl Client {
                 http,
                 rules: ArcSwap::from_pointee(Rules::empty()),
                 test_overrides: ArcSwap::from_pointee(Default::default()),
+                has_test_overrides: AtomicBool::new(false),
                 env,
                 state: watch::Sender::new(ConnectionState::Connecting),
                 revision: watch::Sender::new(0),
-                clock: AtomicI64::new(unix_nanos()),
+                clock: AtomicI64::new(unix_seconds()),
                 cache_problem: Mutex::new(None),
                 cache_dirty: tokio::sync::Notify::new(),
                 stats: StatCounters::default(),
@@ -420,15 +430,15 @@ impl Client {
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
-                _ = tick.tick() => self.inner.clock.store(unix_nanos(), Ordering::Relaxed),
+                _ = tick.tick() => self.inner.clock.store(unix_seconds(), Ordering::Relaxed),
                 _ = shutdown.wait_for(|stopped| *stopped) => return,
             }
         }
     }
 
     fn now(&self) -> time::OffsetDateTime {
-        let nanos = self.inner.clock.load(Ordering::Relaxed);
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        let seconds = self.inner.clock.load(Ordering::Relaxed);
+        time::OffsetDateTime::from_unix_timestamp(seconds)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
     }
 
@@ -445,8 +455,8 @@ impl Client {
     }
 
     fn override_for(&self, key: &str, rules: &Rules) -> Option<Value> {
-        let tests = self.inner.test_overrides.load();
-        if !tests.is_empty() {
+        if self.inner.has_test_overrides.load(Ordering::Relaxed) {
+            let tests = self.inner.test_overrides.load();
             if let Some(v) = tests.get(key) {
                 return Some(v.clone());
             }
@@ -462,7 +472,8 @@ impl Client {
         T: for<'r> FromFlagValue<'r> + Copy + FromOverride,
     {
         let rules = self.inner.rules.load();
-        if !rules.env_overrides.is_empty() || !self.inner.test_overrides.load().is_empty() {
+        if !rules.env_overrides.is_empty() || self.inner.has_test_overrides.load(Ordering::Relaxed)
+        {
             if let Some(v) = self
                 .override_for(key, &rules)
                 .and_then(|v| T::from_override(&v))
@@ -586,16 +597,29 @@ impl Client {
     /// Sets a test override: `key` answers `value` whatever the server says (the highest
     /// precedence; see the crate docs).
     pub fn set_override(&self, key: impl Into<String>, value: impl Into<Value>) {
-        let mut map = (**self.inner.test_overrides.load()).clone();
-        map.insert(key.into(), value.into());
-        self.inner.test_overrides.store(Arc::new(map));
+        let (key, value) = (key.into(), value.into());
+        self.update_overrides(|map| {
+            map.insert(key.clone(), value.clone());
+        });
     }
 
     /// Removes a test override.
     pub fn clear_override(&self, key: &str) {
-        let mut map = (**self.inner.test_overrides.load()).clone();
-        map.remove(key);
-        self.inner.test_overrides.store(Arc::new(map));
+        self.update_overrides(|map| {
+            map.remove(key);
+        });
+    }
+
+    /// Changes the test overrides atomically (concurrent changes are all kept).
+    fn update_overrides(&self, change: impl Fn(&mut std::collections::HashMap<String, Value>)) {
+        let previous = self.inner.test_overrides.rcu(|current| {
+            let mut map = (**current).clone();
+            change(&mut map);
+            map
+        });
+        drop(previous);
+        let any = !self.inner.test_overrides.load().is_empty();
+        self.inner.has_test_overrides.store(any, Ordering::Relaxed);
     }
 
     /// The connection state now.

