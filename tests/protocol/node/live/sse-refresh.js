@@ -71,7 +71,8 @@ test('a kill through the admin API reaches the client by the stream, without pol
   const refetches = fetches.filter((f) => new URL(f.url).pathname === '/ofrep/v1/evaluate/flags').slice(bulkBefore);
   assert.ok(refetches.length >= 1, 'the provider fetched again after the notification');
   assert.equal(refetches.at(-1).status, 200);
-  assert.ok(changed.length >= 1, 'PROVIDER_CONFIGURATION_CHANGED was emitted');
+  // The provider updates its cache, then emits the event: wait for it rather than race it.
+  await waitFor(() => changed.length >= 1, 'PROVIDER_CONFIGURATION_CHANGED to be emitted');
 
   // And back: releasing the kill switch reaches it the same way.
   await admin('DELETE', '/api/v1/flags/proto-bool/environments/production/kill');
