@@ -6,9 +6,9 @@
 //! evaluation is then one probe and one comparison, and never allocates.
 
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 use serde_json::{Map, Value};
 
 /// An evaluation context: `{"targetingKey": "...", <attributes, nested objects allowed>}`.
@@ -41,8 +41,12 @@ pub enum ContextError {
 /// The context attribute that holds the targeting key.
 pub const TARGETING_KEY: &str = "targetingKey";
 
+/// The attribute-path hash: fast, and seeded once per process so that attribute names chosen
+/// by a client cannot be crafted to collide (a context is attacker-controlled input on OFREP).
+/// Results never depend on it: it only places entries in the table.
 fn hash_of(path: &str) -> u64 {
-    FxBuildHasher.hash_one(path)
+    static STATE: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one(path)
 }
 
 impl Context {

@@ -21,6 +21,16 @@
 //! | `sse.heartbeat_secs` | `SWITCHYARD_SSE_HEARTBEAT_SECS` | | `15` |
 //! | `sse.client_buffer` | | | `256` events |
 //! | `sse.ofrep_inactivity_secs` | | | `120` |
+//! | `limits.max_connections` | `SWITCHYARD_MAX_CONNECTIONS` | | `10000` (and below the open-file limit) |
+//! | `limits.header_read_timeout_secs` | | | `10` |
+//! | `limits.request_timeout_secs` | | | `30` (reading the body and producing the response; not a stream's life) |
+//! | `limits.idle_timeout_secs` | | | `75` (no byte either way; streams' heartbeats count) |
+//! | `limits.requests_per_connection` | | | `10000` (then `Connection: close`) |
+//! | `limits.ofrep_body_bytes` | | | `65536` |
+//! | `limits.admin_body_bytes` | | | `1048576` |
+//! | `limits.import_body_bytes` | | | `16777216` |
+//! | `limits.context_attributes` | | | `1000` |
+//! | `limits.context_depth` | | | `16` |
 //! | `log.format` | `SWITCHYARD_LOG_FORMAT` | | `text` |
 //! | `log.level` | `SWITCHYARD_LOG` | | `info` |
 //! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
@@ -62,6 +72,35 @@ pub struct ServerConfig {
     /// Logging settings.
     #[serde(default)]
     pub log: LogConfig,
+    /// Connection, time and size limits at the edge.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Connections held at once; more are answered 503 and closed.
+    pub max_connections: Option<u64>,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds to read a request's body and produce its response.
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds a connection may move no byte either way before it is closed.
+    pub idle_timeout_secs: Option<u64>,
+    /// Requests one keep-alive connection may carry before the server closes it.
+    pub requests_per_connection: Option<u64>,
+    /// Largest OFREP request body.
+    pub ofrep_body_bytes: Option<u64>,
+    /// Largest admin API request body (other than imports).
+    pub admin_body_bytes: Option<u64>,
+    /// Largest import body.
+    pub import_body_bytes: Option<u64>,
+    /// Most attributes (leaf values) in an evaluation context.
+    pub context_attributes: Option<u64>,
+    /// Deepest nesting of objects in an evaluation context.
+    pub context_depth: Option<u64>,
 }
 
 /// `[sse]`.
@@ -174,6 +213,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Event-stream settings.
     pub streams: crate::stream::StreamSettings,
+    /// Edge limits.
+    pub limits: crate::listen::Limits,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -419,6 +460,100 @@ impl Settings {
             client_buffer: client_buffer as usize,
             ofrep_inactivity_secs: ofrep_inactivity_secs as u32,
         };
+        let limits = {
+            let l = &file.limits;
+            let defaults = crate::listen::Limits::default();
+            let max_connections = number("SWITCHYARD_MAX_CONNECTIONS", l.max_connections)?
+                .unwrap_or(defaults.max_connections as u64);
+            let secs = |d: std::time::Duration| d.as_secs();
+            let checked = [
+                ("limits.max_connections", max_connections, 1, 1_000_000),
+                (
+                    "limits.header_read_timeout_secs",
+                    l.header_read_timeout_secs
+                        .unwrap_or(secs(defaults.header_read_timeout)),
+                    1,
+                    3600,
+                ),
+                (
+                    "limits.request_timeout_secs",
+                    l.request_timeout_secs
+                        .unwrap_or(secs(defaults.request_timeout)),
+                    1,
+                    3600,
+                ),
+                (
+                    "limits.idle_timeout_secs",
+                    l.idle_timeout_secs.unwrap_or(secs(defaults.idle_timeout)),
+                    1,
+                    86_400,
+                ),
+                (
+                    "limits.requests_per_connection",
+                    l.requests_per_connection
+                        .unwrap_or(defaults.requests_per_connection),
+                    1,
+                    u64::MAX,
+                ),
+                (
+                    "limits.ofrep_body_bytes",
+                    l.ofrep_body_bytes
+                        .unwrap_or(defaults.ofrep_body_bytes as u64),
+                    256,
+                    1 << 30,
+                ),
+                (
+                    "limits.admin_body_bytes",
+                    l.admin_body_bytes
+                        .unwrap_or(defaults.admin_body_bytes as u64),
+                    1024,
+                    1 << 30,
+                ),
+                (
+                    "limits.import_body_bytes",
+                    l.import_body_bytes
+                        .unwrap_or(defaults.import_body_bytes as u64),
+                    1024,
+                    1 << 32,
+                ),
+                (
+                    "limits.context_attributes",
+                    l.context_attributes
+                        .unwrap_or(defaults.context_attributes as u64),
+                    1,
+                    1_000_000,
+                ),
+                (
+                    "limits.context_depth",
+                    l.context_depth.unwrap_or(u64::from(defaults.context_depth)),
+                    1,
+                    64,
+                ),
+            ];
+            for (setting, value, min, max) in checked {
+                if !(min..=max).contains(&value) {
+                    return Err(ConfigError::Invalid {
+                        setting,
+                        value: value.to_string(),
+                        origin: format!("`{setting}` in {file_origin}"),
+                        reason: format!("must be between {min} and {max}"),
+                    });
+                }
+            }
+            let v = |i: usize| checked[i].1;
+            crate::listen::Limits {
+                max_connections: v(0) as usize,
+                header_read_timeout: std::time::Duration::from_secs(v(1)),
+                request_timeout: std::time::Duration::from_secs(v(2)),
+                idle_timeout: std::time::Duration::from_secs(v(3)),
+                requests_per_connection: v(4),
+                ofrep_body_bytes: v(5) as usize,
+                admin_body_bytes: v(6) as usize,
+                import_body_bytes: v(7) as usize,
+                context_attributes: v(8) as usize,
+                context_depth: v(9) as u16,
+            }
+        };
         let sync_interval_ms =
             number("SWITCHYARD_SYNC_INTERVAL_MS", file.sync_interval_ms)?.unwrap_or(1000);
         if !(10..=3_600_000).contains(&sync_interval_ms) {
@@ -521,6 +656,7 @@ impl Settings {
             cors_origins,
             admin_token,
             streams,
+            limits,
             log_format,
             log_level,
         })
@@ -656,6 +792,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.rate_limit, Some((1000, 2000)));
+        // The example shows the defaults.
+        assert_eq!(s.limits, crate::listen::Limits::default());
+        assert_eq!(s.streams, crate::stream::StreamSettings::default());
     }
 
     #[test]

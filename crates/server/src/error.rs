@@ -31,13 +31,48 @@ pub enum ErrorCode {
     ValidationFailed,
     /// Too many requests (429).
     RateLimited,
-    /// The store is unreachable (503).
+    /// The store is unreachable, or the server holds its maximum of connections (503).
     Unavailable,
+    /// The route exists, not with this method (405).
+    MethodNotAllowed,
+    /// The client was too slow sending its request (408).
+    RequestTimeout,
+    /// The body is larger than the route accepts (413).
+    PayloadTooLarge,
+    /// The request target is too long (414).
+    UriTooLong,
+    /// The body is not JSON where JSON is required (415).
+    UnsupportedMediaType,
+    /// The request's headers are too large (431).
+    HeadersTooLarge,
     /// Anything else; details are logged, not returned (500).
     Internal,
 }
 
 impl ErrorCode {
+    /// The code for an HTTP error status produced outside the handlers (the router, a body
+    /// limit, an extractor's rejection, a timeout).
+    pub fn for_status(status: StatusCode) -> ErrorCode {
+        match status {
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::CONFLICT => ErrorCode::Conflict,
+            StatusCode::PRECONDITION_REQUIRED => ErrorCode::PreconditionRequired,
+            StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::ValidationFailed,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::URI_TOO_LONG => ErrorCode::UriTooLong,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorCode::HeadersTooLarge,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        }
+    }
+
     /// HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
@@ -51,6 +86,12 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,6 +109,12 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
         }
     }

@@ -19,7 +19,9 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
@@ -69,10 +71,15 @@ macro_rules! routes {
             $(
                 let router = router.route(
                     $path,
-                    $method($handler).route_layer(axum::middleware::from_fn_with_state(
-                        (state.clone(), $access),
-                        auth::guard_layer,
-                    )),
+                    $method($handler)
+                        .route_layer(axum::middleware::from_fn_with_state(
+                            (state.clone(), $access),
+                            auth::guard_layer,
+                        ))
+                        .layer(axum::extract::DefaultBodyLimit::max(body_limit(
+                            $path,
+                            &state.settings.limits,
+                        ))),
                 );
             )*
             router
@@ -167,11 +174,33 @@ pub fn app(state: AppState) -> Router {
             .expose_headers([header::ETAG, header::RETRY_AFTER])
             .max_age(std::time::Duration::from_secs(600))
     };
+    let request_timeout = state.settings.limits.request_timeout;
     table_router(&state)
-        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+        .fallback(edge::not_found)
+        .method_not_allowed_fallback(edge::method_not_allowed)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            request_timeout,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(edge::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn(edge::head_limits))
         .layer(cors)
         .with_state(state)
+}
+
+/// The largest request body a route accepts: OFREP small, imports large, the rest between.
+fn body_limit(path: &str, limits: &listen::Limits) -> usize {
+    if path.starts_with("/ofrep/") || path.starts_with("/sdk/") {
+        limits.ofrep_body_bytes
+    } else if path == "/api/v1/import" {
+        limits.import_body_bytes
+    } else {
+        limits.admin_body_bytes
+    }
 }
 
 /// Records request latency by route.
@@ -460,13 +489,17 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             }
         }
     };
-    // `into_make_service`: serving the `Router` itself rebuilds its route tables for every
-    // connection (`with_state` per accepted socket, about 80 KiB each that a keep-alive or
-    // streaming connection holds); the make-service shares one finished router.
-    axum::serve(listener, app(state.clone()).into_make_service())
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(StartError::Serve)?;
+    // One finished router shared by every connection (serving a `Router` through
+    // `axum::serve` rebuilt its route tables per accepted socket: 80 KiB per connection).
+    listen::serve(
+        listener,
+        app(state.clone()),
+        &state.settings.limits,
+        state.metrics.clone(),
+        stop,
+    )
+    .await
+    .map_err(StartError::Serve)?;
     stop_tx.send_replace(true);
     let _ = rollouts.await;
     let _ = hub.await;

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub sse_clients: prometheus::IntGaugeVec,
     /// `switchyard_sse_dropped_clients_total{kind}`: clients disconnected for not reading.
     pub sse_dropped: IntCounterVec,
+    /// `switchyard_connections_rejected_total`: connections refused at the connection limit.
+    pub rejected_connections: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,6 +100,11 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let rejected_connections = prometheus::IntCounter::new(
+            "switchyard_connections_rejected_total",
+            "Connections answered 503 and closed because the server held its maximum",
+        )?;
+        registry.register(Box::new(rejected_connections.clone()))?;
         for kind in ["sdk", "ofrep"] {
             sse_clients.with_label_values(&[kind]).set(0);
             sse_dropped.with_label_values(&[kind]).inc_by(0);
@@ -124,6 +131,7 @@ impl Metrics {
             revision,
             sse_clients,
             sse_dropped,
+            rejected_connections,
         })
     }
 

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use switchyard_engine::{Context, ErrorCode, Evaluation};
 
 use crate::auth::{Caller, Denied};
+use crate::listen::Limits;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -118,7 +119,8 @@ pub(crate) fn refusal(denied: Denied, key: Option<&str>) -> Response {
 }
 
 /// Parses the request body into a context; `Err` carries the OFREP error code and details.
-fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
+/// A context deeper or larger than the configured limits is refused before it is built.
+fn parse_context(body: &[u8], limits: &Limits) -> Result<Context, (&'static str, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
@@ -136,17 +138,67 @@ fn parse_context(body: &[u8]) -> Result<Context, (&'static str, String)> {
     };
     match top.remove("context") {
         None | Some(Value::Null) => Ok(Context::new()),
-        Some(ctx) => Context::from_value(ctx).map_err(|e| ("INVALID_CONTEXT", e.to_string())),
+        Some(ctx) => {
+            check_shape(&ctx, limits)?;
+            Context::from_value(ctx).map_err(|e| ("INVALID_CONTEXT", e.to_string()))
+        }
     }
 }
 
+/// Refuses a context nested deeper than `limits.context_depth` or with more than
+/// `limits.context_attributes` values (leaves and array items), without recursing without
+/// bound.
+fn check_shape(ctx: &Value, limits: &Limits) -> Result<(), (&'static str, String)> {
+    let mut values = 0usize;
+    let mut stack: Vec<(&Value, u16)> = vec![(ctx, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        if depth > limits.context_depth {
+            return Err((
+                "INVALID_CONTEXT",
+                format!(
+                    "the context is nested more than {} levels deep",
+                    limits.context_depth
+                ),
+            ));
+        }
+        match value {
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            Value::Array(items) => {
+                values += 1;
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            _ => values += 1,
+        }
+        if values > limits.context_attributes {
+            return Err((
+                "INVALID_CONTEXT",
+                format!(
+                    "the context has more than {} values; make it smaller",
+                    limits.context_attributes
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Counts an evaluation. Keys that name no flag share one series: the key comes from the
+/// URL (browser SDK keys are public), and a series per unknown key would let anyone grow the
+/// server's memory and `/metrics` without bound.
 fn record(state: &AppState, key: &str, eval: &Evaluation<'_>) {
+    let key = match &eval.error {
+        Some(err) if err.code == ErrorCode::FlagNotFound => UNKNOWN_FLAG,
+        _ => key,
+    };
     state
         .metrics
         .evaluations
         .with_label_values(&[key, eval.variant.unwrap_or(""), eval.reason.as_str()])
         .inc();
 }
+
+/// The `flag` label of evaluations of keys that name no flag.
+pub const UNKNOWN_FLAG: &str = "(unknown)";
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`.
 pub async fn evaluate_flag(
@@ -155,7 +207,7 @@ pub async fn evaluate_flag(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Response {
-    let ctx = match parse_context(&body) {
+    let ctx = match parse_context(&body, &state.settings.limits) {
         Ok(ctx) => ctx,
         Err((code, details)) => return failure(StatusCode::BAD_REQUEST, &key, code, &details),
     };
@@ -207,7 +259,7 @@ pub async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = match parse_context(&body) {
+    let ctx = match parse_context(&body, &state.settings.limits) {
         Ok(ctx) => ctx,
         Err((code, details)) => {
             return json(
@@ -274,27 +326,54 @@ pub async fn evaluate_all(
 mod tests {
     use super::*;
 
+    fn parse(body: &[u8]) -> Result<Context, (&'static str, String)> {
+        parse_context(body, &Limits::default())
+    }
+
+    #[test]
+    fn contexts_beyond_the_limits_are_refused_with_what_was_exceeded() {
+        let limits = Limits {
+            context_attributes: 3,
+            context_depth: 2,
+            ..Limits::default()
+        };
+        let ok = br#"{"context": {"targetingKey": "u", "a": {"b": 1}}}"#;
+        assert!(parse_context(ok, &limits).is_ok());
+        let deep = br#"{"context": {"a": {"b": {"c": 1}}}}"#;
+        let (code, details) = parse_context(deep, &limits).unwrap_err();
+        assert_eq!(code, "INVALID_CONTEXT");
+        assert!(details.contains("more than 2 levels"), "{details}");
+        let wide = br#"{"context": {"a": 1, "b": 2, "c": 3, "d": 4}}"#;
+        let (_, details) = parse_context(wide, &limits).unwrap_err();
+        assert!(details.contains("more than 3 values"), "{details}");
+        // Deep arrays count as nesting too (serde_json's own limit is 128).
+        let arrays = format!(
+            r#"{{"context": {{"a": {}1{}}}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(parse(arrays.as_bytes()).is_err());
+    }
+
     #[test]
     fn context_parsing() {
-        assert!(parse_context(b"").is_ok());
-        assert!(parse_context(b"{}").is_ok());
-        assert!(parse_context(br#"{"context": null}"#).is_ok());
+        assert!(parse(b"").is_ok());
+        assert!(parse(b"{}").is_ok());
+        assert!(parse(br#"{"context": null}"#).is_ok());
         assert_eq!(
-            parse_context(br#"{"context": {"targetingKey": "u"}}"#)
+            parse(br#"{"context": {"targetingKey": "u"}}"#)
                 .unwrap()
                 .targeting_key(),
             Some("u")
         );
-        assert_eq!(parse_context(b"{").unwrap_err().0, "PARSE_ERROR");
-        assert_eq!(parse_context(b"[]").unwrap_err().0, "PARSE_ERROR");
+        assert_eq!(parse(b"{").unwrap_err().0, "PARSE_ERROR");
+        assert_eq!(parse(b"[]").unwrap_err().0, "PARSE_ERROR");
         assert_eq!(
-            parse_context(br#"{"context": 5}"#).unwrap_err().0,
+            parse(br#"{"context": 5}"#).unwrap_err().0,
             "INVALID_CONTEXT"
         );
         assert_eq!(
-            parse_context(br#"{"context": {"targetingKey": 5}}"#)
-                .unwrap_err()
-                .0,
+            parse(br#"{"context": {"targetingKey": 5}}"#).unwrap_err().0,
             "INVALID_CONTEXT"
         );
     }

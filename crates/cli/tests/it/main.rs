@@ -1,6 +1,7 @@
 //! Drives the real `switchyard` binary.
 
 mod delivery;
+mod edge;
 mod outage;
 mod protocol;
 mod replicas;

@@ -1,6 +1,7 @@
 //! The server in process: the real axum app over a real SQLite store, driven with `oneshot`.
 
 mod admin;
+mod edge;
 mod gitops;
 mod ofrep;
 
@@ -33,6 +34,7 @@ pub(crate) fn settings(dir: &Path) -> Settings {
         snapshot_file: None,
         storage_timeout_ms: 2000,
         streams: switchyard_server::stream::StreamSettings::default(),
+        limits: switchyard_server::listen::Limits::default(),
         flag_source: FlagSource::Store,
         seed_examples: false,
         sync_interval_ms: 50,

@@ -1,0 +1,208 @@
+//! The edge of the HTTP app: every error the server can produce is JSON, in the shape of the
+//! API it is on, whoever produced it (a handler, the router, a body limit, an extractor's
+//! rejection, a timeout); request targets and headers beyond their limits get a JSON 414 /
+//! 431 here, well below hyper's own backstop.
+//!
+//! OFREP paths answer in OFREP's error shape (`{"errorCode", "errorDetails"}`, plus `key` on
+//! the single-flag path); everything else in the admin API's (`{"error": {"code",
+//! "message"}}`).
+
+use axum::body::to_bytes;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Longest request target (path and query) accepted.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest total of header names and values accepted.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// How much of a non-JSON error body is kept as the message.
+const MESSAGE_BYTES: usize = 4096;
+
+/// The router's fallback: no route has this path.
+pub async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
+    error_for(
+        path,
+        StatusCode::NOT_FOUND,
+        &format!("no route {path} (the routes are listed at /api/v1/openapi.json)"),
+    )
+}
+
+/// The route exists, with other methods.
+pub async fn method_not_allowed(request: Request) -> Response {
+    let path = request.uri().path();
+    let method = request.method();
+    error_for(
+        path,
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{method} is not allowed on {path} (see /api/v1/openapi.json)"),
+    )
+}
+
+/// 414 / 431 for request targets and headers beyond their limits.
+pub async fn head_limits(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI_BYTES {
+        return error_for(
+            request.uri().path(),
+            StatusCode::URI_TOO_LONG,
+            &format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are accepted"),
+        );
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        return error_for(
+            request.uri().path(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!(
+                "the request headers are {headers} bytes; at most {MAX_HEADER_BYTES} are accepted"
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+/// Rewrites any error response that is not JSON (an extractor's `text/plain` rejection, a
+/// body limit's 413, an empty 405 or 408) into the JSON error of its API.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = to_bytes(body, MESSAGE_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        default_message(status)
+    } else {
+        text
+    };
+    let mut fixed = error_for(&path, status, &message);
+    // Keep what the original said about retrying or allowed methods.
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            fixed.headers_mut().insert(name, v.clone());
+        }
+    }
+    fixed
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+fn default_message(status: StatusCode) -> String {
+    match status {
+        StatusCode::REQUEST_TIMEOUT => "the request was not received in time".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than this route accepts".to_owned()
+        }
+        StatusCode::SERVICE_UNAVAILABLE => "the server did not answer in time; retry".to_owned(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+    }
+}
+
+/// The JSON error for `path`'s API.
+pub fn error_for(path: &str, status: StatusCode, message: &str) -> Response {
+    if let Some(rest) = path.strip_prefix("/ofrep/") {
+        let code = match status {
+            StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE => "PARSE_ERROR",
+            StatusCode::NOT_FOUND if rest.starts_with("v1/evaluate/flags/") => "FLAG_NOT_FOUND",
+            _ => "GENERAL",
+        };
+        let mut body = serde_json::json!({"errorCode": code, "errorDetails": message});
+        if let Some(key) = rest
+            .strip_prefix("v1/evaluate/flags/")
+            .filter(|k| !k.is_empty())
+        {
+            body["key"] = serde_json::Value::String(percent_decoded(key));
+        }
+        let mut response = (status, body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
+    let mut response = ApiError::new(ErrorCode::for_status(status), message).into_response();
+    // The code's own status may differ (a 4xx without its own code is `bad_request`); the
+    // status produced is the one kept.
+    *response.status_mut() = status;
+    response
+}
+
+/// The flag key as the client meant it (`%2F` → `/`), lossy on invalid UTF-8.
+fn percent_decoded(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| char::from(b).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ofrep_errors_take_the_ofrep_shape_with_the_key() {
+        let r = error_for(
+            "/ofrep/v1/evaluate/flags/a%2Fb",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too big",
+        );
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errorCode"], "PARSE_ERROR");
+        assert_eq!(v["key"], "a/b");
+        assert_eq!(v["errorDetails"], "too big");
+    }
+
+    #[tokio::test]
+    async fn admin_errors_keep_their_status_and_name_it() {
+        let r = error_for("/api/v1/flags", StatusCode::URI_TOO_LONG, "long");
+        assert_eq!(r.status(), StatusCode::URI_TOO_LONG);
+        let body = to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "uri_too_long");
+        assert_eq!(percent_decoded("%zz%4"), "%zz%4", "not escapes: kept");
+        assert_eq!(percent_decoded("caf%C3%A9"), "café");
+    }
+}
