@@ -2,7 +2,7 @@
 //! of contexts (one result per line, same order) — how a person previews who a rollout reaches.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +10,9 @@ use anyhow::{bail, Context as _, Result};
 use clap::{ArgGroup, Args};
 use serde::Serialize;
 use serde_json::Value;
-use switchyard_engine::{load_file, Context, ContextError, Detail, Evaluation, Evaluator};
+use switchyard_engine::{
+    load_file, load_str, Context, ContextError, Detail, Evaluation, Evaluator, Format, Ruleset,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -18,9 +20,13 @@ use time::OffsetDateTime;
 #[command(group(ArgGroup::new("which").required(true).args(["flag", "all"])))]
 #[command(group(ArgGroup::new("input").required(true).args(["context", "contexts"])))]
 pub struct EvalArgs {
-    /// Flag definition file (.yaml, .yml or .json).
+    /// Flag definition file (.yaml, .yml or .json); `-` reads standard input.
     #[arg(long, value_name = "PATH")]
     file: PathBuf,
+    /// The format of the flag definitions read from standard input (default: JSON if the
+    /// text starts with `{`, else YAML).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<FileFormat>,
     /// Environment whose overrides apply; without it, the flags' top-level targeting is used.
     #[arg(long, value_name = "ENV")]
     env: Option<String>,
@@ -41,9 +47,42 @@ pub struct EvalArgs {
     now: Option<String>,
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+fn load(args: &EvalArgs) -> Result<Ruleset> {
+    if args.file.as_os_str() != "-" {
+        if args.format.is_some() {
+            bail!("--format is for flag definitions read from standard input (--file -); a file's extension says its format");
+        }
+        return load_file(&args.file)
+            .with_context(|| format!("cannot load {}", args.file.display()));
+    }
+    if args.contexts.as_ref().is_some_and(|c| c.as_os_str() == "-") {
+        bail!("--file - and --contexts - cannot both read standard input");
+    }
+    let mut text = String::new();
+    io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the flag definitions from standard input")?;
+    let format = match args.format {
+        Some(FileFormat::Json) => Format::Json,
+        Some(FileFormat::Yaml) => Format::Yaml,
+        None if text.trim_start().starts_with('{') => Format::Json,
+        None => Format::Yaml,
+    };
+    load_str(&text, format, Some("<stdin>"))
+        .context("cannot load the flag definitions from standard input")
+}
+
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
-    let ruleset =
-        load_file(&args.file).with_context(|| format!("cannot load {}", args.file.display()))?;
+    let ruleset = load(args)?;
     let now = match &args.now {
         Some(text) => OffsetDateTime::parse(text, &Rfc3339)
             .with_context(|| format!("--now `{text}` is not an RFC 3339 timestamp"))?,
@@ -98,14 +137,14 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             });
         match parsed {
             Ok(ctx) => {
-                let rendered = render(args, &evaluator, &ctx, false);
+                let rendered = render_line(args, &evaluator, &ctx, number + 1);
                 writeln!(out, "{rendered}")?;
             }
             Err((code, details)) => {
                 bad_lines += 1;
                 let key = args.flag.as_deref().map_or(Value::Null, Value::from);
                 let error = serde_json::json!({
-                    "key": key, "value": null, "reason": "ERROR",
+                    "line": number + 1, "key": key, "value": null, "reason": "ERROR",
                     "errorCode": code, "errorDetails": details,
                 });
                 writeln!(out, "{error}")?;
@@ -143,6 +182,44 @@ fn render(args: &EvalArgs, evaluator: &Evaluator<'_>, ctx: &Context, pretty: boo
             to_text(&out, pretty)
         }
     }
+}
+
+/// One line of `--contexts` output: which context (its line number and targeting key) and
+/// its result (the result's fields with `--flag`, `"flags": [...]` with `--all`).
+fn render_line(args: &EvalArgs, evaluator: &Evaluator<'_>, ctx: &Context, line: usize) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line<'a, T: Serialize> {
+        line: usize,
+        targeting_key: Option<&'a str>,
+        #[serde(flatten)]
+        result: T,
+    }
+    #[derive(Serialize)]
+    struct All<'a> {
+        flags: Vec<ResultOut<'a>>,
+    }
+    let targeting_key = ctx.targeting_key();
+    let text = match &args.flag {
+        Some(key) => {
+            let eval = evaluator.evaluate(key, ctx);
+            serde_json::to_string(&Line {
+                line,
+                targeting_key,
+                result: ResultOut::new(key, &eval),
+            })
+        }
+        None => {
+            let evals: Vec<(&str, Evaluation<'_>)> = evaluator.evaluate_all(ctx).collect();
+            let flags = evals.iter().map(|(k, e)| ResultOut::new(k, e)).collect();
+            serde_json::to_string(&Line {
+                line,
+                targeting_key,
+                result: All { flags },
+            })
+        }
+    };
+    text.unwrap_or_default()
 }
 
 /// One result: `{"key","value","variant","reason","ruleId"?,"detail"?,"prerequisite"?,

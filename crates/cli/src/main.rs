@@ -77,8 +77,43 @@ struct ValidateArgs {
     json: bool,
 }
 
+/// The subcommands that talk to a server, which take the remote options.
+const REMOTE_COMMANDS: &[&str] = &["flags", "audit", "tokens", "import", "export"];
+
+/// Moves remote options given before a remote subcommand (`switchyard --server URL flags
+/// list`) to just after it, where clap defines them (they are global within each remote
+/// subcommand, so any later position works). Anything else is left for clap to judge.
+fn hoist_remote_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut leading = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        let takes_value = arg == "--server" || arg == "--token";
+        let inline = arg.starts_with("--server=") || arg.starts_with("--token=") || arg == "--json";
+        if takes_value && i + 1 < args.len() {
+            leading.extend_from_slice(&args[i..i + 2]);
+            i += 2;
+        } else if inline {
+            leading.push(args[i].clone());
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let is_remote = args
+        .get(i)
+        .is_some_and(|a| REMOTE_COMMANDS.contains(&a.to_string_lossy().as_ref()));
+    if leading.is_empty() || !is_remote {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), args[i].clone()];
+    out.extend(leading);
+    out.extend_from_slice(&args[i + 1..]);
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_remote_options(std::env::args_os().collect()));
     let outcome = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Eval(args) => eval_cmd::run(&args),
@@ -142,4 +177,48 @@ fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
         "path": d.path.to_string(),
         "message": d.message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoisted(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from).collect();
+        hoist_remote_options(args)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn remote_options_before_the_subcommand_move_after_it() {
+        assert_eq!(
+            hoisted(&["sy", "--server", "http://h", "--json", "flags", "list"]),
+            ["sy", "flags", "--server", "http://h", "--json", "list"]
+        );
+        assert_eq!(
+            hoisted(&["sy", "--token=t", "tokens", "list"]),
+            ["sy", "tokens", "--token=t", "list"]
+        );
+        // Not a remote command, or nothing to move: untouched, for clap to judge.
+        assert_eq!(
+            hoisted(&["sy", "--server", "x", "validate", "f.yaml"]),
+            ["sy", "--server", "x", "validate", "f.yaml"]
+        );
+        assert_eq!(hoisted(&["sy", "flags", "list"]), ["sy", "flags", "list"]);
+        assert_eq!(hoisted(&["sy", "--server"]), ["sy", "--server"]);
+    }
+
+    #[test]
+    fn the_remote_command_list_matches_the_cli() {
+        let cli = <Cli as clap::CommandFactory>::command();
+        for name in REMOTE_COMMANDS {
+            let sub = cli.find_subcommand(name).expect("a subcommand");
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() == "server"),
+                "{name} takes --server"
+            );
+        }
+    }
 }

@@ -795,3 +795,26 @@ fn help_documents_the_environment_and_exit_codes() {
         );
     }
 }
+
+#[test]
+fn remote_options_may_come_before_the_subcommand() {
+    let server = start();
+    let mut cmd = clean_command();
+    cmd.args([
+        "--server",
+        &server.url,
+        "--token",
+        ADMIN,
+        "--json",
+        "flags",
+        "list",
+    ]);
+    let out = ok(run(&mut cmd));
+    assert!(out.json()["flags"].is_array(), "{}", out.stdout);
+    // Before a command that takes none, clap still says so.
+    let mut cmd = clean_command();
+    cmd.args(["--server", &server.url, "validate", "x.yaml"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--server"), "{}", out.stderr);
+}

@@ -183,12 +183,62 @@ fn eval_contexts_prints_one_line_per_context_in_order() {
         results[7]["value"], true,
         "user-7 is pinned inside the rollout"
     );
+    // Every line says which context it answers.
+    assert_eq!(results[7]["line"], 8);
+    assert_eq!(results[7]["targetingKey"], "user-7");
+    assert_eq!(results[2000]["line"], 2001);
     assert_eq!(results[2000]["errorCode"], "PARSE_ERROR");
     assert!(results[2000]["errorDetails"]
         .as_str()
         .unwrap()
         .starts_with("line 2001:"));
     assert_eq!(results[2001]["errorCode"], "INVALID_CONTEXT");
+}
+
+#[test]
+fn eval_reads_flag_definitions_from_standard_input() {
+    use std::io::Write as _;
+    let yaml = std::fs::read_to_string(seeds("default-flags.yaml")).unwrap();
+    let flag = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- key:"))
+        .map(|k| k.trim().trim_matches('"').to_owned())
+        .expect("a flag in the seed file");
+    let mut child = bin()
+        .args([
+            "eval",
+            "--file",
+            "-",
+            "--flag",
+            &flag,
+            "--context",
+            r#"{"targetingKey": "u"}"#,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["key"], flag.as_str());
+    assert_ne!(v["reason"], "ERROR", "{stdout}");
+    // Both from standard input cannot work: said before reading anything.
+    let (code, _, err) = run(bin().args(["eval", "--file", "-", "--all", "--contexts", "-"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot both read standard input"), "{err}");
 }
 
 #[test]
