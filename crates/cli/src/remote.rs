@@ -458,17 +458,35 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             ExitCode::from(1)
         }
         Some(RemoteError::Unexpected { .. }) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chain_text(err));
             eprintln!(
                 "hint: check that --server (or SWITCHYARD_SERVER) points at a Switchyard server"
             );
             ExitCode::from(2)
         }
         None => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chain_text(err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes joined with `: `, each said once: a cause whose text the error
+/// before it already includes (many errors print their source in their own message) is not
+/// repeated.
+pub fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for link in err.chain() {
+        let link = link.to_string();
+        if text.contains(&link) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&link);
+    }
+    text
 }
 
 /// `path: message`, or the message alone for a problem with the whole body.
@@ -504,6 +522,33 @@ pub fn segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "config file x.toml: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_says_is_not_repeated() {
+        let err = anyhow::Error::new(Outer(std::io::Error::other("line 1: bad")))
+            .context("invalid configuration");
+        assert_eq!(
+            chain_text(&err),
+            "invalid configuration: config file x.toml: line 1: bad"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&plain), "outer: inner");
+    }
 
     #[test]
     fn segments_are_percent_encoded() {

@@ -48,8 +48,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let settings = Settings::load(&cli, &env).context("invalid configuration")?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .with_context(|| format!("invalid log filter `{}`", settings.log_level))?;
+    // Colours only for a person at a terminal, never into a log file or a collector.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match settings.log_format {
         LogFormat::Json => builder.json().init(),

@@ -593,6 +593,9 @@ impl<'r> Evaluator<'r> {
             );
         }
         let mut enabled = t.enabled;
+        // The flag is off here and on for this tenant only: what it then serves by default
+        // (static value, fallthrough) is served because of the tenant, and says so.
+        let mut tenant_enabled = false;
         if !t.tenants.is_empty() {
             let action = ctx
                 .lookup(&t.tenant_attr)
@@ -604,7 +607,10 @@ impl<'r> Evaluator<'r> {
                 Some(TenantAction::Serve(v)) => {
                     return served(v, Reason::TargetingMatch, Some(Detail::Tenant))
                 }
-                Some(TenantAction::On) => enabled = true,
+                Some(TenantAction::On) => {
+                    tenant_enabled = !enabled;
+                    enabled = true;
+                }
                 None => {}
             }
         }
@@ -612,6 +618,9 @@ impl<'r> Evaluator<'r> {
             return served(t.default_variant, Reason::Disabled, None);
         }
         if let Some(v) = t.static_variant {
+            if tenant_enabled {
+                return served(v, Reason::TargetingMatch, Some(Detail::Tenant));
+            }
             return served(v, Reason::Static, None);
         }
         for prereq in t.prerequisites.iter() {
@@ -680,6 +689,9 @@ impl<'r> Evaluator<'r> {
                 } => {
                     let reason = match (randomized, t.is_static) {
                         (true, _) => Reason::Split,
+                        (false, _) if tenant_enabled => {
+                            return served(variant, Reason::TargetingMatch, Some(Detail::Tenant))
+                        }
                         (false, true) => Reason::Static,
                         (false, false) => Reason::Default,
                     };

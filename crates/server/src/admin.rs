@@ -222,18 +222,81 @@ pub async fn get_flag(
 }
 
 /// Body of create/replace: the flag definition plus an optional `reason`.
-fn read_flag(body: &[u8], key: Option<&str>) -> ApiResult<(FlagDef, Option<String>)> {
+/// A write's body: either the bare definition (plus an optional `reason`), or the resource
+/// exactly as `GET` returned it (`{key, version, definition, ...}`, plus `reason`), so a
+/// GET-edit-PUT round trip works. From the resource shape, `version` is returned and used as
+/// the precondition when no `If-Match` header is sent.
+struct WriteBody {
+    definition: Value,
+    reason: Option<String>,
+    version: Option<i64>,
+}
+
+/// The fields of the resource shape that are the server's, not the definition's.
+const RESOURCE_FIELDS: &[&str] = &[
+    "key",
+    "name",
+    "version",
+    "archived",
+    "createdAt",
+    "updatedAt",
+    "environments",
+    "unchanged",
+];
+
+fn read_write_body(body: &[u8], what: &str) -> ApiResult<WriteBody> {
     let mut value: Value = parse_body(body)?;
     let Value::Object(fields) = &mut value else {
-        return Err(ApiError::bad_request(
-            "the body must be a flag definition object",
-        ));
+        return Err(ApiError::bad_request(format!(
+            "the body must be a {what} object"
+        )));
     };
     let reason = match fields.remove("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(r)) => Some(r),
         Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
     };
+    if !matches!(fields.get("definition"), Some(Value::Object(_))) {
+        return Ok(WriteBody {
+            definition: value,
+            reason,
+            version: None,
+        });
+    }
+    let version = match fields.get("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(
+                "`version` must be the integer version the definition was read at",
+            )
+        })?),
+    };
+    if let Some(other) = fields
+        .keys()
+        .find(|k| *k != "definition" && !RESOURCE_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unexpected field `{other}` beside `definition`: send the {what} as GET returns it, or its bare definition"
+        )));
+    }
+    let mut definition = fields.remove("definition").unwrap_or(Value::Null);
+    // The key (flags) lives in the definition; the resource carries it beside it too.
+    if let (Some(key), Some(def)) = (fields.get("key").cloned(), definition.as_object_mut()) {
+        def.entry("key").or_insert(key);
+    }
+    Ok(WriteBody {
+        definition,
+        reason,
+        version,
+    })
+}
+
+fn read_flag(body: &[u8], key: Option<&str>) -> ApiResult<(FlagDef, Option<String>, Option<i64>)> {
+    let WriteBody {
+        definition: value,
+        reason,
+        version,
+    } = read_write_body(body, "flag definition")?;
     let mut def = FlagDef::from_value_at(value, &FieldPath::root())
         .map_err(|d| ApiError::validation(&[d]))?;
     match key {
@@ -252,7 +315,7 @@ fn read_flag(body: &[u8], key: Option<&str>) -> ApiResult<(FlagDef, Option<Strin
             "missing `key`",
         )]));
     }
-    Ok((def, reason))
+    Ok((def, reason, version))
 }
 
 /// `POST /api/v1/flags`.
@@ -261,7 +324,7 @@ pub async fn create_flag(
     Caller(caller): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (def, reason) = read_flag(&body, None)?;
+    let (def, reason, _) = read_flag(&body, None)?;
     let key = def.key.clone();
     let written = state
         .control
@@ -285,8 +348,11 @@ pub async fn replace_flag(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let precondition = if_match(&headers)?;
-    let (def, reason) = read_flag(&body, Some(&key))?;
+    let (def, reason, read_at) = read_flag(&body, Some(&key))?;
+    let precondition = match (if_match(&headers)?, read_at) {
+        (Precondition::None, Some(v)) => Precondition::Version(v),
+        (p, _) => p,
+    };
     let force = force.force.unwrap_or(false) || precondition == Precondition::Any;
     let written = state
         .control
@@ -716,12 +782,14 @@ pub async fn put_segment(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let precondition = if_match(&headers)?;
-    let mut value: Value = parse_body(&body)?;
-    let reason = match value.as_object_mut().and_then(|o| o.remove("reason")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) => Some(r),
-        Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
+    let WriteBody {
+        definition: value,
+        reason,
+        version: read_at,
+    } = read_write_body(&body, "segment definition")?;
+    let precondition = match (if_match(&headers)?, read_at) {
+        (Precondition::None, Some(v)) => Precondition::Version(v),
+        (p, _) => p,
     };
     let def: SegmentDef = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();

@@ -274,6 +274,27 @@ fn bad_configuration_fails_at_start_with_a_clear_message() {
     let (code, err) = run(&["--config", config.to_str().unwrap()], &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown field `listen_port`"), "{err}");
+    assert_eq!(
+        err.matches("unknown field `listen_port`").count(),
+        1,
+        "said once: {err}"
+    );
+    // A port in use: said once, and no admin token printed for a server that never ran.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let busy_db = format!("sqlite://{}", dir.path().join("busy.db").display());
+    let (code, err) = run(&["--listen", &busy_addr, "--db", &busy_db], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err.matches("Address already in use").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(
+        !err.contains("sy_") && !err.contains("admin token"),
+        "{err}"
+    );
+    drop(busy);
     let (code, err) = run(&["--import", "/no/such/flags.yaml"], &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("no such file"), "{err}");
@@ -426,4 +447,22 @@ fn a_change_on_one_replica_reaches_the_other_through_postgres() {
         "kill switch took {:?} to reach the other replica",
         seen - killed_at
     );
+}
+
+#[test]
+fn logs_written_to_a_file_or_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&["--db", &db(dir.path())], &[("SWITCHYARD_LOG", "info")]);
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut err = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("serving"), "the log was read: {err}");
+    assert!(!err.contains('\u{1b}'), "no ANSI escapes: {err:?}");
 }

@@ -928,3 +928,69 @@ async fn a_flag_file_is_visible_to_the_admin_api() {
         .await;
     assert!(export.text.contains("from-file"), "{}", export.text);
 }
+
+#[tokio::test]
+async fn what_get_returns_can_be_edited_and_put_back_and_its_version_guards_the_write() {
+    let s = TestServer::start().await;
+    s.import("flags:\n  - key: round-trip\n    description: before\nsegments:\n  beta:\n    included: [u1]\n")
+        .await;
+    let got = s.admin(Method::GET, "/api/v1/flags/round-trip", None).await;
+    assert_eq!(got.status, StatusCode::OK);
+    let mut edited = got.json.clone();
+    edited["definition"]["description"] = "after".into();
+    edited["reason"] = "edited what GET returned".into();
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/round-trip",
+            Some(&edited.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["definition"]["description"], "after");
+    // The same body again is at a stale version now: refused, nothing overwritten.
+    edited["definition"]["description"] = "lost update".into();
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/round-trip",
+            Some(&edited.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    // A stray field beside `definition` is named.
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/round-trip",
+            Some(r#"{"definition": {"key": "round-trip"}, "descripton": "typo"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text.contains("descripton"), "{}", r.text);
+
+    // Segments the same way.
+    let got = s.admin(Method::GET, "/api/v1/segments/beta", None).await;
+    let mut edited = got.json.clone();
+    edited["definition"]["included"] = serde_json::json!(["u1", "u2"]);
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/segments/beta",
+            Some(&edited.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["definition"]["included"],
+        serde_json::json!(["u1", "u2"])
+    );
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/segments/beta",
+            Some(&edited.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+}
