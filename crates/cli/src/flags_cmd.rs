@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Map, Value};
 use switchyard_api_types::admin::{
-    Environment, FlagList, FlagResource, Reason, SetEnabled, SetRollout,
+    Environment, FlagList, FlagResource, Reason, SetEnabled, SetRollout, SetTenant,
 };
 use switchyard_engine::document::ServeDef;
 use switchyard_engine::source::Positions;
@@ -41,6 +41,78 @@ enum FlagsCommand {
     Rollout(RolloutArgs),
     /// Archive a flag (kept but not served), or serve it again with --undo.
     Archive(ArchiveArgs),
+    /// Create a flag from a file, or replace it if it exists (validated like `validate`).
+    Apply(ApplyArgs),
+    /// Delete a flag (its audit history stays).
+    Delete(KeyArgs),
+    /// Turn a flag on or off (or serve a variant) for one tenant / organization, or --clear.
+    Tenant(TenantArgs),
+    /// Replace a flag's individual targets from a YAML or JSON file (a list, or `targets:`).
+    Targets(ListFileArgs),
+    /// Replace a flag's rules from a YAML or JSON file (a list, or `rules:`).
+    Rules(ListFileArgs),
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// File holding the flag (.yaml, .yml or .json; `-` reads standard input).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    file: PathBuf,
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// Replace only if the flag is still at version N; without it, at the version read just
+    /// before (a change made in between is refused, not overwritten).
+    #[arg(long, value_name = "N")]
+    if_version: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// Flag key.
+    key: String,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["on", "off", "variant", "clear"])))]
+struct TenantArgs {
+    /// Flag key.
+    key: String,
+    /// The tenant (organization) id, as in the context's tenant attribute.
+    tenant: String,
+    /// On for this tenant, whatever the flag's own state.
+    #[arg(long)]
+    on: bool,
+    /// Off for this tenant.
+    #[arg(long)]
+    off: bool,
+    /// Serve this variant to the tenant.
+    #[arg(long, value_name = "VARIANT")]
+    variant: Option<String>,
+    /// Remove the tenant's override.
+    #[arg(long)]
+    clear: bool,
+    /// Only in this environment; without it, the top level.
+    #[arg(long, value_name = "ENV")]
+    env: Option<String>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+struct ListFileArgs {
+    /// Flag key.
+    key: String,
+    /// File with the list (.yaml, .yml or .json; `-` reads standard input).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    file: PathBuf,
+    /// Only in this environment; without it, the top level.
+    #[arg(long, value_name = "ENV")]
+    env: Option<String>,
+    #[command(flatten)]
+    write: WriteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +238,11 @@ pub fn run(args: &FlagsArgs) -> Result<ExitCode> {
         FlagsCommand::Kill(a) => kill(&client, json, a),
         FlagsCommand::Rollout(a) => rollout(&client, json, a),
         FlagsCommand::Archive(a) => archive(&client, json, a),
+        FlagsCommand::Apply(a) => apply(&client, json, a),
+        FlagsCommand::Delete(a) => delete(&client, json, a),
+        FlagsCommand::Tenant(a) => tenant(&client, json, a),
+        FlagsCommand::Targets(a) => replace_list(&client, json, a, "targets"),
+        FlagsCommand::Rules(a) => replace_list(&client, json, a, "rules"),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -468,11 +545,18 @@ fn with_lines(err: RemoteError, positions: &Positions, base: &FieldPath, key: &s
     RemoteError::Refused(failure)
 }
 
-fn create(client: &Client, json: bool, args: &CreateArgs) -> Result<()> {
-    let shown = args.file.display().to_string();
-    let text =
-        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {shown}"))?;
-    let format = Format::from_path(&args.file).unwrap_or(if text.trim_start().starts_with('{') {
+/// Reads a YAML or JSON file (`-`: standard input), with the positions of its fields.
+pub fn read_source(file: &std::path::Path) -> Result<(switchyard_engine::source::Source, String)> {
+    let shown = file.display().to_string();
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?
+    };
+    let format = Format::from_path(file).unwrap_or(if text.trim_start().starts_with(['{', '[']) {
         Format::Json
     } else {
         Format::Yaml
@@ -481,6 +565,11 @@ fn create(client: &Client, json: bool, args: &CreateArgs) -> Result<()> {
         Some(line) => anyhow!("cannot read {shown}:{line}: {}", d.message),
         None => anyhow!("cannot read {shown}: {}", d.message),
     })?;
+    Ok((source, shown))
+}
+
+fn create(client: &Client, json: bool, args: &CreateArgs) -> Result<()> {
+    let (source, shown) = read_source(&args.file)?;
     let (mut body, base) = one_flag(source.value, &shown)
         .with_context(|| format!("cannot create a flag from {shown}"))?;
     let key = body
@@ -663,6 +752,149 @@ fn archive(client: &Client, json: bool, args: &ArchiveArgs) -> Result<()> {
             "archived, no longer served"
         };
         (what.to_owned(), Vec::new())
+    })
+}
+
+/// `flags apply -f FILE`: create the flag, or replace it at the version just read (so a
+/// change made in between is refused, not overwritten), or at `--if-version`.
+fn apply(client: &Client, json: bool, args: &ApplyArgs) -> Result<()> {
+    let (source, shown) = read_source(&args.file)?;
+    let (mut body, base) =
+        one_flag(source.value, &shown).with_context(|| format!("cannot apply {shown}"))?;
+    let key = body
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if key.is_empty() {
+        bail!("cannot apply {shown}: the flag has no `key`");
+    }
+    if let Some(reason) = &args.reason {
+        body.insert("reason".to_owned(), Value::String(reason.clone()));
+    }
+    let path = format!("/api/v1/flags/{}", segment(&key));
+    let current = match client.get(path.clone()).send() {
+        Ok(reply) => Some(reply.parse::<FlagResource>()?.version),
+        Err(RemoteError::Refused(failure)) if failure.status == 404 => None,
+        Err(err) => return Err(err).with_context(|| format!("cannot read flag `{key}`")),
+    };
+    let (call, verb) = match current {
+        None => (client.post("/api/v1/flags"), "created"),
+        Some(version) => (
+            client
+                .put(path)
+                .if_match(Some(args.if_version.unwrap_or(version))),
+            "replaced",
+        ),
+    };
+    let reply = call
+        .json(&body)
+        .send()
+        .map_err(|e| with_lines(e, &source.positions, &base, &key).in_file(&shown))
+        .with_context(|| format!("cannot apply flag `{key}`"))?;
+    if json {
+        reply.print();
+        return Ok(());
+    }
+    let flag: FlagResource = reply.parse()?;
+    if flag.unchanged {
+        println!(
+            "{}: already as in {shown}; nothing changed (version {})",
+            flag.key, flag.version
+        );
+    } else {
+        println!("{verb} flag `{}` (version {})", flag.key, flag.version);
+    }
+    Ok(())
+}
+
+fn delete(client: &Client, json: bool, args: &KeyArgs) -> Result<()> {
+    let reply = client
+        .delete(format!("/api/v1/flags/{}", segment(&args.key)))
+        .if_match(args.write.if_version)
+        .json(&Reason {
+            reason: args.write.reason.clone(),
+        })
+        .send()
+        .with_context(|| format!("cannot delete `{}`", args.key))?;
+    if json {
+        reply.print();
+    } else {
+        println!("deleted flag `{}`", args.key);
+    }
+    Ok(())
+}
+
+fn tenant(client: &Client, json: bool, args: &TenantArgs) -> Result<()> {
+    let env = args.env.as_deref();
+    let path = flag_path(
+        &args.key,
+        env,
+        &format!("tenants/{}", segment(&args.tenant)),
+    );
+    let call = if args.clear {
+        client.delete(path).json(&Reason {
+            reason: args.write.reason.clone(),
+        })
+    } else {
+        client.put(path).json(&SetTenant {
+            enabled: (args.on || args.off).then_some(args.on),
+            variant: args.variant.clone(),
+            reason: args.write.reason.clone(),
+        })
+    };
+    let what = match (&args.variant, args.on, args.clear) {
+        (_, _, true) => "override removed".to_owned(),
+        (Some(v), _, _) => format!("serves `{v}`"),
+        (None, true, _) => "on".to_owned(),
+        (None, false, _) => "off".to_owned(),
+    };
+    let reply = call
+        .if_match(args.write.if_version)
+        .send()
+        .with_context(|| {
+            format!(
+                "cannot change `{}` for tenant `{}` {}",
+                args.key,
+                args.tenant,
+                place(env)
+            )
+        })?;
+    changed(&reply, json, |_| {
+        (
+            format!("for tenant `{}`: {what} {}", args.tenant, place(env)),
+            Vec::new(),
+        )
+    })
+}
+
+/// `flags targets` / `flags rules`: replace the list from a file.
+fn replace_list(client: &Client, json: bool, args: &ListFileArgs, what: &str) -> Result<()> {
+    let (source, shown) = read_source(&args.file)?;
+    let list = match source.value {
+        Value::Array(items) => Value::Array(items),
+        Value::Object(mut map) => match map.remove(what) {
+            Some(list @ Value::Array(_)) => list,
+            _ => bail!("{shown}: expected a list of {what}, or an object with a `{what}` list"),
+        },
+        _ => bail!("{shown}: expected a list of {what}, or an object with a `{what}` list"),
+    };
+    let n = list.as_array().map_or(0, Vec::len);
+    let mut body = Map::new();
+    body.insert(what.to_owned(), list);
+    if let Some(reason) = &args.write.reason {
+        body.insert("reason".to_owned(), Value::String(reason.clone()));
+    }
+    let env = args.env.as_deref();
+    let reply = client
+        .put(flag_path(&args.key, env, what))
+        .if_match(args.write.if_version)
+        .json(&body)
+        .send()
+        .map_err(|e| e.in_file(&shown))
+        .with_context(|| format!("cannot replace the {what} of `{}` {}", args.key, place(env)))?;
+    changed(&reply, json, |_| {
+        (format!("{n} {what} {}", place(env)), Vec::new())
     })
 }
 

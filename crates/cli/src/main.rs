@@ -5,6 +5,7 @@ mod audit_cmd;
 mod eval_cmd;
 mod flags_cmd;
 mod remote;
+mod segments_cmd;
 mod serve_cmd;
 mod table;
 mod tokens_cmd;
@@ -42,6 +43,10 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// List, show, create and change flags on a running server.
     Flags(flags_cmd::FlagsArgs),
+    /// List, show, apply and delete segments (reusable audiences) on a running server.
+    Segments(segments_cmd::SegmentsArgs),
+    /// List and create environments on a running server.
+    Envs(segments_cmd::EnvsArgs),
     /// Show a running server's audit log: who changed what, when and why.
     Audit(audit_cmd::AuditArgs),
     /// Create, list and revoke a running server's API tokens (admin token needed).
@@ -53,7 +58,7 @@ enum Command {
 }
 
 const AFTER_HELP: &str = "\
-Remote commands (flags, audit, tokens, import, export) talk to a running server over its
+Remote commands (flags, segments, envs, audit, tokens, import, export) talk to a running server over its
 HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -78,7 +83,9 @@ struct ValidateArgs {
 }
 
 /// The subcommands that talk to a server, which take the remote options.
-const REMOTE_COMMANDS: &[&str] = &["flags", "audit", "tokens", "import", "export"];
+const REMOTE_COMMANDS: &[&str] = &[
+    "flags", "segments", "envs", "audit", "tokens", "import", "export",
+];
 
 /// Moves remote options given before a remote subcommand (`switchyard --server URL flags
 /// list`) to just after it, where clap defines them (they are global within each remote
@@ -119,6 +126,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Flags(args) => flags_cmd::run(&args),
+        Command::Segments(args) => segments_cmd::segments(&args),
+        Command::Envs(args) => segments_cmd::envs(&args),
         Command::Audit(args) => audit_cmd::run(&args),
         Command::Tokens(args) => tokens_cmd::run(&args),
         Command::Import(args) => transfer_cmd::import(&args),

@@ -100,17 +100,51 @@ pub fn check_str(
         Ok(parsed) => parsed,
         Err(d) => return (None, vec![attribute(d, None)]),
     };
-    let (doc, mut diagnostics) = Document::from_value(parsed.value);
+    // A file holding one flag (what `flags create -f` takes) is a document with that flag;
+    // its problems are reported at the flag's own paths (`rules[0]`, not `flags[0].rules[0]`).
+    let single = is_single_flag(&parsed.value);
+    let value = if single {
+        serde_json::json!({ "flags": [parsed.value] })
+    } else {
+        parsed.value
+    };
+    let (doc, mut diagnostics) = Document::from_value(value);
     let (ruleset, compile_diagnostics) = compile(&doc);
     diagnostics.extend(compile_diagnostics);
     let mut diagnostics: Vec<Diagnostic> = diagnostics
         .into_iter()
-        .map(|d| attribute(d, Some(&parsed.positions)))
+        .map(|mut d| {
+            if single {
+                d.path = unwrap_single(&d.path);
+            }
+            attribute(d, Some(&parsed.positions))
+        })
         .collect();
     // Read top to bottom; diagnostics without a line keep their order at the end.
     diagnostics.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
     let ok = !has_errors(&diagnostics);
     (ok.then_some(ruleset), diagnostics)
+}
+
+/// Whether a parsed file is one flag rather than a document: an object with a `key` and none
+/// of a document's top-level fields.
+fn is_single_flag(value: &serde_json::Value) -> bool {
+    value.as_object().is_some_and(|o| {
+        o.contains_key("key")
+            && !["flags", "segments", "version"]
+                .iter()
+                .any(|k| o.contains_key(*k))
+    })
+}
+
+/// `flags[0].rest` → `rest` (a single-flag file's own paths).
+fn unwrap_single(path: &FieldPath) -> FieldPath {
+    match path.segments() {
+        [PathSegment::Key(flags), PathSegment::Index(0), rest @ ..] if flags == "flags" => {
+            FieldPath::from(rest.to_vec())
+        }
+        _ => path.clone(),
+    }
 }
 
 /// Loads a document from text: the ruleset, or every problem.

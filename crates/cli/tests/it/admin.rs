@@ -818,3 +818,190 @@ fn remote_options_may_come_before_the_subcommand() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--server"), "{}", out.stderr);
 }
+
+#[test]
+fn every_flag_segment_and_environment_operation_has_a_command() {
+    let server = start();
+    let dir = server.dir.path().to_owned();
+    let flag = write(
+        &dir,
+        "new-search.yaml",
+        "key: new-search\ndescription: the new search page\nfallthrough: {percentage: 5, variant: \"on\"}\n",
+    );
+    // A one-flag file validates before it is applied.
+    let mut cmd = clean_command();
+    cmd.args(["validate", &flag]);
+    ok(run(&mut cmd));
+    let out = ok(cli(
+        &server,
+        Some(ADMIN),
+        &["flags", "apply", "-f", &flag, "--reason", "first"],
+    ));
+    assert!(
+        out.stdout.contains("created flag `new-search` (version 1)"),
+        "{}",
+        out.stdout
+    );
+    std::fs::write(
+        &flag,
+        "key: new-search\nfallthrough: {percentage: 25, variant: \"on\"}\n",
+    )
+    .unwrap();
+    let out = ok(cli(&server, Some(ADMIN), &["flags", "apply", "-f", &flag]));
+    assert!(
+        out.stdout
+            .contains("replaced flag `new-search` (version 2)"),
+        "{}",
+        out.stdout
+    );
+    let out = ok(cli(&server, Some(ADMIN), &["flags", "apply", "-f", &flag]));
+    assert!(out.stdout.contains("nothing changed"), "{}", out.stdout);
+    // A stale --if-version is refused.
+    let out = cli(
+        &server,
+        Some(ADMIN),
+        &["flags", "apply", "-f", &flag, "--if-version", "1"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+
+    let targets = write(
+        &dir,
+        "t.yaml",
+        "- {variant: \"on\", values: [alice, bob]}\n",
+    );
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &[
+            "flags",
+            "targets",
+            "new-search",
+            "-f",
+            &targets,
+            "--env",
+            "production",
+        ],
+    ));
+    let rules = write(
+        &dir,
+        "r.yaml",
+        "rules:\n  - id: staff\n    conditions: [{attribute: email, operator: ends_with, value: \"@corp.example\"}]\n    variant: \"on\"\n",
+    );
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &["flags", "rules", "new-search", "-f", &rules],
+    ));
+    let bad_rules = write(
+        &dir,
+        "bad.yaml",
+        "- conditions: [{attribute: a, operator: nope, value: 1}]\n",
+    );
+    let out = cli(
+        &server,
+        Some(ADMIN),
+        &["flags", "rules", "new-search", "-f", &bad_rules],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &[
+            "flags",
+            "tenant",
+            "new-search",
+            "acme",
+            "--on",
+            "--env",
+            "production",
+        ],
+    ));
+    let got = ok(cli(
+        &server,
+        Some(ADMIN),
+        &["--json", "flags", "get", "new-search"],
+    ))
+    .json();
+    let def = &got["definition"];
+    assert_eq!(
+        def["environments"]["production"]["targets"][0]["values"],
+        serde_json::json!(["alice", "bob"])
+    );
+    assert_eq!(def["rules"][0]["id"], "staff");
+    assert_eq!(
+        def["environments"]["production"]["tenants"]["acme"]["enabled"],
+        true
+    );
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &[
+            "flags",
+            "tenant",
+            "new-search",
+            "acme",
+            "--clear",
+            "--env",
+            "production",
+        ],
+    ));
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &["flags", "delete", "new-search", "--reason", "cleanup"],
+    ));
+    let out = cli(&server, Some(ADMIN), &["flags", "get", "new-search"]);
+    assert_eq!(out.code, 1);
+
+    let seg = write(
+        &dir,
+        "s.yaml",
+        "included: [u1]\nconditions: [{attribute: plan, operator: in, value: [pro]}]\n",
+    );
+    let out = ok(cli(
+        &server,
+        Some(ADMIN),
+        &[
+            "segments",
+            "apply",
+            "pro-users",
+            "-f",
+            &seg,
+            "--reason",
+            "x",
+        ],
+    ));
+    assert!(
+        out.stdout.contains("created segment `pro-users`"),
+        "{}",
+        out.stdout
+    );
+    let out = ok(cli(&server, Some(ADMIN), &["segments", "list"]));
+    out.row("pro-users");
+    let out = ok(cli(
+        &server,
+        Some(ADMIN),
+        &["--json", "segments", "get", "pro-users"],
+    ));
+    assert_eq!(
+        out.json()["definition"]["included"],
+        serde_json::json!(["u1"])
+    );
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &["segments", "delete", "pro-users"],
+    ));
+
+    ok(cli(
+        &server,
+        Some(ADMIN),
+        &["envs", "create", "qa", "--reason", "testing"],
+    ));
+    let out = ok(cli(&server, Some(ADMIN), &["envs", "list"]));
+    out.row("qa");
+    let out = cli(&server, Some(ADMIN), &["envs", "create", "qa"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+}

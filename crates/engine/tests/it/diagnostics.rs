@@ -256,3 +256,21 @@ fn rules_are_the_only_way_into_a_boolean_flag_without_fallthrough() {
     let pro = ev.evaluate("a", &Context::with_targeting_key("u").with("plan", "pro"));
     assert_eq!(pro.value, &serde_json::json!(true));
 }
+
+#[test]
+fn a_file_holding_one_flag_validates_and_reports_at_the_flags_own_paths() {
+    use switchyard_engine::{check_str, Format};
+    let ok = "key: new-search\nfallthrough: {percentage: 5, variant: \"on\"}\n";
+    let (ruleset, diagnostics) = check_str(ok, Format::Yaml, Some("f.yaml"));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert!(ruleset.unwrap().definition("new-search").is_some());
+    let bad = "key: new-search\ndescription: x\nrules:\n  - conditions: [{attribute: a, operator: nope, value: 1}]\n";
+    let (ruleset, diagnostics) = check_str(bad, Format::Yaml, Some("f.yaml"));
+    assert!(ruleset.is_none());
+    let d = diagnostics.iter().find(|d| d.is_error()).expect("an error");
+    assert_eq!(d.line, Some(4), "{d}");
+    assert!(d.path.to_string().starts_with("rules[0]"), "{}", d.path);
+    // A document is still a document.
+    let (_, diagnostics) = check_str("flags:\n  - key: a\n", Format::Yaml, None);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+}
