@@ -216,3 +216,26 @@ fn a_long_request_target_and_huge_headers_get_json_errors_from_the_real_server()
         "{status} {body}"
     );
 }
+
+#[test]
+fn a_keep_alive_connection_is_closed_after_its_request_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "requests_per_connection = 3");
+    let mut s = TcpStream::connect(addr(&server)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Three requests pipelined on one connection: the third answer says `connection: close`
+    // and the server then ends the connection.
+    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(request.repeat(3).as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .expect("the server ends the connection (end of file, not the read timeout)");
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
+    assert_eq!(
+        out.to_ascii_lowercase()
+            .matches("connection: close")
+            .count(),
+        1,
+        "{out}"
+    );
+}
