@@ -23,7 +23,7 @@
 //! | `sse.ofrep_inactivity_secs` | | | `120` |
 //! | `limits.max_connections` | `SWITCHYARD_MAX_CONNECTIONS` | | `10000` (and below the open-file limit) |
 //! | `limits.header_read_timeout_secs` | | | `10` |
-//! | `limits.request_timeout_secs` | | | `30` (reading the body and producing the response; not a stream's life) |
+//! | `limits.request_timeout_secs` | | | `30` (to read a request's body) |
 //! | `limits.idle_timeout_secs` | | | `75` (no byte either way; streams' heartbeats count) |
 //! | `limits.requests_per_connection` | | | `10000` (then `Connection: close`) |
 //! | `limits.ofrep_body_bytes` | | | `65536` |
@@ -85,7 +85,7 @@ pub struct LimitsConfig {
     pub max_connections: Option<u64>,
     /// Seconds a client has to send a request's headers.
     pub header_read_timeout_secs: Option<u64>,
-    /// Seconds to read a request's body and produce its response.
+    /// Seconds to read a request's body.
     pub request_timeout_secs: Option<u64>,
     /// Seconds a connection may move no byte either way before it is closed.
     pub idle_timeout_secs: Option<u64>,

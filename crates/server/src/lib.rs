@@ -178,11 +178,9 @@ pub fn app(state: AppState) -> Router {
     table_router(&state)
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)
+        // A body trickled in slower than this is cut off (408). Handlers' own waits are
+        // bounded where they wait (the store's timeout, the write lock's bounded wait).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            request_timeout,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
         .layer(axum::middleware::from_fn(edge::json_errors))

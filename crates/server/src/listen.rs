@@ -13,7 +13,7 @@
 //! - **Keep-alive limit**: after [`Limits::requests_per_connection`] requests the response
 //!   says `Connection: close`.
 //!
-//! The request timeout and the body limits are layers of the router (`crate::app`).
+//! The body timeout and the body limits are layers of the router (`crate::app`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,8 +41,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time to send a request's headers.
     pub header_read_timeout: Duration,
-    /// Time to read a request's body and produce its response (a stream's response is
-    /// produced at once; its life is not limited).
+    /// Time to read a request's body (a slower body is cut off with 408).
     pub request_timeout: Duration,
     /// Time a connection may move no byte either way.
     pub idle_timeout: Duration,
@@ -188,12 +187,10 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self, stream: TcpStream) {
-        let started = Instant::now();
         let activity = Arc::new(AtomicU64::new(0));
         let io = TokioIo::new(Tracked {
             inner: stream,
-            started,
-            last: Arc::clone(&activity),
+            moved: Arc::clone(&activity),
         });
         let served = Arc::new(AtomicU64::new(0));
         let per_connection = self.limits.requests_per_connection;
@@ -227,6 +224,8 @@ impl Connection {
         let mut ticker = tokio::time::interval(check_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
+        // The activity count when it last changed, and when that was.
+        let mut seen = (activity.load(Ordering::Relaxed), Instant::now());
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
@@ -236,8 +235,10 @@ impl Connection {
                     return;
                 }
                 _ = ticker.tick() => {
-                    let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                    if started.elapsed().saturating_sub(last) >= idle {
+                    let now = activity.load(Ordering::Relaxed);
+                    if now != seen.0 {
+                        seen = (now, Instant::now());
+                    } else if seen.1.elapsed() >= idle {
                         // Nothing moved for the idle timeout: close, whatever state it is in.
                         return;
                     }
@@ -251,17 +252,16 @@ impl Connection {
     }
 }
 
-/// A socket that records when a byte last moved (milliseconds since `started`).
+/// A socket that counts the reads and writes that moved bytes (the watchdog compares counts
+/// between ticks: cheaper than reading the clock on every operation).
 struct Tracked {
     inner: TcpStream,
-    started: Instant,
-    last: Arc<AtomicU64>,
+    moved: Arc<AtomicU64>,
 }
 
 impl Tracked {
     fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
+        self.moved.fetch_add(1, Ordering::Relaxed);
     }
 }
 

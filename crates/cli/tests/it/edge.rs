@@ -239,3 +239,25 @@ fn a_keep_alive_connection_is_closed_after_its_request_limit() {
         "{out}"
     );
 }
+
+#[test]
+fn a_body_sent_too_slowly_is_cut_off_with_a_json_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "request_timeout_secs = 1");
+    let mut s = TcpStream::connect(addr(&server)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!("POST /api/v1/flags HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"key\":")
+            .as_bytes(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut off by the body timeout"
+    );
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains(r#""code":"request_timeout""#), "{out}");
+}
