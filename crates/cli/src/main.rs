@@ -55,10 +55,13 @@ enum Command {
     Import(transfer_cmd::ImportArgs),
     /// Export a running server's flags and segments as a flag file.
     Export(transfer_cmd::ExportArgs),
+    /// Create the example flags that a running server does not have yet (an empty store's
+    /// "initialize flags").
+    Seed(transfer_cmd::SeedArgs),
 }
 
 const AFTER_HELP: &str = "\
-Remote commands (flags, segments, envs, audit, tokens, import, export) talk to a running server over its
+Remote commands (flags, segments, envs, audit, tokens, import, export, seed) talk to a running server over its
 HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -84,7 +87,7 @@ struct ValidateArgs {
 
 /// The subcommands that talk to a server, which take the remote options.
 const REMOTE_COMMANDS: &[&str] = &[
-    "flags", "segments", "envs", "audit", "tokens", "import", "export",
+    "flags", "segments", "envs", "audit", "tokens", "import", "export", "seed",
 ];
 
 /// Moves remote options given before a remote subcommand (`switchyard --server URL flags
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Tokens(args) => tokens_cmd::run(&args),
         Command::Import(args) => transfer_cmd::import(&args),
         Command::Export(args) => transfer_cmd::export(&args),
+        Command::Seed(args) => transfer_cmd::seed(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -64,9 +64,40 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let result: ImportResult = reply.parse()?;
+    summarize(&format!("imported {shown}"), &result);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchyard seed`: create the example flags (and segments) that do not exist yet.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
+    let client = args.remote.client()?;
+    let reply = client
+        .post("/api/v1/seed")
+        .send()
+        .context("cannot seed the example flags")?;
+    if args.remote.json {
+        reply.print();
+        return Ok(ExitCode::SUCCESS);
+    }
+    let result: ImportResult = reply.parse()?;
+    if result.created.is_empty() && result.segments.is_empty() {
+        println!("every example flag exists already; nothing changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    summarize("seeded the example flags", &result);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summarize(headline: &str, result: &ImportResult) {
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     println!(
-        "imported {shown}: {} created, {} updated, {} unchanged, {} written",
+        "{headline}: {} created, {} updated, {} unchanged, {} written",
         result.created.len(),
         result.updated.len(),
         result.unchanged.len(),
@@ -81,7 +112,6 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
             println!("  {label}: {}", keys.join(", "));
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn export(args: &ExportArgs) -> Result<ExitCode> {
