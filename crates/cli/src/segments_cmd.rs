@@ -42,6 +42,10 @@ enum SegmentsCommand {
         /// Why (recorded in the audit log).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Replace only if the segment is still at version N; without it, at the version read
+        /// just before (a change made in between is refused, not overwritten).
+        #[arg(long, value_name = "N")]
+        if_version: Option<i64>,
     },
     /// Delete a segment that no flag uses (the server names the flags that do).
     Delete {
@@ -134,7 +138,12 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
             println!("segment `{}` (version {})", s.name, s.version);
             print!("{}", serde_yaml_like(&serde_json::to_value(&s.definition)?));
         }
-        SegmentsCommand::Apply { name, file, reason } => {
+        SegmentsCommand::Apply {
+            name,
+            file,
+            reason,
+            if_version,
+        } => {
             let (source, shown) = read_source(file)?;
             let Value::Object(mut body) = source.value else {
                 bail!("{shown}: a segment definition is an object (`included`, `excluded`, `conditions`, …)");
@@ -156,7 +165,7 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
             };
             let reply = client
                 .put(path)
-                .if_match(current)
+                .if_match(if_version.or(current))
                 .json(&body)
                 .send()
                 .map_err(|e| e.in_file(&shown))

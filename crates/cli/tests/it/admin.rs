@@ -979,6 +979,24 @@ fn every_flag_segment_and_environment_operation_has_a_command() {
     );
     let out = ok(cli(&server, Some(ADMIN), &["segments", "list"]));
     out.row("pro-users");
+    let out = cli(
+        &server,
+        Some(ADMIN),
+        &[
+            "segments",
+            "apply",
+            "pro-users",
+            "-f",
+            &seg,
+            "--if-version",
+            "7",
+        ],
+    );
+    assert_eq!(
+        out.code, 1,
+        "a stale --if-version is refused: {}",
+        out.stdout
+    );
     let out = ok(cli(
         &server,
         Some(ADMIN),
