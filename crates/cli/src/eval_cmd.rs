@@ -106,7 +106,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             Ok(ctx) => ctx,
             Err(err) => bail!("--context is not a valid evaluation context: {err}"),
         };
-        let line = render(args, &evaluator, &ctx, true);
+        let line = render(args, &evaluator, &ctx);
         writeln!(out, "{line}")?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
@@ -162,26 +162,20 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(args: &EvalArgs, evaluator: &Evaluator<'_>, ctx: &Context, pretty: bool) -> String {
-    fn to_text<T: Serialize>(value: &T, pretty: bool) -> String {
-        if pretty {
-            serde_json::to_string_pretty(value)
-        } else {
-            serde_json::to_string(value)
-        }
-        .unwrap_or_default()
-    }
-    match &args.flag {
+/// The `--context` answer, pretty-printed (the `--contexts` lines are `render_line`).
+fn render(args: &EvalArgs, evaluator: &Evaluator<'_>, ctx: &Context) -> String {
+    let text = match &args.flag {
         Some(key) => {
             let eval = evaluator.evaluate(key, ctx);
-            to_text(&ResultOut::new(key, &eval), pretty)
+            serde_json::to_string_pretty(&ResultOut::new(key, &eval))
         }
         None => {
             let evals: Vec<(&str, Evaluation<'_>)> = evaluator.evaluate_all(ctx).collect();
             let out: Vec<ResultOut<'_>> = evals.iter().map(|(k, e)| ResultOut::new(k, e)).collect();
-            to_text(&out, pretty)
+            serde_json::to_string_pretty(&out)
         }
-    }
+    };
+    text.unwrap_or_default()
 }
 
 /// One line of `--contexts` output: which context (its line number and targeting key) and

@@ -9,7 +9,7 @@
 
 use axum::body::to_bytes;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -146,19 +146,11 @@ pub fn error_for(path: &str, status: StatusCode, message: &str) -> Response {
             StatusCode::NOT_FOUND if rest.starts_with("v1/evaluate/flags/") => "FLAG_NOT_FOUND",
             _ => "GENERAL",
         };
-        let mut body = serde_json::json!({"errorCode": code, "errorDetails": message});
-        if let Some(key) = rest
+        let key = rest
             .strip_prefix("v1/evaluate/flags/")
             .filter(|k| !k.is_empty())
-        {
-            body["key"] = serde_json::Value::String(percent_decoded(key));
-        }
-        let mut response = (status, body.to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        return response;
+            .map(percent_decoded);
+        return crate::ofrep::error_body(status, key.as_deref(), code, message);
     }
     let mut response = ApiError::new(ErrorCode::for_status(status), message).into_response();
     // The code's own status may differ (a 4xx without its own code is `bad_request`); the
@@ -169,22 +161,9 @@ pub fn error_for(path: &str, status: StatusCode, message: &str) -> Response {
 
 /// The flag key as the client meant it (`%2F` → `/`), lossy on invalid UTF-8.
 fn percent_decoded(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| char::from(b).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

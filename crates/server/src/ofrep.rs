@@ -96,20 +96,30 @@ fn failure(status: StatusCode, key: &str, code: &'static str, details: &str) -> 
     )
 }
 
+/// An OFREP error: with the key on the single-flag path, without it on the bulk path.
+pub(crate) fn error_body(
+    status: StatusCode,
+    key: Option<&str>,
+    code: &'static str,
+    details: &str,
+) -> Response {
+    match key {
+        Some(key) => failure(status, key, code, details),
+        None => json(
+            status,
+            to_vec(&BulkFailure {
+                error_code: code,
+                error_details: details,
+            }),
+        ),
+    }
+}
+
 /// The OFREP body for a caller the route guard turned away: single-flag failures carry the
 /// key, bulk failures do not; 429 carries `Retry-After`.
 pub(crate) fn refusal(denied: Denied, key: Option<&str>) -> Response {
     let details = denied.message();
-    let mut response = match key {
-        Some(key) => failure(denied.status(), key, "GENERAL", &details),
-        None => json(
-            denied.status(),
-            to_vec(&BulkFailure {
-                error_code: "GENERAL",
-                error_details: &details,
-            }),
-        ),
-    };
+    let mut response = error_body(denied.status(), key, "GENERAL", &details);
     if let Denied::RateLimited { retry_after_secs } = denied {
         if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
