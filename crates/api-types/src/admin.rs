@@ -13,6 +13,7 @@ fn is_false(b: &bool) -> bool {
 
 /// A flag as the admin API returns it: the definition plus bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FlagResource {
     /// Flag key.
@@ -35,6 +36,7 @@ pub struct FlagResource {
 
 /// `GET /api/v1/flags` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FlagList {
     /// Matching flags, by key.
     pub flags: Vec<FlagResource>,
@@ -42,6 +44,7 @@ pub struct FlagList {
 
 /// A segment as the admin API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SegmentResource {
     /// Segment name.
@@ -61,6 +64,7 @@ pub struct SegmentResource {
 
 /// `GET /api/v1/segments` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SegmentList {
     /// All segments, by name.
     pub segments: Vec<SegmentResource>,
@@ -68,6 +72,7 @@ pub struct SegmentList {
 
 /// An environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Environment {
     /// Name (`production`).
@@ -78,6 +83,7 @@ pub struct Environment {
 
 /// `POST /api/v1/environments` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewEnvironment {
     /// Name of the new environment.
@@ -89,6 +95,7 @@ pub struct NewEnvironment {
 
 /// `PUT .../environments/{env}/enabled` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetEnabled {
     /// On or off.
@@ -100,6 +107,7 @@ pub struct SetEnabled {
 
 /// Body of kill / release / archive calls: just the reason.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     /// Why (goes to the audit log).
@@ -109,6 +117,7 @@ pub struct Reason {
 
 /// `PUT .../environments/{env}/rollout` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetRollout {
     /// Percentage (0–100, step 0.001) of units that get the fallthrough.
@@ -123,6 +132,7 @@ pub struct SetRollout {
 
 /// `PUT .../environments/{env}/targets` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetTargets {
     /// Replaces the environment's targets.
@@ -134,6 +144,7 @@ pub struct SetTargets {
 
 /// `PUT .../environments/{env}/rules` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetRules {
     /// Replaces the environment's rules.
@@ -145,6 +156,7 @@ pub struct SetRules {
 
 /// `POST /api/v1/import` result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ImportResult {
     /// Flags created.
     pub created: Vec<String>,
@@ -161,6 +173,7 @@ pub struct ImportResult {
 
 /// A token as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     /// Token id (the part before the secret).
@@ -181,6 +194,7 @@ pub struct TokenInfo {
 
 /// `POST /api/v1/tokens` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A name people recognise (`checkout-service production`), unique among active tokens.
@@ -194,6 +208,7 @@ pub struct NewToken {
 
 /// `POST /api/v1/tokens` result: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedToken {
     /// Name.
     pub name: String,
@@ -209,6 +224,7 @@ pub struct CreatedToken {
 
 /// `GET /api/v1/tokens` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenList {
     /// All tokens, revoked included.
     pub tokens: Vec<TokenInfo>,
@@ -216,6 +232,7 @@ pub struct TokenList {
 
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// Increasing id (use it to page with `before`).
@@ -247,6 +264,7 @@ pub struct AuditEntry {
 
 /// `GET /api/v1/audit` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditList {
     /// Entries, newest first.
     pub entries: Vec<AuditEntry>,
@@ -254,6 +272,7 @@ pub struct AuditList {
 
 /// `PUT .../tenants/{tenant}` body: on, off, or a variant for one tenant (organization).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetTenant {
     /// On or off for this tenant, whatever the flag's own `enabled`.
@@ -266,3 +285,18 @@ pub struct SetTenant {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// `POST /api/v1/flags/{key}/evaluate` body: evaluate a flag for one context and say why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// The environment to evaluate in (it must exist).
+    pub environment: String,
+    /// The evaluation context, as OFREP takes it (`targetingKey` and any attributes).
+    #[serde(default)]
+    pub context: serde_json::Map<String, Value>,
+}
+
+/// `POST /api/v1/flags/{key}/evaluate` result: the evaluation and each step that led to it.
+pub use switchyard_engine::explain::Explanation;

@@ -20,6 +20,7 @@ pub mod sdk;
 
 /// The one error body of the admin API: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorInfo,
@@ -27,6 +28,7 @@ pub struct ErrorBody {
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorInfo {
     /// A stable machine-readable code (`not_found`, `conflict`, `validation_failed`, …).
     pub code: String,
@@ -39,6 +41,7 @@ pub struct ErrorInfo {
 
 /// One field-level problem, from the engine's diagnostics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FieldProblem {
     /// Field path inside the submitted body (`rules[0].conditions[1].operator`).
     pub path: String,
@@ -60,6 +63,7 @@ pub struct FieldProblem {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Evaluate flags of one environment (OFREP, the SDK endpoints) and send events.

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 /// `POST /ofrep/v1/evaluate/flags[/{key}]` request body. A missing `context` means `{}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EvaluationRequest {
     /// The evaluation context (`targetingKey` plus attributes).
     #[serde(default)]
@@ -13,6 +14,7 @@ pub struct EvaluationRequest {
 
 /// A successful single evaluation (also an item of a bulk response).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EvaluationSuccess {
     /// Flag key.
     pub key: String,
@@ -31,6 +33,7 @@ pub struct EvaluationSuccess {
 
 /// A failed evaluation: 400/404 bodies, bulk items and (as a superset of the spec) 500 bodies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EvaluationFailure {
     /// Flag key.
@@ -47,6 +50,7 @@ pub struct EvaluationFailure {
 
 /// One item of a bulk response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum BulkItem {
     /// Evaluated.
@@ -57,6 +61,7 @@ pub enum BulkItem {
 
 /// `POST /ofrep/v1/evaluate/flags` 200 body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BulkEvaluationSuccess {
     /// Every flag of the environment.
@@ -71,6 +76,7 @@ pub struct BulkEvaluationSuccess {
 
 /// A change-notification connection (`eventStreams` item).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventStream {
     /// Connection type; `sse`.
@@ -90,6 +96,7 @@ pub struct EventStream {
 
 /// `eventStreams[].endpoint`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventStreamEndpoint {
     /// Scheme, host and port; absent: the client's OFREP base URL origin.
@@ -101,6 +108,7 @@ pub struct EventStreamEndpoint {
 
 /// The `data` of an OFREP event-stream message (`event: message`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamEventData {
     /// `refetchEvaluation`: the flag configuration changed; fetch the evaluations again.
@@ -116,6 +124,7 @@ pub struct StreamEventData {
 
 /// Whole-request failure of a bulk evaluation (400).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BulkEvaluationFailure {
     /// OpenFeature error code.

@@ -26,6 +26,7 @@ pub const RULESET_VERSION: u32 = 1;
 /// Every flag and segment an SDK key's environment serves: the flag definitions (each with
 /// only that environment's overrides) in the flag format, and the revision they are at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Ruleset {
     /// Always [`RULESET_FORMAT`].
@@ -45,6 +46,7 @@ pub struct Ruleset {
 
 /// What a [`Patch`] or [`Delete`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A flag (by key).
@@ -55,6 +57,7 @@ pub enum Kind {
 
 /// A `patch` event: one flag or segment created or changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Patch {
     /// Flag or segment.
@@ -70,6 +73,7 @@ pub struct Patch {
 
 /// A `delete` event: one flag or segment removed (or, for a flag, archived).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Delete {
     /// Flag or segment.
@@ -82,6 +86,7 @@ pub struct Delete {
 
 /// `POST /sdk/v1/events` body: events an SDK batched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventBatch {
     /// The events, oldest first.
     pub events: Vec<SdkEvent>,
@@ -89,6 +94,7 @@ pub struct EventBatch {
 
 /// One event an SDK sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SdkEvent {
     /// A unit was served a variant of a flag (the first time, per SDK instance).
@@ -99,6 +105,7 @@ pub enum SdkEvent {
 
 /// An exposure: `unit` saw `variant` of `flag`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Exposure {
     /// Client-chosen id; the server ignores an event it already has.
@@ -115,6 +122,7 @@ pub struct Exposure {
 
 /// A metric event: `unit` did `event`, with an optional numeric value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
     /// Client-chosen id; the server ignores an event it already has.

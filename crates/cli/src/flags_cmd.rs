@@ -51,6 +51,9 @@ enum FlagsCommand {
     Targets(ListFileArgs),
     /// Replace a flag's rules from a YAML or JSON file (a list, or `rules:`).
     Rules(ListFileArgs),
+    /// Evaluate a flag for one context and show why: each step, rule and condition checked,
+    /// the bucket and threshold of rollouts and splits, prerequisites followed.
+    Explain(crate::explain_cmd::ExplainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +246,7 @@ pub fn run(args: &FlagsArgs) -> Result<ExitCode> {
         FlagsCommand::Tenant(a) => tenant(&client, json, a),
         FlagsCommand::Targets(a) => replace_list(&client, json, a, "targets"),
         FlagsCommand::Rules(a) => replace_list(&client, json, a, "rules"),
+        FlagsCommand::Explain(a) => crate::explain_cmd::run(&client, json, a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

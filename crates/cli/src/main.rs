@@ -3,6 +3,7 @@
 
 mod audit_cmd;
 mod eval_cmd;
+mod explain_cmd;
 mod flags_cmd;
 mod remote;
 mod segments_cmd;
@@ -58,6 +59,8 @@ enum Command {
     /// Create the example flags that a running server does not have yet (an empty store's
     /// "initialize flags").
     Seed(transfer_cmd::SeedArgs),
+    /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
+    Openapi,
 }
 
 const AFTER_HELP: &str = "\
@@ -136,6 +139,10 @@ fn main() -> ExitCode {
         Command::Import(args) => transfer_cmd::import(&args),
         Command::Export(args) => transfer_cmd::export(&args),
         Command::Seed(args) => transfer_cmd::seed(&args),
+        Command::Openapi => {
+            print!("{}", switchyard_server::openapi::rendered());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,

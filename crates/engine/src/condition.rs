@@ -353,6 +353,254 @@ impl Op {
     }
 }
 
+impl Cond {
+    /// How this condition fared for `env`, node by node, for explanations. Each node's
+    /// `holds` is [`Cond::matches`]' own answer, so a trace cannot disagree with evaluation.
+    pub(crate) fn trace(&self, env: &Env<'_>, segment_names: &[&str]) -> ConditionTrace {
+        let holds = self.matches(env);
+        let children = |items: &[Cond]| items.iter().map(|c| c.trace(env, segment_names)).collect();
+        match self {
+            Cond::All(items) => ConditionTrace {
+                text: "all of".into(),
+                holds,
+                children: children(items),
+                ..ConditionTrace::default()
+            },
+            Cond::Any(items) => ConditionTrace {
+                text: "any of".into(),
+                holds,
+                children: children(items),
+                ..ConditionTrace::default()
+            },
+            Cond::Not(inner) => ConditionTrace {
+                text: "not".into(),
+                holds,
+                children: vec![inner.trace(env, segment_names)],
+                ..ConditionTrace::default()
+            },
+            Cond::Clause { attr, op, negate } => {
+                let (attribute, actual) = match attr {
+                    Attr::Path(path) => (path.as_str().to_owned(), env.ctx.lookup(path).cloned()),
+                    Attr::Now => (
+                        NOW_ATTRIBUTE.to_owned(),
+                        env.now
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                            .map(Value::String),
+                    ),
+                };
+                let mut why = None;
+                if actual.is_none() {
+                    why = Some(format!("the context has no `{attribute}`"));
+                }
+                ConditionTrace {
+                    text: format!("{attribute} {}", op.describe(*negate)),
+                    attribute: Some(attribute),
+                    actual,
+                    holds,
+                    why,
+                    children: Vec::new(),
+                }
+            }
+            Cond::InSegment { segments, negate } => {
+                let names: Vec<&str> = segments
+                    .iter()
+                    .map(|&i| segment_names.get(i as usize).copied().unwrap_or("?"))
+                    .collect();
+                let mut members: Vec<ConditionTrace> = segments
+                    .iter()
+                    .zip(&names)
+                    .map(|(&i, name)| {
+                        match env.segments.get(i as usize).and_then(Option::as_deref) {
+                            None => ConditionTrace {
+                                text: format!("in segment {name}"),
+                                why: Some("the segment is not served".to_owned()),
+                                ..ConditionTrace::default()
+                            },
+                            Some(segment) => segment.trace(env, name, segment_names),
+                        }
+                    })
+                    .collect();
+                let text = format!(
+                    "{} {}",
+                    if *negate {
+                        "not in segment"
+                    } else {
+                        "in segment"
+                    },
+                    names.join(" or ")
+                );
+                // One segment: its own trace is this clause's, said once.
+                if let [only] = members.as_mut_slice() {
+                    return ConditionTrace {
+                        text,
+                        holds,
+                        why: only.why.take(),
+                        children: std::mem::take(&mut only.children),
+                        ..ConditionTrace::default()
+                    };
+                }
+                ConditionTrace {
+                    text,
+                    holds,
+                    children: members,
+                    ..ConditionTrace::default()
+                }
+            }
+        }
+    }
+}
+
+impl Segment {
+    /// Whether the unit is in the segment, and which part of it decided: its exclusion or
+    /// inclusion list (named in `why`) or its conditions (traced as children).
+    fn trace(&self, env: &Env<'_>, name: &str, segment_names: &[&str]) -> ConditionTrace {
+        let holds = self.contains(env);
+        let attr = self.attr.as_str();
+        let mut trace = ConditionTrace {
+            text: format!("in segment {name}"),
+            holds,
+            ..ConditionTrace::default()
+        };
+        if let Some(id) = env.ctx.lookup(&self.attr) {
+            if with_id_text(id, |text| self.excluded.contains(text)) {
+                trace.why = Some(format!("`{attr}` {id} is excluded"));
+                return trace;
+            }
+            if with_id_text(id, |text| self.included.contains(text)) {
+                trace.why = Some(format!("`{attr}` {id} is included"));
+                return trace;
+            }
+        }
+        match &self.cond {
+            None => {
+                trace.why = Some(format!(
+                    "`{attr}` is not listed and the segment has no conditions"
+                ));
+            }
+            Some(cond) => {
+                trace.why = Some(format!("`{attr}` is not listed; its conditions decide"));
+                trace.children = cond.trace(env, segment_names).children;
+            }
+        }
+        trace
+    }
+}
+
+/// One condition's outcome in an explanation: the clause as the engine compiled it, the value
+/// the context had, and whether it held; groups carry their members.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionTrace {
+    /// The condition (`plan is one of ["pro", "team"]`, `all of`, `in segment beta`).
+    pub text: String,
+    /// The attribute a clause reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    /// The value the context has there (absent when it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<Value>,
+    /// Whether it held.
+    pub holds: bool,
+    /// Why, when the value alone does not say (a missing attribute, a segment's listing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The members of `all`, `any`, `not` and multi-segment clauses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ConditionTrace>,
+}
+
+impl Scalar {
+    fn describe(&self) -> String {
+        match self {
+            Scalar::Str(s) => Value::String(s.to_string()).to_string(),
+            Scalar::Num(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+impl ScalarSet {
+    fn describe(&self) -> String {
+        let mut items: Vec<String> = self
+            .strings
+            .iter()
+            .map(|s| Value::String(s.to_string()).to_string())
+            .collect();
+        items.sort();
+        items.extend(self.numbers.iter().map(f64::to_string));
+        for (b, on) in self.bools.iter().enumerate() {
+            if *on {
+                items.push((b == 1).to_string());
+            }
+        }
+        format!("[{}]", items.join(", "))
+    }
+}
+
+impl Op {
+    /// The operator and operand in words, as an explanation shows them.
+    fn describe(&self, negate: bool) -> String {
+        let compare = |wanted: &Ordering, or_equal: bool| match (wanted, or_equal) {
+            (Ordering::Less, false) => "<",
+            (Ordering::Less, true) => "<=",
+            (Ordering::Greater, false) => ">",
+            (Ordering::Greater, true) => ">=",
+            (Ordering::Equal, _) => "==",
+        };
+        let (is, does) = if negate {
+            ("is not", "does not ")
+        } else {
+            ("is", "")
+        };
+        let verb = |yes: &str, no: &str| {
+            if negate {
+                no.to_owned()
+            } else {
+                yes.to_owned()
+            }
+        };
+        match self {
+            Op::Equals(s) => format!("{} {}", verb("equals", "does not equal"), s.describe()),
+            Op::In(set) => format!("{is} one of {}", set.describe()),
+            Op::Contains(s) => format!("{} {}", verb("contains", "does not contain"), s.describe()),
+            Op::StartsWith(p) => format!(
+                "{does}start{} with {}",
+                if negate { "" } else { "s" },
+                Value::String(p.to_string())
+            ),
+            Op::EndsWith(p) => format!(
+                "{does}end{} with {}",
+                if negate { "" } else { "s" },
+                Value::String(p.to_string())
+            ),
+            Op::Compare(wanted, or_equal, x) => {
+                format!(
+                    "{}{} {}",
+                    if negate { "not " } else { "" },
+                    compare(wanted, *or_equal),
+                    x
+                )
+            }
+            Op::Regex(re) => format!("{} /{}/", verb("matches", "does not match"), re.as_str()),
+            Op::Semver(wanted, or_equal, v) => {
+                format!("{is} a version {} {}", compare(wanted, *or_equal), v)
+            }
+            Op::Time(wanted, t) => format!(
+                "{is} {} {}",
+                if *wanted == Ordering::Less {
+                    "before"
+                } else {
+                    "after"
+                },
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
 /// Compiles condition definitions, collecting diagnostics.
 pub(crate) struct CondCompiler<'a> {
     pub segment_index: &'a FxHashMap<String, u32>,

@@ -23,6 +23,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// A whole flag definition document: segments and flags.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Document {
     /// Format version; absent means 1.
@@ -36,6 +37,7 @@ pub struct Document {
 
 /// Type of a flag's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FlagType {
     /// `true` / `false`.
@@ -92,6 +94,7 @@ impl fmt::Display for FlagType {
 /// The targeting fields (who gets what) live in [`TargetingDef`], shared by the flag's top
 /// level and each of its environments; they are flattened into the flag in the format.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FlagDef {
     /// Stable identifier: letters, digits, `.`, `_`, `-`; starts with a letter or digit.
@@ -188,6 +191,7 @@ fn is_false(b: &bool) -> bool {
 /// everywhere). Adding a targeting field means adding it here, to [`TARGETING_FIELDS`] and
 /// to the compiler's merge, nowhere else.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetingDef {
     /// Whether the flag is on.
@@ -324,6 +328,7 @@ impl FlagDef {
 
 /// Lifecycle metadata.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Lifecycle {
     /// Why the flag exists.
@@ -342,6 +347,7 @@ pub struct Lifecycle {
 
 /// Why a flag exists; stale-flag reports treat them differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Purpose {
     /// Temporary: ships a change, then goes.
@@ -379,6 +385,7 @@ impl Variants {
 
 /// One variant in list form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VariantDef {
     /// Variant key, reported as `variant` in evaluations.
@@ -394,6 +401,24 @@ pub struct VariantDef {
     /// Weight (percent) in the flag's default split (older layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Variants {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Variants".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let item = generator.subschema_for::<VariantDef>();
+        schemars::json_schema!({
+            "description": "A list of `{key, value, name?, weight?}` variants, or a map of variant key to value.",
+            "anyOf": [
+                {"type": "array", "items": item},
+                {"type": "object", "additionalProperties": true}
+            ]
+        })
+    }
 }
 
 impl Serialize for Variants {
@@ -441,6 +466,7 @@ impl<'de> Deserialize<'de> for Variants {
 
 /// One attribute name or a fallback chain of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum AttributeList {
     /// A single attribute.
@@ -461,6 +487,7 @@ impl AttributeList {
 
 /// A prerequisite: another flag must serve one of the given variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrerequisiteDef {
     /// Key of the required flag.
@@ -478,6 +505,7 @@ pub struct PrerequisiteDef {
 
 /// What one tenant gets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantDef {
     /// On or off for this tenant, whatever the flag's own `enabled`.
@@ -493,6 +521,7 @@ pub struct TenantDef {
 
 /// Individual targets: these ids get this variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetDef {
     /// The variant served.
@@ -510,6 +539,7 @@ pub struct TargetDef {
 
 /// A rule: conditions, then what to serve.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleDef {
     /// Stable id reported as `ruleId`; defaults to `rule-N` (1-based).
@@ -559,6 +589,7 @@ impl RuleDef {
 
 /// What to serve: a variant, a value, or a weighted split, optionally to a percentage only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServeDef {
     /// Serve this variant.
@@ -583,6 +614,7 @@ pub struct ServeDef {
 
 /// A condition: a clause `{attribute, operator, value}` or a group `all` / `any` / `not`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConditionDef {
     /// Context attribute, dotted for nested objects (`tenant.settings.plan`).
@@ -607,6 +639,7 @@ pub struct ConditionDef {
 
 /// A named audience: listed ids and/or conditions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentDef {
     /// Human name.

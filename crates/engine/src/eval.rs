@@ -350,7 +350,7 @@ enum Served {
 }
 
 /// Nesting bound for prerequisite chains (cycles are rejected when compiling).
-const MAX_PREREQ_DEPTH: usize = 64;
+pub(crate) const MAX_PREREQ_DEPTH: usize = 64;
 
 impl Ruleset {
     /// An evaluator for environment `env` at time `now` (used by `before`/`after` and `$now`).
@@ -401,6 +401,17 @@ impl Ruleset {
             .iter()
             .filter(|&&s| self.flags[s as usize].is_some())
             .count()
+    }
+
+    /// Segment names by their compiled index (for explanations).
+    pub(crate) fn segment_names(&self) -> Vec<&str> {
+        let mut names = vec![""; self.segments.len()];
+        for (name, &i) in self.segment_index.iter() {
+            if let Some(slot) = names.get_mut(i as usize) {
+                *slot = name;
+            }
+        }
+        names
     }
 
     /// Whether no flag is served.
@@ -473,7 +484,7 @@ impl Ruleset {
         self.flag(slot)?.client_metadata.as_deref()
     }
 
-    fn flag(&self, slot: u32) -> Option<&Flag> {
+    pub(crate) fn flag(&self, slot: u32) -> Option<&Flag> {
         self.flags.get(slot as usize)?.as_deref()
     }
 }
@@ -485,9 +496,9 @@ pub struct Environment(Option<u16>);
 /// Evaluates flags of one [`Ruleset`] for one environment at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct Evaluator<'r> {
-    ruleset: &'r Ruleset,
+    pub(crate) ruleset: &'r Ruleset,
     env: Option<u16>,
-    now: OffsetDateTime,
+    pub(crate) now: OffsetDateTime,
 }
 
 impl<'r> Evaluator<'r> {
@@ -562,6 +573,21 @@ impl<'r> Evaluator<'r> {
             .map(move |(_, f)| (&*f.key, this.evaluate_flag(f, ctx, 0)))
     }
 
+    /// The served flag `key`, if there is one.
+    pub(crate) fn flag_by_key(&self, key: &str) -> Option<&'r Flag> {
+        self.ruleset.flag(*self.ruleset.index.get(key)?)
+    }
+
+    /// The targeting `flag` has in this evaluator's environment.
+    pub(crate) fn targeting_of(&self, flag: &'r Flag) -> Option<&'r Targeting> {
+        let t_index = self
+            .env
+            .and_then(|e| flag.by_env.get(e as usize))
+            .copied()
+            .unwrap_or(0);
+        flag.targetings.get(t_index as usize)
+    }
+
     fn evaluate_index(&self, index: u32, ctx: &Context, depth: usize) -> Evaluation<'r> {
         match self.ruleset.flag(index) {
             Some(flag) => self.evaluate_flag(flag, ctx, depth),
@@ -573,12 +599,7 @@ impl<'r> Evaluator<'r> {
         if flag.archived {
             return Evaluation::not_found(format!("flag `{}` is archived", flag.key));
         }
-        let t_index = self
-            .env
-            .and_then(|e| flag.by_env.get(e as usize))
-            .copied()
-            .unwrap_or(0);
-        let Some(t) = flag.targetings.get(t_index as usize) else {
+        let Some(t) = self.targeting_of(flag) else {
             return general(flag, "internal: missing targeting");
         };
         let served = |variant: u16, reason: Reason, detail: Option<Detail<'r>>| {
@@ -712,7 +733,10 @@ fn article(name: &str) -> &'static str {
     }
 }
 
-fn tenant_action(tenants: &FxHashMap<Box<str>, TenantAction>, id: &Value) -> Option<TenantAction> {
+pub(crate) fn tenant_action(
+    tenants: &FxHashMap<Box<str>, TenantAction>,
+    id: &Value,
+) -> Option<TenantAction> {
     let mut found = None;
     with_id_text(id, |text| {
         found = tenants.get(text).copied();
@@ -822,7 +846,7 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
     }
 }
 
-fn is_unit(value: &Value) -> bool {
+pub(crate) fn is_unit(value: &Value) -> bool {
     match value {
         Value::String(_) => true,
         Value::Number(n) => n.is_i64() || n.is_u64(),
@@ -830,7 +854,7 @@ fn is_unit(value: &Value) -> bool {
     }
 }
 
-fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
+pub(crate) fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
     match unit {
         Value::String(s) => bucketer.bucket(s.as_bytes()),
         Value::Number(n) => {

@@ -43,6 +43,7 @@ pub mod context;
 pub mod diagnostic;
 pub mod document;
 pub mod eval;
+pub mod explain;
 pub mod hash;
 mod normalize;
 pub mod source;

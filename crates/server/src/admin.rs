@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_api_types::admin::{
-    AuditEntry, AuditList, CreatedToken, Environment, FlagList, FlagResource, ImportResult,
-    NewEnvironment, NewToken, Reason, SegmentList, SegmentResource, SetEnabled, SetRollout,
-    SetRules, SetTargets, SetTenant, TokenInfo, TokenList,
+    AuditEntry, AuditList, CreatedToken, Environment, ExplainRequest, Explanation, FlagList,
+    FlagResource, ImportResult, NewEnvironment, NewToken, Reason, SegmentList, SegmentResource,
+    SetEnabled, SetRollout, SetRules, SetTargets, SetTenant, TokenInfo, TokenList,
 };
 use switchyard_control::{
     ControlError, FlagChange, FlagMeta, ImportMode, ImportReport, NewTokenRequest, StoredFlag,
@@ -77,9 +77,10 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Precondition> {
 }
 
 /// `?force=true` on a replacement: replace whatever is stored (like `If-Match: *`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForceQuery {
+    /// Replace whatever is stored, like `If-Match: *`.
     force: Option<bool>,
 }
 
@@ -153,11 +154,15 @@ fn about_flag(key: &str, err: ControlError) -> ApiError {
 // Flags
 
 /// Filters of `GET /api/v1/flags`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagFilter {
+    /// Only flags with this tag.
     tag: Option<String>,
+    /// The environment whose state `state` looks at (it must exist).
     environment: Option<String>,
+    /// `enabled`, `disabled`, `killed`, `archived` or `active` (not archived).
+    #[schemars(regex(pattern = "^(enabled|disabled|killed|archived|active)$"))]
     state: Option<String>,
 }
 
@@ -219,6 +224,37 @@ pub async fn get_flag(
         view.meta.version,
         flag_resource(view.definition, view.meta, false),
     ))
+}
+
+/// `POST /api/v1/flags/{key}/evaluate`: the "why does this unit see this?" answer, from the
+/// served snapshot (no database access).
+pub async fn explain_flag(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Explanation>> {
+    let ExplainRequest {
+        environment,
+        context,
+    } = parse_body(&body)?;
+    let snap = state.control.snapshot();
+    snap.flag_or_hint(&key)?;
+    if snap.environment(&environment).is_none() {
+        return Err(ApiError::from(ControlError::NotFound {
+            what: format!("environment `{environment}`"),
+            hint: Some(snap.environment_names()),
+        }));
+    }
+    let context = Value::Object(context);
+    crate::ofrep::check_shape(&context, &state.settings.limits)
+        .map_err(|(_, message)| ApiError::bad_request(message))?;
+    let context = switchyard_engine::Context::from_value(context)
+        .map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
+    let evaluator = snap
+        .ruleset
+        .evaluator(&environment, time::OffsetDateTime::now_utc());
+    Ok(Json(evaluator.explain(&key, &context)))
 }
 
 /// Body of create/replace: the flag definition plus an optional `reason`.
@@ -989,15 +1025,22 @@ pub async fn revoke_token(
 // Audit
 
 /// Filters of `GET /api/v1/audit`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
+    /// Only changes to this flag.
     flag: Option<String>,
+    /// Only changes to this segment (ignored when `flag` is given).
     segment: Option<String>,
+    /// Only changes by this actor (`token:<id>`, `system`).
     actor: Option<String>,
+    /// Only changes at or after this RFC 3339 time.
     since: Option<String>,
+    /// Only changes before this RFC 3339 time.
     until: Option<String>,
+    /// Only entries with a smaller id (to page back).
     before: Option<i64>,
+    /// At most this many entries (default 100).
     limit: Option<u32>,
 }
 
@@ -1070,10 +1113,13 @@ pub async fn audit_log(
 // Import, export, seed
 
 /// Query of import/export.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
+    /// `json` or `yaml` (imports also read the Content-Type).
+    #[schemars(regex(pattern = "^(json|yaml|yml)$"))]
     format: Option<String>,
+    /// Why (imports only; goes to the audit log).
     reason: Option<String>,
 }
 

@@ -138,6 +138,7 @@ routes! {
     put "/api/v1/flags/{key}/environments/{env}/rules" => admin::rules_env, EDITOR, "Replace an environment's rules.";
     put "/api/v1/flags/{key}/environments/{env}/tenants/{tenant}" => admin::set_tenant_env, EDITOR, "Turn a flag on or off (or pick a variant) for one tenant in one environment.";
     delete "/api/v1/flags/{key}/environments/{env}/tenants/{tenant}" => admin::clear_tenant_env, EDITOR, "Remove a tenant's override in one environment.";
+    post "/api/v1/flags/{key}/evaluate" => admin::explain_flag, VIEWER, "Evaluate a flag for one context in one environment and explain why: each step, rule and condition checked, buckets and thresholds.";
     get "/api/v1/segments" => admin::list_segments, VIEWER, "List segments.";
     get "/api/v1/segments/{name}" => admin::get_segment, VIEWER, "Get a segment.";
     put "/api/v1/segments/{name}" => admin::put_segment, EDITOR, "Create a segment, or replace one (If-Match).";
@@ -224,18 +225,43 @@ async fn healthz() -> &'static str {
 /// Ready while a snapshot is served (evaluations work), even if the store is down: pulling
 /// every replica out of the load balancer during a database outage would stop evaluations
 /// too. The body says where the snapshot came from and what state the store is in.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Readiness {
+    /// `ready` or `starting`.
+    status: String,
+    /// Where the served snapshot came from (the store, a snapshot file, a flag file).
+    served: serde_json::Value,
+    /// The store revision the snapshot is at.
+    revision: i64,
+    /// The revision of the last change to flags or segments.
+    ruleset_revision: i64,
+    /// How many flags are served.
+    flags: usize,
+    /// The store's state (reachable or not, and since when).
+    store: serde_json::Value,
+    /// The change listener's state.
+    listener: serde_json::Value,
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     let control = &state.control;
     let snapshot = control.snapshot_guard();
-    let body = serde_json::json!({
-        "status": if control.is_ready() { "ready" } else { "starting" },
-        "served": control.served(),
-        "revision": snapshot.revision,
-        "rulesetRevision": snapshot.ruleset_revision,
-        "flags": snapshot.ruleset.len(),
-        "store": control.store_status(),
-        "listener": control.listener_state(),
-    });
+    let to_value = |v: Result<serde_json::Value, _>| v.unwrap_or(serde_json::Value::Null);
+    let body = Readiness {
+        status: if control.is_ready() {
+            "ready"
+        } else {
+            "starting"
+        }
+        .to_owned(),
+        served: to_value(serde_json::to_value(control.served())),
+        revision: snapshot.revision,
+        ruleset_revision: snapshot.ruleset_revision,
+        flags: snapshot.ruleset.len(),
+        store: to_value(serde_json::to_value(control.store_status())),
+        listener: to_value(serde_json::to_value(control.listener_state())),
+    };
     let status = if control.is_ready() {
         StatusCode::OK
     } else {

@@ -158,7 +158,7 @@ fn parse_context(body: &[u8], limits: &Limits) -> Result<Context, (&'static str,
 /// Refuses a context nested deeper than `limits.context_depth` or with more than
 /// `limits.context_attributes` values (leaves and array items), without recursing without
 /// bound.
-fn check_shape(ctx: &Value, limits: &Limits) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_shape(ctx: &Value, limits: &Limits) -> Result<(), (&'static str, String)> {
     let mut values = 0usize;
     let mut stack: Vec<(&Value, u16)> = vec![(ctx, 0)];
     while let Some((value, depth)) = stack.pop() {

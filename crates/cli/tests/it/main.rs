@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use serde_json::{json, Value};
 
 mod admin;
+mod api_schema;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))

@@ -96,7 +96,7 @@ fn protocol_python_sdk() {
 }
 
 /// The repository root.
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     root.canonicalize().unwrap_or(root)
 }
@@ -157,15 +157,20 @@ fn pytest_tests_ran(stdout: &str) -> u32 {
 // The server
 
 /// A `switchyard serve` process on a free port with its own store, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
-    admin_token: String,
+    pub(crate) url: String,
+    pub(crate) admin_token: String,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A server that also has the example flags (`examples/flags.yaml`) when `examples`.
+    pub(crate) fn start_with(examples: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin_token = format!("protocol-admin-{}", unique());
         let stdout = dir.path().join("stdout.log");
@@ -187,7 +192,10 @@ impl Server {
             }
         }
         cmd.env("SWITCHYARD_ADMIN_TOKEN", &admin_token)
-            .env("SWITCHYARD_SEED_EXAMPLES", "false")
+            .env(
+                "SWITCHYARD_SEED_EXAMPLES",
+                if examples { "true" } else { "false" },
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).expect("server stdout file"))
@@ -226,7 +234,7 @@ impl Server {
     }
 
     /// Creates an SDK key of the `production` environment through the admin API.
-    fn create_sdk_key(&self, name: &str) -> String {
+    pub(crate) fn create_sdk_key(&self, name: &str) -> String {
         // No proxy from the environment: the server is on loopback.
         let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
         let mut response = agent
@@ -246,7 +254,7 @@ impl Server {
     }
 
     /// The last lines of the server's stderr (its log).
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
@@ -310,7 +318,7 @@ fn ensure_node_deps(dir: &Path) {
 }
 
 /// A virtualenv at `venv` with `requirements` installed, rebuilt when they (or python3) change.
-fn ensure_python_venv(venv: &Path, requirements: &Path) {
+pub(crate) fn ensure_python_venv(venv: &Path, requirements: &Path) {
     let python = tool_version(
         "python3",
         &["--version"],
@@ -327,11 +335,14 @@ fn ensure_python_venv(venv: &Path, requirements: &Path) {
         "the OpenFeature Python client tests need Python 3.10 or newer; `python3 --version` says {python}"
     );
 
-    let reqs = fs::read(requirements).expect("tests/protocol/python/requirements.txt");
+    let reqs = fs::read(requirements).unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
     let stamp_path = venv.join("switchyard-protocol-stamp");
     let stamp = format!("{:016x} {}", fnv1a(&reqs), python.trim());
 
-    let _guard = InstallLock::acquire(&PYTHON_INSTALL, "protocol-venv");
+    let lock_name = venv
+        .file_name()
+        .map_or_else(|| "venv".into(), |n| n.to_string_lossy().into_owned());
+    let _guard = InstallLock::acquire(&PYTHON_INSTALL, &lock_name);
     if venv_python(venv).exists()
         && fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
     {
@@ -379,7 +390,7 @@ fn ensure_python_venv(venv: &Path, requirements: &Path) {
     fs::write(&stamp_path, &stamp).expect("write the venv stamp");
 }
 
-fn venv_python(venv: &Path) -> PathBuf {
+pub(crate) fn venv_python(venv: &Path) -> PathBuf {
     if cfg!(windows) {
         venv.join("Scripts/python.exe")
     } else {
@@ -506,16 +517,16 @@ impl Drop for InstallLock {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-struct Output {
-    success: bool,
+pub(crate) struct Output {
+    pub(crate) success: bool,
     /// How it ended: an exit status, or that it was killed for taking too long.
-    status: String,
-    stdout: String,
-    stderr: String,
+    pub(crate) status: String,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "--- stdout ---\n{}\n--- stderr ---\n{}",
             self.stdout, self.stderr
@@ -524,7 +535,7 @@ impl Output {
 }
 
 /// Runs `cmd` with its output in temporary files, killing it after `timeout`.
-fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut child = cmd

@@ -146,7 +146,8 @@ fn evaluation_fixtures() {
                 let expect = case["expect"].as_object().expect("expect is an object");
                 for (how, ruleset) in &variants {
                     let actual = run_case(ruleset, case);
-                    let problems = mismatches(expect, &actual);
+                    let mut problems = mismatches(expect, &actual);
+                    problems.extend(crate::explain::disagreement(ruleset, case));
                     if !problems.is_empty() {
                         failures.push(format!(
                             "{} — {} ({how}): {}",

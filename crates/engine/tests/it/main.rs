@@ -6,4 +6,5 @@ mod conformance;
 mod diagnostics;
 mod docs;
 mod evaluation;
+mod explain;
 mod incremental;
