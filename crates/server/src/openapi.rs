@@ -497,8 +497,9 @@ fn operation(
     match route.access {
         Access::Public => op["security"] = json!([]),
         Access::SignedStreamUrl => {
+            // The credential is the signed `?token=` of a bulk evaluation's eventStreams url.
             op["security"] = json!([]);
-            op["x-switchyard-role"] = json!("signed stream url");
+            op["x-switchyard-role"] = json!(route.access.as_str());
         }
         Access::Role(role) => {
             op["security"] = json!([{"BearerAuth": []}, {"ApiKeyAuth": []}]);

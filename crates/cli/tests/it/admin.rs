@@ -1023,3 +1023,121 @@ fn every_flag_segment_and_environment_operation_has_a_command() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
 }
+
+#[test]
+fn flags_explain_prints_each_step_readably_and_as_json() {
+    let server = start();
+    let viewer = ok(cli(
+        &server,
+        Some(ADMIN),
+        &["tokens", "create", "--role", "viewer", "--json"],
+    ))
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The example split: the unit, its bucket and every variant's range are shown.
+    let out = ok(cli(
+        &server,
+        Some(&viewer),
+        &[
+            "flags",
+            "explain",
+            "pricing-experiment",
+            "--env",
+            "production",
+            "--context",
+            r#"{"targetingKey": "user-42"}"#,
+        ],
+    ));
+    assert!(
+        out.stdout.starts_with("pricing-experiment in production\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("reason SPLIT"), "{}", out.stdout);
+    assert!(out.stdout.contains("unit: \"user-42\""), "{}", out.stdout);
+    assert!(out.stdout.contains("split: bucket "), "{}", out.stdout);
+    assert!(out.stdout.contains("control [0, 50000)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("rule no-experiments-for-enterprise: no match"),
+        "{}",
+        out.stdout
+    );
+
+    // A failed condition names the value the context had; --json is the server's answer.
+    let json = ok(cli(
+        &server,
+        Some(&viewer),
+        &[
+            "flags",
+            "explain",
+            "pricing-experiment",
+            "--env",
+            "production",
+            "--context",
+            r#"{"targetingKey": "user-42", "tenant": {"id": "t1", "plan": "enterprise"}}"#,
+            "--json",
+        ],
+    ))
+    .json();
+    assert_eq!(json["ruleId"], "no-experiments-for-enterprise");
+    let rule = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "rule")
+        .unwrap();
+    assert_eq!(rule["matched"], true);
+
+    // Mistakes: an unknown environment, a context that is not an object, an unknown flag.
+    let out = cli(
+        &server,
+        Some(&viewer),
+        &["flags", "explain", "pricing-experiment", "--env", "prod"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("environments: development, production, staging"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(
+        &server,
+        Some(&viewer),
+        &[
+            "flags",
+            "explain",
+            "pricing-experiment",
+            "--env",
+            "production",
+            "--context",
+            "[1]",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--context must be a JSON object"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(
+        &server,
+        Some(&viewer),
+        &[
+            "flags",
+            "explain",
+            "pricing-experimnt",
+            "--env",
+            "production",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pricing-experiment"),
+        "did you mean: {}",
+        out.stderr
+    );
+}

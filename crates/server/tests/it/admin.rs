@@ -994,3 +994,102 @@ async fn what_get_returns_can_be_edited_and_put_back_and_its_version_guards_the_
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
 }
+
+#[tokio::test]
+async fn explain_says_why_a_unit_sees_what_it_sees() {
+    let s = TestServer::start().await;
+    s.import(
+        r#"
+flags:
+  - key: checkout
+    rules:
+      - id: pro
+        conditions:
+          - {attribute: plan, operator: in, value: [pro, team]}
+        value: true
+    fallthrough: {percentage: 20, variant: "on"}
+"#,
+    )
+    .await;
+    let viewer = s.token("viewer", None).await;
+    let explain = |body: &'static str| {
+        let viewer = viewer.clone();
+        let s = &s;
+        async move {
+            s.call(
+                Method::POST,
+                "/api/v1/flags/checkout/evaluate",
+                Some(&viewer),
+                Some(body),
+                &[],
+            )
+            .await
+        }
+    };
+
+    // A matching rule: the trace ends on it, with the value the context had.
+    let r = explain(
+        r#"{"environment": "production", "context": {"targetingKey": "u1", "plan": "pro"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["variant"], "on");
+    assert_eq!(r.json["reason"], "TARGETING_MATCH");
+    assert_eq!(r.json["ruleId"], "pro");
+    let steps = r.json["steps"].as_array().unwrap();
+    let last = steps.last().unwrap();
+    assert_eq!(last["step"], "rule");
+    assert_eq!(last["conditions"][0]["actual"], "pro");
+    assert_eq!(last["conditions"][0]["holds"], true);
+
+    // No rule: the fallthrough's bucket and threshold.
+    let r = explain(
+        r#"{"environment": "production", "context": {"targetingKey": "u1", "plan": "free"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let steps = r.json["steps"].as_array().unwrap();
+    assert_eq!(steps[steps.len() - 2]["matched"], false);
+    let rollout = &steps.last().unwrap()["serve"]["rollout"];
+    assert_eq!(rollout["threshold"], 20_000);
+    let inside = rollout["bucket"].as_u64().unwrap() < 20_000;
+    assert_eq!(rollout["inside"], inside);
+    assert_eq!(r.json["variant"], if inside { "on" } else { "off" });
+
+    // Mistakes people make, each a JSON error that says what was wrong.
+    let r = explain(r#"{"environment": "prod", "context": {}}"#).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(
+        r.text.contains("production"),
+        "names the environments: {}",
+        r.text
+    );
+    let r = explain(r#"{"context": {}}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("environment"), "{}", r.text);
+    let r = explain(r#"{"environment": "production", "context": {"targetingKey": 1.5}}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/flags/chekout/evaluate",
+            Some(&viewer),
+            Some(r#"{"environment": "production"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("checkout"), "did you mean: {}", r.text);
+    // SDK keys evaluate through OFREP, not the admin API.
+    let sdk = s.token("sdk", Some("production")).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/flags/checkout/evaluate",
+            Some(&sdk),
+            Some(r#"{"environment": "production"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
