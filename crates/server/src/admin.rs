@@ -327,7 +327,10 @@ fn read_write_body(body: &[u8], what: &str) -> ApiResult<WriteBody> {
     })
 }
 
-fn read_flag(body: &[u8], key: Option<&str>) -> ApiResult<(FlagDef, Option<String>, Option<i64>)> {
+pub(crate) fn read_flag(
+    body: &[u8],
+    key: Option<&str>,
+) -> ApiResult<(FlagDef, Option<String>, Option<i64>)> {
     let WriteBody {
         definition: value,
         reason,
@@ -809,24 +812,13 @@ pub async fn get_segment(
     ))
 }
 
-/// `PUT /api/v1/segments/{name}`: create, or replace with `If-Match` (or `*`).
-pub async fn put_segment(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(name): Path<String>,
-    Query(force): Query<ForceQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+/// A segment write's body: the definition, the reason, and the version it was read at.
+pub(crate) fn read_segment(body: &[u8]) -> ApiResult<(SegmentDef, Option<String>, Option<i64>)> {
     let WriteBody {
         definition: value,
         reason,
-        version: read_at,
-    } = read_write_body(&body, "segment definition")?;
-    let precondition = match (if_match(&headers)?, read_at) {
-        (Precondition::None, Some(v)) => Precondition::Version(v),
-        (p, _) => p,
-    };
+        version,
+    } = read_write_body(body, "segment definition")?;
     let def: SegmentDef = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ApiError::validation(&[Diagnostic::error(
@@ -836,6 +828,23 @@ pub async fn put_segment(
             e.into_inner().to_string(),
         )])
     })?;
+    Ok((def, reason, version))
+}
+
+/// `PUT /api/v1/segments/{name}`: create, or replace with `If-Match` (or `*`).
+pub async fn put_segment(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Query(force): Query<ForceQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (def, reason, read_at) = read_segment(&body)?;
+    let precondition = match (if_match(&headers)?, read_at) {
+        (Precondition::None, Some(v)) => Precondition::Version(v),
+        (p, _) => p,
+    };
     let force = force.force.unwrap_or(false) || precondition == Precondition::Any;
     let written = state
         .control

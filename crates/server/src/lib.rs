@@ -21,6 +21,8 @@ pub mod auth;
 pub mod config;
 pub mod edge;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listen;
 pub mod metrics;
 pub mod ofrep;

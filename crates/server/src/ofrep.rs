@@ -130,7 +130,10 @@ pub(crate) fn refusal(denied: Denied, key: Option<&str>) -> Response {
 
 /// Parses the request body into a context; `Err` carries the OFREP error code and details.
 /// A context deeper or larger than the configured limits is refused before it is built.
-fn parse_context(body: &[u8], limits: &Limits) -> Result<Context, (&'static str, String)> {
+pub(crate) fn parse_context(
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Context, (&'static str, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
