@@ -8,6 +8,7 @@ mod flags_cmd;
 mod remote;
 mod segments_cmd;
 mod serve_cmd;
+mod stats_cmd;
 mod table;
 mod tokens_cmd;
 mod transfer_cmd;
@@ -61,6 +62,9 @@ enum Command {
     Seed(transfer_cmd::SeedArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
+    /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
+    /// sample-size.
+    Stats(stats_cmd::StatsArgs),
 }
 
 const AFTER_HELP: &str = "\
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
         Command::Import(args) => transfer_cmd::import(&args),
         Command::Export(args) => transfer_cmd::export(&args),
         Command::Seed(args) => transfer_cmd::seed(&args),
+        Command::Stats(args) => stats_cmd::run(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

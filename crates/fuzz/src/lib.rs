@@ -20,8 +20,11 @@ use switchyard_engine::{check_str, has_errors, Context, Format};
 pub use switchyard_server::fuzzing::{admin_request, ofrep_request};
 use switchyard_server::fuzzing::{evaluate_everything, examples};
 
+/// A fuzz target: it panics when the input breaks an invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the corpus directory names).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("flag_document", flag_document),
     ("context", context),
     ("ofrep_request", ofrep_request),

@@ -6,6 +6,7 @@ mod outage;
 mod protocol;
 mod replicas;
 mod serve;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
