@@ -300,3 +300,25 @@ pub struct ExplainRequest {
 
 /// `POST /api/v1/flags/{key}/evaluate` result: the evaluation and each step that led to it.
 pub use switchyard_engine::explain::Explanation;
+
+/// `GET /api/v1/exposures` result: units per variant, by their first exposure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExposureCounts {
+    /// The environment.
+    pub environment: String,
+    /// The flag.
+    pub flag: String,
+    /// Variants with at least one exposed unit, by name.
+    pub variants: Vec<VariantUnits>,
+}
+
+/// Units first exposed to one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VariantUnits {
+    /// The variant.
+    pub variant: String,
+    /// Units.
+    pub units: i64,
+}

@@ -137,3 +137,29 @@ pub struct Metric {
     /// When, unix milliseconds.
     pub timestamp_ms: i64,
 }
+
+/// `POST /sdk/v1/events` answer: what was stored, what was already there, what was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct IngestResult {
+    /// Valid events in the batch.
+    pub accepted: u64,
+    /// Of those, events the server already had (the same metric event id, or a unit already
+    /// exposed to the flag): nothing new was stored for them.
+    pub duplicates: u64,
+    /// Events refused, each with why; the others were stored.
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// One refused event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RejectedEvent {
+    /// Its position in `events`.
+    pub index: usize,
+    /// Its id, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What is wrong with it, naming the field.
+    pub message: String,
+}

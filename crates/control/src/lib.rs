@@ -49,6 +49,7 @@
 mod bootstrap;
 mod draft;
 mod error;
+mod events;
 mod flags;
 mod import;
 mod manage;

@@ -29,6 +29,7 @@
 //! | `limits.ofrep_body_bytes` | | | `65536` |
 //! | `limits.admin_body_bytes` | | | `1048576` |
 //! | `limits.import_body_bytes` | | | `16777216` |
+//! | `limits.events_body_bytes` | | | `4194304` (a batch of events from an SDK) |
 //! | `limits.context_attributes` | | | `1000` |
 //! | `limits.context_depth` | | | `16` |
 //! | `log.format` | `SWITCHYARD_LOG_FORMAT` | | `text` |
@@ -97,6 +98,8 @@ pub struct LimitsConfig {
     pub admin_body_bytes: Option<u64>,
     /// Largest import body.
     pub import_body_bytes: Option<u64>,
+    /// Largest batch of events (`POST /sdk/v1/events`).
+    pub events_body_bytes: Option<u64>,
     /// Most attributes (leaf values) in an evaluation context.
     pub context_attributes: Option<u64>,
     /// Deepest nesting of objects in an evaluation context.
@@ -517,6 +520,13 @@ impl Settings {
                     1 << 32,
                 ),
                 (
+                    "limits.events_body_bytes",
+                    l.events_body_bytes
+                        .unwrap_or(defaults.events_body_bytes as u64),
+                    1024,
+                    1 << 30,
+                ),
+                (
                     "limits.context_attributes",
                     l.context_attributes
                         .unwrap_or(defaults.context_attributes as u64),
@@ -550,8 +560,9 @@ impl Settings {
                 ofrep_body_bytes: v(5) as usize,
                 admin_body_bytes: v(6) as usize,
                 import_body_bytes: v(7) as usize,
-                context_attributes: v(8) as usize,
-                context_depth: v(9) as u16,
+                events_body_bytes: v(8) as usize,
+                context_attributes: v(9) as usize,
+                context_depth: v(10) as u16,
             }
         };
         let sync_interval_ms =

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listen;
@@ -116,6 +117,7 @@ routes! {
     post "/ofrep/v1/evaluate/flags" => ofrep::evaluate_all, SDK, "OFREP: evaluate every flag (ETag, 304; advertises the event stream).";
     get "/ofrep/v1/events" => stream::ofrep_events, STREAM_URL, "OFREP event stream (server-sent events: refetchEvaluation); its signed URL comes from a bulk response.";
     get "/sdk/v1/ruleset" => stream::get_ruleset, SDK, "The SDK key's environment's ruleset, for local evaluation (ETag, 304).";
+    post "/sdk/v1/events" => events::ingest, SDK, "Exposures and metric events, in batches (each event checked on its own; idempotent on event ids).";
     get "/sdk/v1/stream" => stream::sdk_stream, SDK, "The SDK change stream (server-sent events: put, patch, delete; Last-Event-ID resumes).";
     get "/api/v1/flags" => admin::list_flags, VIEWER, "List flags; filter by tag, environment, state.";
     post "/api/v1/flags" => admin::create_flag, EDITOR, "Create a flag.";
@@ -150,6 +152,7 @@ routes! {
     get "/api/v1/tokens" => admin::list_tokens, ADMIN, "List tokens (never their secrets).";
     post "/api/v1/tokens" => admin::create_token, ADMIN, "Create a token; the secret is shown once.";
     delete "/api/v1/tokens/{id}" => admin::revoke_token, ADMIN, "Revoke a token.";
+    get "/api/v1/exposures" => events::exposures, VIEWER, "Units per variant of a flag in an environment, by first exposure.";
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
     get "/api/v1/export" => admin::export, VIEWER, "Export every flag and segment as a flag file.";
@@ -195,7 +198,9 @@ pub fn app(state: AppState) -> Router {
 
 /// The largest request body a route accepts: OFREP small, imports large, the rest between.
 fn body_limit(path: &str, limits: &listen::Limits) -> usize {
-    if path.starts_with("/ofrep/") || path.starts_with("/sdk/") {
+    if path == "/sdk/v1/events" {
+        limits.events_body_bytes
+    } else if path.starts_with("/ofrep/") || path.starts_with("/sdk/") {
         limits.ofrep_body_bytes
     } else if path == "/api/v1/import" {
         limits.import_body_bytes

@@ -53,6 +53,8 @@ pub struct Limits {
     pub admin_body_bytes: usize,
     /// Largest import body, bytes.
     pub import_body_bytes: usize,
+    /// Largest batch of events (`POST /sdk/v1/events`).
+    pub events_body_bytes: usize,
     /// Most leaf attributes in an evaluation context.
     pub context_attributes: usize,
     /// Deepest object nesting in an evaluation context.
@@ -70,6 +72,7 @@ impl Default for Limits {
             ofrep_body_bytes: 64 * 1024,
             admin_body_bytes: 1024 * 1024,
             import_body_bytes: 16 * 1024 * 1024,
+            events_body_bytes: 4 * 1024 * 1024,
             context_attributes: 1000,
             context_depth: 16,
         }

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub sse_dropped: IntCounterVec,
     /// `switchyard_connections_rejected_total`: connections refused at the connection limit.
     pub rejected_connections: prometheus::IntCounter,
+    /// `switchyard_events_total{kind, outcome}`: events received from SDKs (`exposure`,
+    /// `metric`) by outcome (`stored`, `duplicate`, `rejected`).
+    pub events: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,6 +108,19 @@ impl Metrics {
             "Connections answered 503 and closed because the server held its maximum",
         )?;
         registry.register(Box::new(rejected_connections.clone()))?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "switchyard_events_total",
+                "Events received from SDKs, by kind (exposure, metric) and outcome (stored, duplicate, rejected)",
+            ),
+            &["kind", "outcome"],
+        )?;
+        for kind in ["exposure", "metric"] {
+            for outcome in ["stored", "duplicate", "rejected"] {
+                events.with_label_values(&[kind, outcome]).inc_by(0);
+            }
+        }
+        registry.register(Box::new(events.clone()))?;
         for kind in ["sdk", "ofrep"] {
             sse_clients.with_label_values(&[kind]).set(0);
             sse_dropped.with_label_values(&[kind]).inc_by(0);
@@ -132,6 +148,7 @@ impl Metrics {
             sse_clients,
             sse_dropped,
             rejected_connections,
+            events,
         })
     }
 

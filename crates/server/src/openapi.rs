@@ -155,6 +155,14 @@ fn io(method: &str, path: &str) -> Option<Io> {
             ..Io::new(200, Answer::Json(schema::<sdk::Ruleset>))
         },
         ("GET", "/sdk/v1/stream") => Io::new(200, Answer::EventStream),
+        ("POST", "/sdk/v1/events") => Io {
+            body: Body::Json(schema::<sdk::EventBatch>),
+            errors: &[400],
+            ..Io::new(200, Answer::Json(schema::<sdk::IngestResult>))
+        },
+        ("GET", "/api/v1/exposures") => {
+            Io::read(schema::<wire::ExposureCounts>).query(schema::<crate::events::ExposureQuery>)
+        }
         ("GET", "/api/v1/flags") => Io::read(schema::<wire::FlagList>).query(schema::<FlagFilter>),
         ("POST", "/api/v1/flags") => Io::write(201, Body::FlagWrite, flag()),
         ("GET", "/api/v1/flags/{key}") => Io::read(schema::<wire::FlagResource>),

@@ -63,6 +63,7 @@
 
 mod audit;
 mod error;
+mod events;
 mod feed;
 mod items;
 mod migrate;
@@ -73,6 +74,7 @@ mod tx;
 mod url;
 
 pub use error::{Result, StoreError};
+pub use events::{Appended, ExposureRow, MetricRow, VariantUnits};
 pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};
 pub use model::{
     AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, NewToken, Role,

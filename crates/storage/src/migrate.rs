@@ -38,6 +38,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "change_feed",
         sql: include_str!("../migrations/sqlite/0002_change_feed.sql"),
     },
+    Migration {
+        version: 3,
+        name: "events",
+        sql: include_str!("../migrations/sqlite/0003_events.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first; the same versions as [`SQLITE`].
@@ -51,6 +56,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "change_feed",
         sql: include_str!("../migrations/postgres/0002_change_feed.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "events",
+        sql: include_str!("../migrations/postgres/0003_events.sql"),
     },
 ];
 

@@ -490,8 +490,7 @@ impl Store {
         Ok(())
     }
 
-    /// The pool, for this crate's own tests.
-    #[cfg(test)]
+    /// The pool, for this crate's modules (events) and tests.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -528,3 +528,54 @@ fn the_openfeature_provider_maps_values_reasons_errors_and_events() {
         client.shutdown().await;
     });
 }
+
+/// The SDK's exposures and `track` calls reach the real server's event store: each unit
+/// counted once per flag by its first exposure, every metric event stored once, nothing
+/// dropped.
+#[test]
+fn the_sdk_sends_exposures_and_metric_events_that_the_server_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&["--db", &db(dir.path())], &env());
+    let key = sdk_key(&server, "events");
+    admin(
+        &server,
+        "POST",
+        "/api/v1/flags",
+        json!({"key": "checkout", "fallthrough": {"split": {"on": 50, "off": 50}}}),
+    );
+    let rt = runtime();
+    let client = block_on(&rt, sdk(&server.url, &key).record_exposures(true).build()).expect("sdk");
+    let mut on = 0;
+    for i in 0..200 {
+        let unit = Context::with_targeting_key(format!("unit-{i}"));
+        // Evaluated twice: exposed once.
+        let first = client.bool_value("checkout", &unit, false);
+        assert_eq!(client.bool_value("checkout", &unit, false), first);
+        on += i64::from(first);
+        if i % 4 == 0 {
+            client.track("purchase", &format!("unit-{i}"), Some(10.0));
+        }
+    }
+    block_on(&rt, client.shutdown());
+    let stats = client.stats();
+    assert_eq!(stats.events_dropped, 0, "{stats:?}");
+    assert_eq!(stats.events_sent, 250, "{stats:?}");
+    let counts = admin(
+        &server,
+        "GET",
+        "/api/v1/exposures?environment=production&flag=checkout",
+        Value::Null,
+    );
+    assert_eq!(
+        counts["variants"],
+        json!([{"variant": "off", "units": 200 - on}, {"variant": "on", "units": on}]),
+        "{counts}"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "switchyard_events_total{kind=\"metric\",outcome=\"stored\"}"
+        ),
+        50.0
+    );
+}

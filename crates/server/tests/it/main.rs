@@ -2,6 +2,7 @@
 
 mod admin;
 mod edge;
+mod events;
 mod gitops;
 mod ofrep;
 

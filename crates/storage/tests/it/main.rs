@@ -69,6 +69,7 @@ storage_suite!(
     active_token_names_are_unique,
     audit_entries_keep_the_actor_id_and_its_name,
     a_closed_store_is_unavailable,
+    events_append_in_batches_deduplicated_outside_the_write_path,
 );
 
 /// The writer half of `acknowledged_writes_survive_kill_9`: does nothing unless that test

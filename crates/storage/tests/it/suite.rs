@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::{Executor, Row};
 use switchyard_storage::{
-    AuditEntry, AuditInfo, AuditQuery, Backend, Expect, FeedKind, FeedOp, ListenerState, NewToken,
-    Role, Store, StoreError, Write,
+    Appended, AuditEntry, AuditInfo, AuditQuery, Backend, Expect, ExposureRow, FeedKind, FeedOp,
+    ListenerState, MetricRow, NewToken, Role, Store, StoreError, Write,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -1646,4 +1646,125 @@ pub async fn a_closed_store_is_unavailable(ctx: Ctx) {
     assert!(err.is_unavailable(), "{err:?}");
     let err = other.begin_write().await.expect_err("closed");
     assert!(err.is_unavailable(), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// events
+
+fn exposure(env: &str, flag: &str, unit: &str, variant: &str, at_ms: i64) -> ExposureRow {
+    ExposureRow {
+        environment: env.into(),
+        flag: flag.into(),
+        unit: unit.into(),
+        variant: variant.into(),
+        at_ms,
+    }
+}
+
+fn metric(env: &str, id: &str, unit: &str, event: &str, value: Option<f64>) -> MetricRow {
+    MetricRow {
+        environment: env.into(),
+        id: id.into(),
+        unit: unit.into(),
+        event: event.into(),
+        value,
+        at_ms: 1_000,
+    }
+}
+
+/// Exposures keep the earliest per unit, metric events are idempotent on their id, and an
+/// append moves no revision (it is not a change).
+pub async fn events_append_in_batches_deduplicated_outside_the_write_path(ctx: Ctx) {
+    let store = &ctx.store;
+    let revision = store.revision().await.unwrap();
+    let mut exposures: Vec<ExposureRow> = (0..1200)
+        .map(|i| {
+            exposure(
+                "production",
+                "checkout",
+                &format!("u{i}"),
+                if i % 2 == 0 { "on" } else { "off" },
+                10_000 + i,
+            )
+        })
+        .collect();
+    // A repeat in the same batch, earlier: it wins.
+    exposures.push(exposure("production", "checkout", "u1", "on", 5));
+    // Another environment and flag are separate.
+    exposures.push(exposure("staging", "checkout", "u1", "on", 7));
+    let metrics: Vec<MetricRow> = (0..1100)
+        .map(|i| {
+            metric(
+                "production",
+                &format!("e{i}"),
+                &format!("u{}", i % 50),
+                "purchase",
+                Some(i as f64),
+            )
+        })
+        .chain([metric("production", "e1", "u1", "purchase", Some(99.0))])
+        .collect();
+    let appended = store
+        .append_events(&exposures, &metrics, 50_000)
+        .await
+        .unwrap();
+    assert_eq!(appended.exposures, 1201);
+    assert_eq!(appended.metrics, 1100);
+    assert_eq!(
+        store.revision().await.unwrap(),
+        revision,
+        "events are not changes"
+    );
+
+    let counts = store
+        .exposure_counts("production", "checkout")
+        .await
+        .unwrap();
+    let get = |v: &str| {
+        counts
+            .iter()
+            .find(|c| c.variant == v)
+            .map_or(0, |c| c.units)
+    };
+    // u1 moved to `on` by its earlier exposure.
+    assert_eq!((get("on"), get("off")), (601, 599));
+    assert_eq!(
+        store
+            .exposure_counts("staging", "checkout")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Retrying the same batch stores nothing new; a later exposure does not replace the first.
+    let again = store
+        .append_events(&exposures, &metrics, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(again, Appended::default());
+    let later = store
+        .append_events(
+            &[exposure("production", "checkout", "u0", "off", 999_999)],
+            &[],
+            70_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.exposures, 0);
+    assert_eq!(
+        store
+            .metric_event_count("production", Some("purchase"))
+            .await
+            .unwrap(),
+        1100
+    );
+    assert_eq!(
+        store
+            .metric_event_count("production", Some("refund"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.metric_event_count("staging", None).await.unwrap(), 0);
 }
