@@ -15,7 +15,19 @@ fn corpus(target: &str) -> PathBuf {
         .join(target)
 }
 
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+/// A target's corpus, read once per test binary.
+fn inputs(target: &str) -> &'static [(PathBuf, Vec<u8>)] {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, &'static [(PathBuf, Vec<u8>)]>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(target.to_owned())
+        .or_insert_with(|| Vec::leak(read_inputs(target)))
+}
+
+fn read_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = corpus(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -42,7 +54,7 @@ fn every_corpus_input_keeps_the_invariants() {
             inputs.len()
         );
         for (path, bytes) in inputs {
-            let outcome = std::panic::catch_unwind(|| run(&bytes));
+            let outcome = std::panic::catch_unwind(|| run(bytes));
             assert!(
                 outcome.is_ok(),
                 "{target} broke on {} (replay: cargo +nightly fuzz run {target} {})",
