@@ -21,7 +21,9 @@ fn inputs(target: &str) -> &'static [(PathBuf, Vec<u8>)] {
         std::sync::Mutex<std::collections::HashMap<String, &'static [(PathBuf, Vec<u8>)]>>,
     > = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     cache
         .entry(target.to_owned())
         .or_insert_with(|| Vec::leak(read_inputs(target)))
