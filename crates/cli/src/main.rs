@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod eval_cmd;
 mod explain_cmd;
+mod exposures_cmd;
 mod flags_cmd;
 mod remote;
 mod segments_cmd;
@@ -60,6 +61,8 @@ enum Command {
     /// Create the example flags that a running server does not have yet (an empty store's
     /// "initialize flags").
     Seed(transfer_cmd::SeedArgs),
+    /// Units per variant of a flag in an environment, by first exposure.
+    Exposures(exposures_cmd::ExposuresArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
     /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
@@ -68,8 +71,8 @@ enum Command {
 }
 
 const AFTER_HELP: &str = "\
-Remote commands (flags, segments, envs, audit, tokens, import, export, seed) talk to a running server over its
-HTTP API and take these options before or after the subcommand:
+Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures) talk
+to a running server over its HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
   --json         print the server's JSON instead of tables
@@ -94,7 +97,15 @@ struct ValidateArgs {
 
 /// The subcommands that talk to a server, which take the remote options.
 const REMOTE_COMMANDS: &[&str] = &[
-    "flags", "segments", "envs", "audit", "tokens", "import", "export", "seed",
+    "flags",
+    "segments",
+    "envs",
+    "audit",
+    "tokens",
+    "import",
+    "export",
+    "seed",
+    "exposures",
 ];
 
 /// Moves remote options given before a remote subcommand (`switchyard --server URL flags
@@ -144,6 +155,7 @@ fn main() -> ExitCode {
         Command::Export(args) => transfer_cmd::export(&args),
         Command::Seed(args) => transfer_cmd::seed(&args),
         Command::Stats(args) => stats_cmd::run(&args),
+        Command::Exposures(args) => exposures_cmd::run(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

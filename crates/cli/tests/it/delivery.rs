@@ -579,3 +579,55 @@ fn the_sdk_sends_exposures_and_metric_events_that_the_server_stores() {
         50.0
     );
 }
+
+/// `switchyard exposures` reads what SDKs reported, as a table and as JSON.
+#[test]
+fn the_exposures_command_shows_units_per_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&["--db", &db(dir.path())], &env());
+    let key = sdk_key(&server, "exposures-cli");
+    let (status, _) = send_json(
+        "POST",
+        &format!("{}/sdk/v1/events", server.url),
+        &key,
+        &json!({"events": [
+            {"type": "exposure", "id": "1", "flag": "layout", "variant": "wide", "unit": "u1", "timestampMs": 1_764_576_000_000_i64},
+            {"type": "exposure", "id": "2", "flag": "layout", "variant": "wide", "unit": "u2", "timestampMs": 1_764_576_000_000_i64},
+            {"type": "exposure", "id": "3", "flag": "layout", "variant": "narrow", "unit": "u3", "timestampMs": 1_764_576_000_000_i64}
+        ]})
+        .to_string(),
+    );
+    assert_eq!(status, 200);
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("SWITCHYARD_SERVER", &server.url)
+            .env("SWITCHYARD_TOKEN", ADMIN)
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .output()
+            .expect("the CLI runs")
+    };
+    let out = cli(&["exposures", "layout", "--env", "production"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("narrow") && text.contains("33.33 %"),
+        "{text}"
+    );
+    assert!(text.contains("wide") && text.contains("66.67 %"), "{text}");
+    let out = cli(&["--json", "exposures", "layout", "--env", "production"]);
+    let value: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(value["variants"][1], json!({"variant": "wide", "units": 2}));
+    let out = cli(&["exposures", "layout", "--env", "prod"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("production"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
