@@ -15,11 +15,13 @@ fn corpus(target: &str) -> PathBuf {
         .join(target)
 }
 
+/// One corpus input: its file and its bytes.
+type Input = (PathBuf, Vec<u8>);
+
 /// A target's corpus, read once per test binary.
-fn inputs(target: &str) -> &'static [(PathBuf, Vec<u8>)] {
-    static CACHE: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<String, &'static [(PathBuf, Vec<u8>)]>>,
-    > = std::sync::OnceLock::new();
+fn inputs(target: &str) -> &'static [Input] {
+    type Cache = std::sync::Mutex<std::collections::HashMap<String, &'static [Input]>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache
         .lock()
@@ -29,7 +31,7 @@ fn inputs(target: &str) -> &'static [(PathBuf, Vec<u8>)] {
         .or_insert_with(|| Vec::leak(read_inputs(target)))
 }
 
-fn read_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+fn read_inputs(target: &str) -> Vec<Input> {
     let dir = corpus(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
