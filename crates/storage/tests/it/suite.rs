@@ -118,7 +118,11 @@ pub async fn migrations_are_idempotent(ctx: Ctx) {
         .await
         .expect("schema_migrations");
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, vec![1, 2], "each migration recorded exactly once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3],
+        "each migration recorded exactly once"
+    );
 }
 
 pub async fn newer_schema_is_refused(ctx: Ctx) {
@@ -130,7 +134,7 @@ pub async fn newer_schema_is_refused(ctx: Ctx) {
         Err(
             err @ StoreError::SchemaTooNew {
                 found: 999,
-                supported: 2,
+                supported: 3,
             },
         ) => {
             assert!(
