@@ -60,20 +60,9 @@ fn read_context(arg: Option<&str>) -> Result<Map<String, Value>> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => bail!(
             "--context must be a JSON object such as '{{\"targetingKey\": \"user-42\"}}', not {}",
-            kind(&other)
+            switchyard_engine::document::describe(&other)
         ),
         Err(e) => bail!("--context is not valid JSON: {e}"),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -108,19 +108,12 @@ struct SampleSizeArgs {
 }
 
 pub fn run(args: &StatsArgs) -> Result<ExitCode> {
-    let (value, text) = match &args.command {
-        StatsCommand::Proportions(a) => run_proportions(a)?,
-        StatsCommand::Means(a) => run_means(a)?,
-        StatsCommand::Srm(a) => run_srm(a)?,
-        StatsCommand::Adjust(a) => run_adjust(a)?,
-        StatsCommand::SampleSize(a) => run_sample_size(a)?,
-    };
-    let json = match &args.command {
-        StatsCommand::Proportions(a) => a.common.json,
-        StatsCommand::Means(a) => a.common.json,
-        StatsCommand::Srm(a) => a.json,
-        StatsCommand::Adjust(a) => a.common.json,
-        StatsCommand::SampleSize(a) => a.common.json,
+    let ((value, text), json) = match &args.command {
+        StatsCommand::Proportions(a) => (run_proportions(a)?, a.common.json),
+        StatsCommand::Means(a) => (run_means(a)?, a.common.json),
+        StatsCommand::Srm(a) => (run_srm(a)?, a.json),
+        StatsCommand::Adjust(a) => (run_adjust(a)?, a.common.json),
+        StatsCommand::SampleSize(a) => (run_sample_size(a)?, a.common.json),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);

@@ -812,8 +812,8 @@ fn parse_at<T: for<'de> Deserialize<'de>>(value: Value, base: &FieldPath) -> Res
     })
 }
 
-/// A short description of a JSON value's kind, for messages.
-pub(crate) fn describe(value: &Value) -> &'static str {
+/// A short description of a JSON value's kind, for messages (`a string`, `a list`).
+pub fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -343,7 +343,7 @@ pub(crate) enum ServeAction {
     Split(Box<[(u32, u16)]>),
 }
 
-enum Served {
+pub(crate) enum Served {
     Hit { variant: u16, randomized: bool },
     Miss,
     NoUnit,
@@ -797,8 +797,27 @@ fn missing_unit<'r>(flag: &'r Flag, t: &'r Targeting, serve: &Serve) -> Evaluati
     eval
 }
 
+/// What [`apply_probed`] looked at on its way, for explanations. Evaluation passes `()`,
+/// whose methods do nothing and compile away.
+pub(crate) trait ServeProbe {
+    /// The serve needed a bucketing unit; this is what the context had (`None`: none of the
+    /// attributes).
+    fn unit(&mut self, _unit: Option<&Value>) {}
+    /// The unit's rollout bucket and the rollout's threshold (in when `bucket < threshold`).
+    fn rollout(&mut self, _bucket: u32, _threshold: u32) {}
+    /// The unit's split bucket.
+    fn split(&mut self, _bucket: u32) {}
+}
+
+impl ServeProbe for () {}
+
 /// Runs a serve for `ctx`: percentage first, then the variant or split.
 fn apply(serve: &Serve, ctx: &Context) -> Served {
+    apply_probed(serve, ctx, &mut ())
+}
+
+/// [`apply`], telling `probe` the unit and buckets it used.
+pub(crate) fn apply_probed(serve: &Serve, ctx: &Context, probe: &mut impl ServeProbe) -> Served {
     let needs_rollout = matches!(serve.percentage, Some(p) if p > 0 && p < BUCKETS);
     let needs_split = matches!(&serve.action, ServeAction::Split(ranges) if ranges.len() > 1);
     if serve.percentage == Some(0) {
@@ -818,15 +837,18 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
             randomized: false,
         };
     }
-    let Some(unit) = serve
+    let unit = serve
         .unit
         .iter()
-        .find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
-    else {
+        .find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)));
+    probe.unit(unit);
+    let Some(unit) = unit else {
         return Served::NoUnit;
     };
     if let Some(p) = serve.percentage.filter(|_| needs_rollout) {
-        if bucket_of(&serve.rollout, unit) >= p {
+        let b = bucket_of(&serve.rollout, unit);
+        probe.rollout(b, p);
+        if b >= p {
             return Served::Miss;
         }
     }
@@ -834,6 +856,7 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
         ServeAction::Variant(v) => *v,
         ServeAction::Split(ranges) => {
             let b = bucket_of(&serve.split, unit);
+            probe.split(b);
             match ranges.iter().find(|(end, _)| b < *end).or(ranges.last()) {
                 Some((_, v)) => *v,
                 None => return Served::Miss,
@@ -846,7 +869,7 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
     }
 }
 
-pub(crate) fn is_unit(value: &Value) -> bool {
+fn is_unit(value: &Value) -> bool {
     match value {
         Value::String(_) => true,
         Value::Number(n) => n.is_i64() || n.is_u64(),
@@ -854,7 +877,7 @@ pub(crate) fn is_unit(value: &Value) -> bool {
     }
 }
 
-pub(crate) fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
+fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
     match unit {
         Value::String(s) => bucketer.bucket(s.as_bytes()),
         Value::Number(n) => {

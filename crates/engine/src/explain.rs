@@ -14,13 +14,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bucket::BUCKETS;
 pub use crate::condition::ConditionTrace;
 use crate::condition::{with_id_text, Env};
-use crate::context::{AttrPath, Context};
+use crate::context::Context;
 use crate::eval::{
-    bucket_of, is_unit, tenant_action, Evaluator, Flag, Serve, ServeAction, TenantAction,
-    MAX_PREREQ_DEPTH,
+    apply_probed, tenant_action, Evaluator, Flag, Serve, ServeAction, ServeProbe, Served,
+    TenantAction, MAX_PREREQ_DEPTH,
 };
 
 /// An evaluation and the steps that led to it.
@@ -353,93 +352,88 @@ impl Evaluator<'_> {
     }
 }
 
-/// What `serve` does for `ctx`, step by step; mirrors `eval::apply` and uses the same
-/// bucketing functions.
+/// What [`apply_probed`] saw: the unit it looked up and the buckets it computed.
+#[derive(Default)]
+struct Probe {
+    looked_up: bool,
+    unit: Option<Value>,
+    rollout: Option<(u32, u32)>,
+    split: Option<u32>,
+}
+
+impl ServeProbe for Probe {
+    fn unit(&mut self, unit: Option<&Value>) {
+        self.looked_up = true;
+        self.unit = unit.cloned();
+    }
+    fn rollout(&mut self, bucket: u32, threshold: u32) {
+        self.rollout = Some((bucket, threshold));
+    }
+    fn split(&mut self, bucket: u32) {
+        self.split = Some(bucket);
+    }
+}
+
+/// What `serve` does for `ctx`: the evaluation's own `apply`, with what it looked at recorded.
 fn serve_trace(flag: &Flag, serve: &Serve, ctx: &Context) -> ServeTrace {
     let key = |v: u16| flag.variants.get(v as usize).map(|(k, _)| k.to_string());
-    let mut trace = ServeTrace {
-        outcome: "served".to_owned(),
-        variant: None,
-        bucket_by: Vec::new(),
-        unit: None,
-        rollout: None,
-        split: None,
+    let mut probe = Probe::default();
+    let served = apply_probed(serve, ctx, &mut probe);
+    let (outcome, variant) = match served {
+        Served::Hit { variant, .. } => ("served", key(variant)),
+        Served::Miss => ("outside rollout", None),
+        Served::NoUnit => ("no unit", None),
     };
-    let needs_rollout = matches!(serve.percentage, Some(p) if p > 0 && p < BUCKETS);
-    let needs_split = matches!(&serve.action, ServeAction::Split(r) if r.len() > 1);
-    if serve.percentage == Some(0) {
-        trace.outcome = "outside rollout".to_owned();
-        trace.rollout = Some(RolloutTrace {
+    let rollout = if serve.percentage == Some(0) {
+        // A 0 % rollout serves nobody without looking at the unit.
+        Some(RolloutTrace {
             bucket: 0,
             threshold: 0,
             percentage: 0.0,
             inside: false,
-        });
-        return trace;
-    }
-    if !needs_rollout && !needs_split {
-        trace.variant = match &serve.action {
-            ServeAction::Variant(v) => key(*v),
-            ServeAction::Split(ranges) => ranges.first().and_then(|(_, v)| key(*v)),
-        };
-        if trace.variant.is_none() {
-            trace.outcome = "outside rollout".to_owned();
-        }
-        return trace;
-    }
-    trace.bucket_by = serve.unit.iter().map(|a| a.as_str().to_owned()).collect();
-    let Some(unit) = serve
-        .unit
-        .iter()
-        .find_map(|attr: &AttrPath| ctx.lookup(attr).filter(|v| is_unit(v)))
-    else {
-        trace.outcome = "no unit".to_owned();
-        return trace;
-    };
-    trace.unit = Some(unit.clone());
-    if let Some(p) = serve.percentage.filter(|_| needs_rollout) {
-        let bucket = bucket_of(&serve.rollout, unit);
-        let inside = bucket < p;
-        trace.rollout = Some(RolloutTrace {
+        })
+    } else {
+        probe.rollout.map(|(bucket, threshold)| RolloutTrace {
             bucket,
-            threshold: p,
-            percentage: f64::from(p) / 1000.0,
-            inside,
-        });
-        if !inside {
-            trace.outcome = "outside rollout".to_owned();
-            return trace;
+            threshold,
+            percentage: f64::from(threshold) / 1000.0,
+            inside: bucket < threshold,
+        })
+    };
+    let split = probe.split.zip(match &serve.action {
+        ServeAction::Split(ranges) => Some(ranges),
+        ServeAction::Variant(_) => None,
+    });
+    let split = split.map(|(bucket, ranges)| {
+        let mut from = 0;
+        let ranges = ranges
+            .iter()
+            .map(|(end, v)| {
+                let range = SplitRange {
+                    variant: key(*v).unwrap_or_default(),
+                    from,
+                    to: *end,
+                };
+                from = *end;
+                range
+            })
+            .collect();
+        SplitTrace {
+            bucket,
+            ranges,
+            variant: variant.clone().unwrap_or_default(),
         }
+    });
+    ServeTrace {
+        outcome: outcome.to_owned(),
+        variant,
+        bucket_by: if probe.looked_up {
+            serve.unit.iter().map(|a| a.as_str().to_owned()).collect()
+        } else {
+            Vec::new()
+        },
+        unit: probe.unit,
+        rollout,
+        split,
     }
-    match &serve.action {
-        ServeAction::Variant(v) => trace.variant = key(*v),
-        ServeAction::Split(ranges) => {
-            let bucket = bucket_of(&serve.split, unit);
-            let chosen = ranges
-                .iter()
-                .find(|(end, _)| bucket < *end)
-                .or(ranges.last());
-            let mut from = 0;
-            let ranges_out = ranges
-                .iter()
-                .map(|(end, v)| {
-                    let range = SplitRange {
-                        variant: key(*v).unwrap_or_default(),
-                        from,
-                        to: *end,
-                    };
-                    from = *end;
-                    range
-                })
-                .collect();
-            let variant = chosen.and_then(|(_, v)| key(*v));
-            trace.variant.clone_from(&variant);
-            trace.split = Some(SplitTrace {
-                bucket,
-                ranges: ranges_out,
-                variant: variant.unwrap_or_default(),
-            });
-        }
-    }
-    trace
 }

@@ -18,17 +18,19 @@ fn corpus(target: &str) -> PathBuf {
 /// One corpus input: its file and its bytes.
 type Input = (PathBuf, Vec<u8>);
 
-/// A target's corpus, read once per test binary.
+/// A target's corpus; every corpus is read once per test binary.
 fn inputs(target: &str) -> &'static [Input] {
-    type Cache = std::sync::Mutex<std::collections::HashMap<String, &'static [Input]>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    cache
-        .entry(target.to_owned())
-        .or_insert_with(|| Vec::leak(read_inputs(target)))
+    static CORPORA: std::sync::OnceLock<std::collections::HashMap<&'static str, Vec<Input>>> =
+        std::sync::OnceLock::new();
+    CORPORA
+        .get_or_init(|| {
+            TARGETS
+                .iter()
+                .map(|(name, _)| (*name, read_inputs(name)))
+                .collect()
+        })
+        .get(target)
+        .unwrap_or_else(|| panic!("no fuzz target `{target}`"))
 }
 
 fn read_inputs(target: &str) -> Vec<Input> {

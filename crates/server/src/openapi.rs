@@ -78,6 +78,8 @@ struct Io {
     if_match: bool,
     /// Takes `If-None-Match` (an ETag) and answers 304.
     if_none_match: bool,
+    /// Answers with an `ETag` (the version) without taking `If-None-Match`.
+    etag: bool,
 }
 
 const READ: &[u16] = &[400, 404];
@@ -95,6 +97,7 @@ impl Io {
             errors_shape: Errors::Admin,
             if_match: false,
             if_none_match: false,
+            etag: false,
         }
     }
     const fn read(answer: SchemaFn) -> Io {
@@ -165,10 +168,14 @@ fn io(method: &str, path: &str) -> Option<Io> {
         }
         ("GET", "/api/v1/flags") => Io::read(schema::<wire::FlagList>).query(schema::<FlagFilter>),
         ("POST", "/api/v1/flags") => Io::write(201, Body::FlagWrite, flag()),
-        ("GET", "/api/v1/flags/{key}") => Io::read(schema::<wire::FlagResource>),
+        ("GET", "/api/v1/flags/{key}") => Io {
+            etag: true,
+            ..Io::read(schema::<wire::FlagResource>)
+        },
         ("PUT", "/api/v1/flags/{key}") => Io {
             errors: &[400, 404, 409, 422, 428],
             if_match: true,
+            etag: true,
             ..Io::write(200, Body::FlagWrite, flag()).query(schema::<ForceQuery>)
         },
         ("DELETE", "/api/v1/flags/{key}") => Io {
@@ -434,16 +441,13 @@ fn operation(
     if let Some(content) = answer_content(io.answer, g) {
         ok["content"] = content;
     }
-    if io.if_none_match || route.path == "/api/v1/flags/{key}" {
+    if io.if_none_match || io.etag {
         ok["headers"] = json!({"ETag": {"description": "The version of what was returned.", "schema": {"type": "string"}}});
     }
     responses.insert(io.status.to_string(), ok.clone());
     for (status, text) in io.also {
         let mut other = ok.clone();
         other["description"] = json!(text);
-        if *status == 304 {
-            other = json!({"description": text});
-        }
         responses.insert(status.to_string(), other);
     }
     if io.if_none_match {
