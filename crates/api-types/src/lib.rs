@@ -15,6 +15,7 @@
 //! ```
 
 pub mod admin;
+pub mod experiments;
 pub mod ofrep;
 pub mod sdk;
 

@@ -118,6 +118,10 @@ pub struct Exposure {
     pub unit: String,
     /// When, unix milliseconds.
     pub timestamp_ms: i64,
+    /// The running experiment that assigned the unit (an evaluation whose detail was
+    /// `EXPERIMENT`), so the exposure counts for it; absent for other evaluations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
 }
 
 /// A metric event: `unit` did `event`, with an optional numeric value.

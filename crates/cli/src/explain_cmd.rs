@@ -190,6 +190,30 @@ fn steps(out: &mut String, e: &Explanation, depth: usize) {
                     if *matched { "listed" } else { "not listed" }
                 );
             }
+            Step::Experiment {
+                id,
+                outcome,
+                unit,
+                holdout_bucket,
+                allocation_bucket,
+                variant,
+            } => {
+                let unit = unit
+                    .as_ref()
+                    .map_or_else(|| "absent".to_owned(), Value::to_string);
+                let mut what = match (outcome.as_str(), variant) {
+                    ("assigned", Some(v)) => format!("assigned `{v}` (an exposure)"),
+                    ("opted out", Some(v)) => format!("opted out: `{v}`, no exposure"),
+                    (other, _) => format!("{other}: the flag's own targeting applies"),
+                };
+                if let Some(b) = holdout_bucket {
+                    what.push_str(&format!("; holdout bucket {b}"));
+                }
+                if let Some(b) = allocation_bucket {
+                    what.push_str(&format!("; allocation bucket {b}"));
+                }
+                let _ = writeln!(out, "{pad}{n}. experiment {id} (unit {unit}): {what}");
+            }
             Step::Rule {
                 id,
                 matched,

@@ -132,6 +132,21 @@ impl Draft {
             .ok_or_else(|| ControlError::Internal("a written flag was not returned".into()))
     }
 
+    /// Validates a flag as [`Draft::put_flag`] would, without writing it. (The future does
+    /// not borrow the draft, so it may be awaited while the draft is held.)
+    pub(crate) fn validate_flag(
+        &self,
+        mut def: FlagDef,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        def.origin = stored_origin(&def.key);
+        def.provenance = Default::default();
+        let ruleset = self.snap.ruleset.clone();
+        async move {
+            check(ruleset, vec![Change::Flag(Box::new(def))]).await?;
+            Ok(())
+        }
+    }
+
     /// Validates and writes a segment (created when absent).
     pub(crate) async fn put_segment(
         &mut self,

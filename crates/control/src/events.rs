@@ -4,7 +4,7 @@
 
 use switchyard_storage::{Appended, ExposureRow, MetricRow};
 
-use crate::{now_ms, Control, Result};
+use crate::{now_ms, Actor, Control, Result};
 
 impl Control {
     /// Appends a batch of exposures and metric events in one transaction (see
@@ -16,7 +16,53 @@ impl Control {
         metrics: &[MetricRow],
     ) -> Result<Appended> {
         let store = self.require_store()?;
-        Ok(store.append_events(exposures, metrics, now_ms()).await?)
+        match &self.settings().unit_hash_key {
+            None => Ok(store.append_events(exposures, metrics, now_ms()).await?),
+            Some(key) => {
+                let exposures: Vec<ExposureRow> = exposures
+                    .iter()
+                    .map(|e| ExposureRow {
+                        unit: key.hash(&e.unit),
+                        ..e.clone()
+                    })
+                    .collect();
+                let metrics: Vec<MetricRow> = metrics
+                    .iter()
+                    .map(|m| MetricRow {
+                        unit: key.hash(&m.unit),
+                        ..m.clone()
+                    })
+                    .collect();
+                Ok(store.append_events(&exposures, &metrics, now_ms()).await?)
+            }
+        }
+    }
+
+    /// Erases every exposure and metric event of `unit` in `environment` (hashed first when
+    /// units are stored hashed). Not a change of flags: no audit row (it would have to name
+    /// the unit); the erasure is logged with the actor and the count only.
+    pub async fn erase_unit(&self, environment: &str, unit: &str, actor: &Actor) -> Result<u64> {
+        crate::flags::require_environment(&self.snapshot(), environment)?;
+        let store = self.require_store()?;
+        let stored = match &self.settings().unit_hash_key {
+            Some(key) => key.hash(unit),
+            None => unit.to_owned(),
+        };
+        let experiments: Vec<String> = store
+            .list_experiments()
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.definition
+                    .pointer("/spec/environment")
+                    .and_then(|v| v.as_str())
+                    == Some(environment)
+            })
+            .map(|r| r.id)
+            .collect();
+        let rows = store.erase_unit(environment, &stored, &experiments).await?;
+        tracing::info!(actor = %actor.id, environment, rows, "a unit's events were erased");
+        Ok(rows)
     }
 }
 

@@ -249,7 +249,7 @@ impl Control {
     /// Creates a flag; [`ControlError::AlreadyExists`] if its key is taken.
     pub async fn create_flag(
         &self,
-        def: FlagDef,
+        mut def: FlagDef,
         actor: &Actor,
         reason: Option<String>,
     ) -> Result<Written<StoredFlag>> {
@@ -261,6 +261,7 @@ impl Control {
                     what: format!("flag `{}`", def.key),
                 });
             }
+            managed_experiments(&mut def, None)?;
             let key = def.key.clone();
             let audit = audit(actor, "flag.create", None, reason);
             draft.put_flag(def, audit).await?;
@@ -295,6 +296,7 @@ impl Control {
             let current = require_flag(&draft.snap, key)?;
             check_version(key, current.meta.version, if_match, !force)?;
             def.archived = current.meta.archived;
+            managed_experiments(&mut def, Some(current.definition))?;
             if same_definition(&def, current.definition) {
                 return finish(draft, key, false).await;
             }
@@ -318,6 +320,19 @@ impl Control {
             let mut draft = self.begin().await?;
             let current = require_flag(&draft.snap, key)?;
             check_version(key, current.meta.version, if_match, false)?;
+            if let Some((env, block)) = current
+                .definition
+                .environments
+                .iter()
+                .find_map(|(env, t)| Some((env, t.experiment.as_ref()?)))
+            {
+                return Err(ControlError::Refused {
+                    message: format!(
+                        "experiment `{}` is running on flag `{key}` in `{env}`; complete or cancel it first",
+                        block.id
+                    ),
+                });
+            }
             draft
                 .delete_flag(key, audit(actor, "flag.delete", None, reason))
                 .await?;
@@ -543,6 +558,41 @@ fn check_version(what: &str, current: i64, if_match: Option<i64>, required: bool
         None if required => Err(ControlError::PreconditionRequired { what, current }),
         _ => Ok(()),
     }
+}
+
+/// Running experiments' blocks belong to the experiments API: a replacement keeps the stored
+/// ones (a definition read, edited and sent back may carry them unchanged, or leave them out)
+/// and may not add, change or remove one; a create may not bring one.
+pub(crate) fn managed_experiments(def: &mut FlagDef, current: Option<&FlagDef>) -> Result<()> {
+    let stored = |env: &str| {
+        current
+            .and_then(|c| c.environments.get(env))
+            .and_then(|t| t.experiment.as_ref())
+    };
+    if def.targeting.experiment.is_some() {
+        return Err(ControlError::bad_request(
+            Some("experiment"),
+            "experiments are started with the experiments API (`switchyard experiments start`), not written into a flag",
+        ));
+    }
+    for (env, t) in &def.environments {
+        if let Some(block) = &t.experiment {
+            if stored(env) != Some(block) {
+                return Err(ControlError::bad_request(
+                    Some(&format!("environments.{env}.experiment")),
+                    "experiments are started, paused and stopped with the experiments API (`switchyard experiments …`), not written into a flag",
+                ));
+            }
+        }
+    }
+    if let Some(current) = current {
+        for (env, t) in &current.environments {
+            if let Some(block) = &t.experiment {
+                def.environments.entry(env.clone()).or_default().experiment = Some(block.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether two definitions are the same as stored (serialized), whatever their origins.

@@ -123,6 +123,14 @@ pub(crate) async fn import_into(
     let mut flags: Vec<(FlagDef, _)> = Vec::new();
     for flag in &doc.flags {
         let mut def = flag.clone();
+        // Experiments are not imported: a file's experiment blocks (an export taken while one
+        // ran) are dropped, and the blocks of experiments running here are kept.
+        def.targeting.experiment = None;
+        for t in def.environments.values_mut() {
+            t.experiment = None;
+        }
+        let current = draft.snap.flag(&flag.key).map(|c| c.definition);
+        crate::flags::managed_experiments(&mut def, current)?;
         match draft.snap.flag(&flag.key) {
             None => report.created.push(flag.key.clone()),
             Some(current) => {

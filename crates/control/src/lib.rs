@@ -50,6 +50,8 @@ mod bootstrap;
 mod draft;
 mod error;
 mod events;
+mod experiments;
+mod results;
 mod flags;
 mod import;
 mod manage;
@@ -70,6 +72,7 @@ use tokio::sync::watch;
 
 pub use bootstrap::{AdminToken, BootstrapPlan, BootstrapReport, StartImport};
 pub use error::{ControlError, Result};
+pub use experiments::{parse_date, running_experiments, Experiment, ExperimentAction};
 pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
 pub use import::{ImportMode, ImportReport};
 pub use manage::{CreatedToken, NewTokenRequest};
@@ -88,6 +91,35 @@ pub struct Settings {
     pub operation_timeout: Duration,
     /// Where to keep the last snapshot, so a replica can start while the store is down.
     pub snapshot_file: Option<PathBuf>,
+    /// Units are stored as keyed hashes with this key, when set.
+    pub unit_hash_key: Option<UnitHashKey>,
+}
+
+/// A secret units are hashed with (HMAC-SHA256) before experiment events are stored; never
+/// printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UnitHashKey(Vec<u8>);
+
+impl UnitHashKey {
+    /// Wraps a key.
+    pub fn new(key: Vec<u8>) -> UnitHashKey {
+        UnitHashKey(key)
+    }
+
+    /// The stored form of `unit`: `h:` and the hex HMAC-SHA256 of it.
+    pub fn hash(&self, unit: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key");
+        mac.update(unit.as_bytes());
+        format!("h:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+impl std::fmt::Debug for UnitHashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnitHashKey(hidden)")
+    }
 }
 
 impl Default for Settings {
@@ -97,6 +129,7 @@ impl Default for Settings {
             lock_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(5),
             snapshot_file: None,
+            unit_hash_key: None,
         }
     }
 }

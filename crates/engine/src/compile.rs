@@ -29,11 +29,15 @@ use crate::condition::{id_text, Cond, CondCompiler, Segment};
 use crate::context::{AttrPath, TARGETING_KEY};
 use crate::diagnostic::{Diagnostic, FieldPath};
 use crate::document::{
-    describe, AttributeList, Document, FlagDef, FlagType, PrerequisiteDef, RuleDef, SegmentDef,
-    ServeDef, TargetDef, TargetingDef, TenantDef,
+    describe, AttributeList, Document, ExperimentDef, FlagDef, FlagType, PrerequisiteDef, RuleDef,
+    SegmentDef, ServeDef, TargetDef, TargetingDef, TenantDef,
 };
 use crate::eval::{
     Flag, Prereq, Rule, Ruleset, Serve, ServeAction, Target, Targeting, TenantAction,
+};
+use crate::experiment::{
+    experiment_salt, holdout_salt, layer_salt, valid_range, Allocation, Experiment, Gate,
+    OPT_OUT_ATTRIBUTE,
 };
 use crate::normalize::{normalize_with_table, VariantTable};
 
@@ -622,6 +626,7 @@ struct Merged<'a> {
     targets: Option<(&'a [TargetDef], FieldPath)>,
     rules: Option<(&'a [RuleDef], FieldPath)>,
     fallthrough: Option<(&'a ServeDef, FieldPath)>,
+    experiment: Option<(&'a ExperimentDef, FieldPath)>,
 }
 
 impl<'a> Merged<'a> {
@@ -660,6 +665,7 @@ impl<'a> Merged<'a> {
             targets: t.targets.as_deref().map(|v| (v, targets_path)),
             rules: t.rules.as_deref().map(|v| (v, p.key("rules"))),
             fallthrough: t.fallthrough.as_ref().map(|v| (v, fallthrough_path)),
+            experiment: t.experiment.as_ref().map(|v| (v, p.key("experiment"))),
         }
     }
 
@@ -723,6 +729,7 @@ impl<'a> Merged<'a> {
                 "fallthrough",
                 &self.fallthrough,
             ),
+            experiment: pick(env.experiment.as_ref(), ep, "experiment", &self.experiment),
         }
     }
 }
@@ -1149,13 +1156,30 @@ impl<'a> FlagCompiler<'a> {
             None => None,
         };
 
+        let experiment = match &m.experiment {
+            Some((def, path)) => {
+                let static_path = (m.static_variant.as_ref().map(|(_, p)| p))
+                    .or(m.static_value.as_ref().map(|(_, p)| p));
+                if let Some(static_path) = static_path {
+                    self.error(
+                        static_path.clone(),
+                        "this environment serves one value to everybody, so its experiment \
+                         would never run; remove the static `variant`/`value`",
+                    );
+                }
+                self.experiment(def, path, ctx, deps).map(Box::new)
+            }
+            None => None,
+        };
+
         if self.errors > errors_before {
             return None;
         }
         let is_static = prerequisites.is_empty()
             && tenants.is_empty()
             && targets.is_empty()
-            && rules.is_empty();
+            && rules.is_empty()
+            && experiment.is_none();
         Some(Targeting {
             enabled: m.enabled,
             killed: m.kill_switch,
@@ -1167,8 +1191,124 @@ impl<'a> FlagCompiler<'a> {
             targets: targets.into_boxed_slice(),
             rules: rules.into_boxed_slice(),
             fallthrough,
+            experiment,
             is_static,
         })
+    }
+
+    fn experiment(
+        &mut self,
+        def: &ExperimentDef,
+        path: &FieldPath,
+        ctx: &TargetingCtx<'_>,
+        deps: &mut FlagDeps,
+    ) -> Option<Experiment> {
+        let errors_before = self.errors;
+        let flag_key = self.flag.key.clone();
+        if !is_valid_key(&def.id) {
+            self.error(path.key("id"), key_problem("experiment id", &def.id));
+        }
+        let control = self.variant_key(ctx.table, &def.control, &path.key("control"));
+        let ranges = match self.split(&def.split, &path.key("split"), ctx.table) {
+            Some(ServeAction::Split(ranges)) => Some(ranges),
+            _ => None,
+        };
+        if let (Some(c), Some(r)) = (control, &ranges) {
+            if !r.iter().any(|(_, v)| *v == c) {
+                self.error(
+                    path.key("split"),
+                    format!("the control `{}` has no weight in the split", def.control),
+                );
+            }
+        }
+        let mut cc = CondCompiler {
+            segment_index: ctx.shared.segment_index,
+            diagnostics: self.diagnostics,
+            flag: Some(&flag_key),
+            referenced: Vec::new(),
+        };
+        let before = cc.diagnostics.len();
+        let audience: Cond = cc.compile_all(&def.audience, &path.key("audience"));
+        let referenced = std::mem::take(&mut cc.referenced);
+        self.errors += cc.diagnostics.len() - before;
+        for slot in referenced {
+            self.segment_used(slot, &path.key("audience"), ctx.shared, deps);
+        }
+        let unit = match &def.bucket_by {
+            Some(list) => self.unit_chain(Some(list), &path.key("bucketBy")),
+            None => ctx.unit.to_vec(),
+        };
+        let holdout = def.holdout.as_ref().and_then(|h| {
+            let hp = path.key("holdout");
+            if !is_valid_key(&h.name) {
+                self.error(hp.key("name"), key_problem("holdout name", &h.name));
+            }
+            let to = self.percent(h.percentage, &hp.key("percentage"))?;
+            Some(Gate {
+                bucketer: Bucketer::new(Domain::Rollout, &holdout_salt(&h.name)),
+                from: 0,
+                to,
+            })
+        });
+        let salt = experiment_salt(&def.id);
+        let allocation = match (&def.layer, def.allocation) {
+            (Some(layer), _) => {
+                let lp = path.key("layer");
+                if !is_valid_key(&layer.name) {
+                    self.error(lp.key("name"), key_problem("layer name", &layer.name));
+                }
+                let from = self.percent(layer.from, &lp.key("from"));
+                let to = self.percent(layer.to, &lp.key("to"));
+                match (from, to) {
+                    (Some(from), Some(to)) if valid_range(from, to) => Allocation::Gate(Gate {
+                        bucketer: Bucketer::new(Domain::Rollout, &layer_salt(&layer.name)),
+                        from,
+                        to,
+                    }),
+                    (Some(_), Some(_)) => {
+                        self.error(lp, "a layer slice needs `from` below `to`");
+                        Allocation::All
+                    }
+                    _ => Allocation::All,
+                }
+            }
+            (None, None) => Allocation::All,
+            (None, Some(p)) => match self.percent(p, &path.key("allocation")) {
+                Some(BUCKETS) | None => Allocation::All,
+                Some(to) => Allocation::Gate(Gate {
+                    bucketer: Bucketer::new(Domain::Rollout, &salt),
+                    from: 0,
+                    to,
+                }),
+            },
+        };
+        if self.errors > errors_before {
+            return None;
+        }
+        Some(Experiment {
+            id: def.id.as_str().into(),
+            control: control?,
+            has_audience: !def.audience.is_empty(),
+            audience,
+            unit: unit.into_boxed_slice(),
+            opt_out: AttrPath::new(OPT_OUT_ATTRIBUTE),
+            holdout,
+            allocation,
+            split: Bucketer::new(Domain::Split, &salt),
+            ranges: ranges?,
+        })
+    }
+
+    /// A percentage (0–100, step 0.001) in buckets, or an error at `path`.
+    fn percent(&mut self, p: f64, path: &FieldPath) -> Option<u32> {
+        let units = percent_to_units(p);
+        if units.is_none() {
+            self.error(
+                path.clone(),
+                format!("percentage {p} must be between 0 and 100 in steps of at most 0.001"),
+            );
+        }
+        units
     }
 
     fn prerequisite(

@@ -227,6 +227,66 @@ pub struct TargetingDef {
     /// What an enabled flag serves when no target or rule applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallthrough: Option<ServeDef>,
+    /// A running experiment: after individual targets and before rules, the units it
+    /// assigns get its variants. Written by the experiments API when an experiment starts
+    /// and removed when it stops; see [`ExperimentDef`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentDef>,
+}
+
+/// A running experiment on a flag in an environment: who is in it and which variant each
+/// unit gets. Every draw hashes with bucketing v1 in a domain of its own (docs/bucketing.md),
+/// so the holdout, a layer's slices, the allocation and the variant split are independent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExperimentDef {
+    /// The experiment's id (the salt of its allocation and split).
+    pub id: String,
+    /// The control variant (what opted-out units get).
+    pub control: String,
+    /// Weights (percent, summing to 100) of the variants in the experiment.
+    pub split: BTreeMap<String, f64>,
+    /// Conditions a unit must meet to enter (an implicit `all`; `in_segment` for segments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<ConditionDef>,
+    /// Percentage (0–100) of the audience that enters; 100 when absent. Ignored with a
+    /// `layer`, whose slice is the allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<f64>,
+    /// A mutually exclusive layer: the unit's layer bucket must fall in this slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<LayerSliceDef>,
+    /// Units held out of every experiment that names the same holdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<HoldoutDef>,
+    /// Bucketing unit attribute(s); defaults to the flag's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<AttributeList>,
+}
+
+/// An experiment's slice of a layer: layer buckets `from ≤ b < to`, in percent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LayerSliceDef {
+    /// The layer (its hash domain: experiments of one layer never share a unit).
+    pub name: String,
+    /// Start of the slice, percent.
+    pub from: f64,
+    /// End of the slice (exclusive), percent.
+    pub to: f64,
+}
+
+/// A holdout: this percentage of units, by the holdout's own hash, enters no experiment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HoldoutDef {
+    /// The holdout's name (its hash domain).
+    pub name: String,
+    /// Percentage of units held out.
+    pub percentage: f64,
 }
 
 /// The per-environment overrides of a flag: the same fields as its top-level targeting.
@@ -246,6 +306,7 @@ pub const TARGETING_FIELDS: &[&str] = &[
     "targets",
     "rules",
     "fallthrough",
+    "experiment",
 ];
 
 /// The format's names of [`FlagDef`]'s own (non-targeting) fields, aliases included.

@@ -16,6 +16,7 @@ use crate::compile::{FlagSlot, SegmentSlot};
 use crate::condition::{with_id_text, Cond, Env, Segment};
 use crate::context::{AttrPath, Context};
 use crate::document::{Document, FlagDef, FlagType, SegmentDef};
+use crate::experiment::{assign, Experiment, Outcome};
 
 /// Why a value was served (OpenFeature resolution reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -117,6 +118,10 @@ pub enum Detail<'r> {
     PrerequisiteFailed(&'r str),
     /// The fallthrough served.
     Fallthrough,
+    /// The running experiment with this id assigned the unit (an exposure).
+    Experiment(&'r str),
+    /// The unit opted out of the running experiment with this id: control, no exposure.
+    ExperimentOptOut(&'r str),
 }
 
 impl Detail<'_> {
@@ -128,8 +133,17 @@ impl Detail<'_> {
         }
     }
 
+    /// The experiment id, when a running experiment assigned the unit (not when it opted
+    /// out): what records an exposure.
+    pub fn experiment_id(&self) -> Option<&str> {
+        match self {
+            Detail::Experiment(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// A short machine-readable tag (`RULE`, `TARGET`, `TENANT`, `KILL_SWITCH`,
-    /// `PREREQUISITE_FAILED`, `FALLTHROUGH`).
+    /// `PREREQUISITE_FAILED`, `FALLTHROUGH`, `EXPERIMENT`, `EXPERIMENT_OPT_OUT`).
     pub fn tag(&self) -> &'static str {
         match self {
             Detail::Rule(_) => "RULE",
@@ -138,6 +152,8 @@ impl Detail<'_> {
             Detail::KillSwitch => "KILL_SWITCH",
             Detail::PrerequisiteFailed(_) => "PREREQUISITE_FAILED",
             Detail::Fallthrough => "FALLTHROUGH",
+            Detail::Experiment(_) => "EXPERIMENT",
+            Detail::ExperimentOptOut(_) => "EXPERIMENT_OPT_OUT",
         }
     }
 }
@@ -295,6 +311,8 @@ pub(crate) struct Targeting {
     pub targets: Box<[Target]>,
     pub rules: Box<[Rule]>,
     pub fallthrough: Option<Serve>,
+    /// A running experiment (after targets, before rules).
+    pub experiment: Option<Box<Experiment>>,
     /// No targeting at all: a fixed fallthrough is reported as STATIC.
     pub is_static: bool,
 }
@@ -573,6 +591,16 @@ impl<'r> Evaluator<'r> {
             .map(move |(_, f)| (&*f.key, this.evaluate_flag(f, ctx, 0)))
     }
 
+    /// The unit a running experiment on flag `key` buckets `ctx` by (its first bucketing
+    /// attribute present), when the flag has one here: what an exposure is recorded for.
+    pub fn experiment_unit<'c>(&self, key: &str, ctx: &'c Context) -> Option<&'c Value> {
+        let flag = self.flag_by_key(key)?;
+        let exp = self.targeting_of(flag)?.experiment.as_deref()?;
+        exp.unit
+            .iter()
+            .find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
+    }
+
     /// The served flag `key`, if there is one.
     pub(crate) fn flag_by_key(&self, key: &str) -> Option<&'r Flag> {
         self.ruleset.flag(*self.ruleset.index.get(key)?)
@@ -681,6 +709,24 @@ impl<'r> Evaluator<'r> {
             segments: &self.ruleset.segments,
             segment_depth: std::cell::Cell::new(0),
         };
+        if let Some(exp) = &t.experiment {
+            match assign(exp, &env, &mut ()) {
+                Outcome::Assigned { variant, .. } => {
+                    return served(variant, Reason::Split, Some(Detail::Experiment(&exp.id)))
+                }
+                Outcome::OptedOut => {
+                    return served(
+                        exp.control,
+                        Reason::TargetingMatch,
+                        Some(Detail::ExperimentOptOut(&exp.id)),
+                    )
+                }
+                Outcome::NotInAudience
+                | Outcome::NoUnit
+                | Outcome::HeldOut(_)
+                | Outcome::NotAllocated(_) => {}
+            }
+        }
         for rule in t.rules.iter() {
             if !rule.cond.matches(&env) {
                 continue;
@@ -869,7 +915,7 @@ pub(crate) fn apply_probed(serve: &Serve, ctx: &Context, probe: &mut impl ServeP
     }
 }
 
-fn is_unit(value: &Value) -> bool {
+pub(crate) fn is_unit(value: &Value) -> bool {
     match value {
         Value::String(_) => true,
         Value::Number(n) => n.is_i64() || n.is_u64(),
@@ -877,7 +923,7 @@ fn is_unit(value: &Value) -> bool {
     }
 }
 
-fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
+pub(crate) fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
     match unit {
         Value::String(s) => bucketer.bucket(s.as_bytes()),
         Value::Number(n) => {

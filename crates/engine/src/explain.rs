@@ -17,6 +17,7 @@ use serde_json::Value;
 pub use crate::condition::ConditionTrace;
 use crate::condition::{with_id_text, Env};
 use crate::context::Context;
+use crate::experiment::{assign, Outcome};
 use crate::eval::{
     apply_probed, tenant_action, Evaluator, Flag, Serve, ServeAction, ServeProbe, Served,
     TenantAction, MAX_PREREQ_DEPTH,
@@ -117,6 +118,26 @@ pub enum Step {
         variant: String,
         /// Whether the id is listed.
         matched: bool,
+    },
+    /// The running experiment.
+    Experiment {
+        /// Its id.
+        id: String,
+        /// `opted out` (control, no exposure), `not in audience`, `no unit`, `held out`,
+        /// `not allocated` (outside the allocation or layer slice) or `assigned`.
+        outcome: String,
+        /// The unit's value, when the draws needed it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unit: Option<Value>,
+        /// The unit's holdout bucket, when there is a holdout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holdout_bucket: Option<u32>,
+        /// The unit's allocation (or layer) bucket, when not everyone is allocated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allocation_bucket: Option<u32>,
+        /// The variant assigned (control when opted out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variant: Option<String>,
     },
     /// A rule.
     Rule {
@@ -326,6 +347,29 @@ impl Evaluator<'_> {
             segments: &self.ruleset.segments,
             segment_depth: std::cell::Cell::new(0),
         };
+        if let Some(exp) = &t.experiment {
+            let mut probe = ExperimentProbe::default();
+            let outcome = assign(exp, &env, &mut probe);
+            let (text, variant) = match outcome {
+                Outcome::OptedOut => ("opted out", Some(variant_key(exp.control))),
+                Outcome::NotInAudience => ("not in audience", None),
+                Outcome::NoUnit => ("no unit", None),
+                Outcome::HeldOut(_) => ("held out", None),
+                Outcome::NotAllocated(_) => ("not allocated", None),
+                Outcome::Assigned { variant, .. } => ("assigned", Some(variant_key(variant))),
+            };
+            steps.push(Step::Experiment {
+                id: exp.id.to_string(),
+                outcome: text.to_owned(),
+                unit: probe.unit,
+                holdout_bucket: probe.holdout,
+                allocation_bucket: probe.allocation,
+                variant,
+            });
+            if matches!(outcome, Outcome::OptedOut | Outcome::Assigned { .. }) {
+                return steps;
+            }
+        }
         let names = self.ruleset.segment_names();
         for rule in t.rules.iter() {
             let trace = rule.cond.trace(&env, &names);
@@ -349,6 +393,26 @@ impl Evaluator<'_> {
             serve: t.fallthrough.as_ref().map(|s| serve_trace(flag, s, ctx)),
         });
         steps
+    }
+}
+
+/// What an experiment's draws looked at.
+#[derive(Default)]
+struct ExperimentProbe {
+    unit: Option<Value>,
+    holdout: Option<u32>,
+    allocation: Option<u32>,
+}
+
+impl crate::experiment::Probe for ExperimentProbe {
+    fn unit(&mut self, unit: Option<&Value>) {
+        self.unit = unit.cloned();
+    }
+    fn holdout(&mut self, bucket: u32) {
+        self.holdout = Some(bucket);
+    }
+    fn allocation(&mut self, bucket: u32) {
+        self.allocation = Some(bucket);
     }
 }
 

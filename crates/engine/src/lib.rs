@@ -43,6 +43,7 @@ pub mod context;
 pub mod diagnostic;
 pub mod document;
 pub mod eval;
+mod experiment;
 pub mod explain;
 pub mod hash;
 mod normalize;
@@ -51,6 +52,7 @@ pub mod source;
 use std::path::Path;
 
 pub use compile::{compile, is_valid_key, Change};
+pub use experiment::OPT_OUT_ATTRIBUTE as EXPERIMENT_OPT_OUT_ATTRIBUTE;
 pub use condition::{NOW_ATTRIBUTE, OPERATORS};
 pub use context::{AttrPath, Context, ContextError};
 pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use switchyard_api_types::sdk::{EventBatch, Exposure, Metric, SdkEvent};
-use switchyard_engine::{Context, Evaluation};
+use switchyard_engine::{Context, Evaluation, Evaluator};
 
 use crate::Client;
 
@@ -118,17 +118,39 @@ impl Client {
         }
     }
 
-    pub(crate) fn exposure(&self, key: &str, ctx: &Context, evaluation: &Evaluation<'_>) {
+    pub(crate) fn exposure(
+        &self,
+        evaluator: &Evaluator<'_>,
+        key: &str,
+        ctx: &Context,
+        evaluation: &Evaluation<'_>,
+    ) {
         if !self.inner.config.record_exposures || evaluation.error.is_some() {
             return;
         }
         if let Some(variant) = evaluation.variant {
-            self.record_exposure(key, ctx, variant);
+            let experiment = evaluation.detail.as_ref().and_then(|d| d.experiment_id());
+            self.record_exposure(evaluator, key, ctx, variant, experiment);
         }
     }
 
-    pub(crate) fn record_exposure(&self, key: &str, ctx: &Context, variant: &str) {
-        let Some(unit) = ctx.targeting_key() else {
+    /// Queues the first exposure of a unit to `key` seen by this client. An exposure from a
+    /// running experiment carries its id and the experiment's bucketing unit.
+    pub(crate) fn record_exposure(
+        &self,
+        evaluator: &Evaluator<'_>,
+        key: &str,
+        ctx: &Context,
+        variant: &str,
+        experiment: Option<&str>,
+    ) {
+        let experiment_unit = experiment
+            .and_then(|_| evaluator.experiment_unit(key, ctx))
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        let Some(unit) = experiment_unit.as_deref().or(ctx.targeting_key()) else {
             return;
         };
         let queue = &self.inner.events;
@@ -150,6 +172,7 @@ impl Client {
             variant: variant.to_owned(),
             unit: unit.to_owned(),
             timestamp_ms: now_ms(),
+            experiment: experiment.map(str::to_owned),
         });
         if !queue.push(exposure) {
             self.inner

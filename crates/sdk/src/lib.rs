@@ -446,11 +446,9 @@ impl Client {
     /// form every other evaluation method is built on). Overrides do not apply here.
     pub fn evaluate<R>(&self, key: &str, ctx: &Context, f: impl FnOnce(&Evaluation<'_>) -> R) -> R {
         let rules = self.inner.rules.load();
-        let evaluation = rules
-            .ruleset
-            .evaluator_in(rules.environment, self.now())
-            .evaluate(key, ctx);
-        self.exposure(key, ctx, &evaluation);
+        let evaluator = rules.ruleset.evaluator_in(rules.environment, self.now());
+        let evaluation = evaluator.evaluate(key, ctx);
+        self.exposure(&evaluator, key, ctx, &evaluation);
         f(&evaluation)
     }
 
@@ -481,13 +479,12 @@ impl Client {
                 return v;
             }
         }
-        let typed = rules
-            .ruleset
-            .evaluator_in(rules.environment, self.now())
-            .evaluate_as(key, ctx, default);
+        let evaluator = rules.ruleset.evaluator_in(rules.environment, self.now());
+        let typed = evaluator.evaluate_as(key, ctx, default);
         if self.inner.config.record_exposures {
             if let Some(variant) = typed.variant {
-                self.record_exposure(key, ctx, variant);
+                let experiment = typed.detail.as_ref().and_then(|d| d.experiment_id());
+                self.record_exposure(&evaluator, key, ctx, variant, experiment);
             }
         }
         typed.value
@@ -570,11 +567,9 @@ impl Client {
         if rules.source == Source::Nothing {
             return Detail::not_ready(default, key);
         }
-        let evaluation = rules
-            .ruleset
-            .evaluator_in(rules.environment, self.now())
-            .evaluate(key, ctx);
-        self.exposure(key, ctx, &evaluation);
+        let evaluator = rules.ruleset.evaluator_in(rules.environment, self.now());
+        let evaluation = evaluator.evaluate(key, ctx);
+        self.exposure(&evaluator, key, ctx, &evaluation);
         let metadata = rules.ruleset.client_metadata(key).cloned();
         Detail::from_evaluation(&evaluation, default, read, freshness, metadata)
     }

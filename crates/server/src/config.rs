@@ -34,6 +34,7 @@
 //! | `limits.context_depth` | | | `16` |
 //! | `log.format` | `SWITCHYARD_LOG_FORMAT` | | `text` |
 //! | `log.level` | `SWITCHYARD_LOG` | | `info` |
+//! | `experiments.unit_hash_key` | `SWITCHYARD_UNIT_HASH_KEY` | | none (units stored as sent) |
 //! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
 
 use std::collections::HashMap;
@@ -76,6 +77,18 @@ pub struct ServerConfig {
     /// Connection, time and size limits at the edge.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Experiment settings.
+    #[serde(default)]
+    pub experiments: ExperimentsConfig,
+}
+
+/// `[experiments]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentsConfig {
+    /// Store units as HMAC-SHA256 keyed hashes with this secret (at least 16 characters)
+    /// instead of raw ids. Every replica needs the same key; changing it splits units.
+    pub unit_hash_key: Option<String>,
 }
 
 /// `[limits]`.
@@ -222,6 +235,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// The key units are hashed with before they are stored, if any.
+    pub unit_hash_key: Option<switchyard_control::UnitHashKey>,
 }
 
 /// A configuration problem, naming the setting and where it came from.
@@ -653,7 +668,32 @@ impl Settings {
             }
         }
 
+        let unit_hash_key = match env
+            .get("SWITCHYARD_UNIT_HASH_KEY")
+            .map(|k| (k.clone(), "$SWITCHYARD_UNIT_HASH_KEY"))
+            .or_else(|| {
+                file.experiments
+                    .unit_hash_key
+                    .clone()
+                    .map(|k| (k, "`experiments.unit_hash_key`"))
+            }) {
+            None => None,
+            Some((key, _)) if key.is_empty() => None,
+            Some((key, origin)) => {
+                if key.len() < 16 {
+                    return Err(ConfigError::Invalid {
+                        setting: "unit hash key",
+                        value: "(hidden)".to_owned(),
+                        origin: origin.to_owned(),
+                        reason: "must be at least 16 characters".to_owned(),
+                    });
+                }
+                Some(switchyard_control::UnitHashKey::new(key.into_bytes()))
+            }
+        };
+
         Ok(Settings {
+            unit_hash_key,
             listen,
             storage_url: storage_src.0,
             import,

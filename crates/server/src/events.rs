@@ -117,6 +117,7 @@ pub async fn ingest(
     }
     let environment = principal.environment.clone().unwrap_or_default();
     let now_ms = crate::now_secs().saturating_mul(1000);
+    let running = switchyard_control::running_experiments(&state.control.snapshot(), &environment);
     let mut exposures = Vec::new();
     let mut metrics = Vec::new();
     let mut rejected = Vec::new();
@@ -127,12 +128,17 @@ pub async fn ingest(
         let event = read_event(raw);
         let checked = event.and_then(|event| match event {
             SdkEvent::Exposure(e) => check_exposure(&e, now_ms).map(|()| {
+                // Counted for an experiment only while it runs on that flag here.
+                let experiment = e
+                    .experiment
+                    .filter(|id| running.get(&e.flag).is_some_and(|r| r == id));
                 exposures.push(ExposureRow {
                     environment: environment.clone(),
                     flag: e.flag,
                     unit: e.unit,
                     variant: e.variant,
                     at_ms: e.timestamp_ms,
+                    experiment,
                 });
             }),
             SdkEvent::Metric(m) => check_metric(&m, now_ms).map(|()| {

@@ -22,11 +22,13 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod experiments;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listen;
 pub mod metrics;
 pub mod ofrep;
+pub mod recorder;
 pub mod openapi;
 pub mod state;
 pub mod stream;
@@ -101,6 +103,13 @@ const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
 const STREAM_URL: Access = Access::SignedStreamUrl;
 
+/// Unix time in milliseconds.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Unix time in seconds.
 pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -153,6 +162,17 @@ routes! {
     post "/api/v1/tokens" => admin::create_token, ADMIN, "Create a token; the secret is shown once.";
     delete "/api/v1/tokens/{id}" => admin::revoke_token, ADMIN, "Revoke a token.";
     get "/api/v1/exposures" => events::exposures, VIEWER, "Units per variant of a flag in an environment, by first exposure.";
+    get "/api/v1/experiments" => experiments::list, VIEWER, "List experiments; filter by environment, flag, status.";
+    post "/api/v1/experiments" => experiments::create, EDITOR, "Create an experiment (a draft).";
+    get "/api/v1/experiments/{id}" => experiments::get, VIEWER, "Get an experiment (ETag is its version).";
+    put "/api/v1/experiments/{id}" => experiments::update, EDITOR, "Replace a draft experiment's definition (If-Match optional).";
+    post "/api/v1/experiments/{id}/start" => experiments::start, EDITOR, "Start a draft: its flag assigns units and exposures are recorded.";
+    post "/api/v1/experiments/{id}/pause" => experiments::pause, EDITOR, "Pause: the flag serves its own targeting; nothing is recorded.";
+    post "/api/v1/experiments/{id}/resume" => experiments::resume, EDITOR, "Resume a paused experiment with the same assignment.";
+    post "/api/v1/experiments/{id}/complete" => experiments::complete, EDITOR, "Complete, optionally shipping a variant (it becomes the environment's fallthrough).";
+    post "/api/v1/experiments/{id}/cancel" => experiments::cancel, EDITOR, "Cancel an experiment.";
+    get "/api/v1/experiments/{id}/results" => experiments::results, VIEWER, "Results: per variant and metric, lifts with intervals, p-values (fixed, sequential, adjusted), Bayesian summaries, SRM, daily series, warnings, a recommendation.";
+    delete "/api/v1/units/{unit}/events" => experiments::erase_unit, ADMIN, "Erase every exposure and metric event of one unit in an environment (privacy).";
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
     get "/api/v1/export" => admin::export, VIEWER, "Export every flag and segment as a flag file.";
@@ -325,6 +345,7 @@ fn control_settings(settings: &Settings) -> ControlSettings {
     ControlSettings {
         sync_interval: Duration::from_millis(settings.sync_interval_ms),
         snapshot_file: settings.snapshot_file.clone(),
+        unit_hash_key: settings.unit_hash_key.clone(),
         ..ControlSettings::default()
     }
 }

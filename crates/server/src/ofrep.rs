@@ -210,6 +210,42 @@ fn record(state: &AppState, key: &str, eval: &Evaluation<'_>) {
         .inc();
 }
 
+/// Queues an exposure when a running experiment assigned the unit (see `recorder`).
+fn expose(
+    state: &AppState,
+    env: &str,
+    evaluator: &switchyard_engine::Evaluator<'_>,
+    key: &str,
+    ctx: &Context,
+    eval: &Evaluation<'_>,
+) {
+    let Some(experiment) = eval.detail.as_ref().and_then(|d| d.experiment_id()) else {
+        return;
+    };
+    let (Some(unit), Some(variant)) = (evaluator.experiment_unit(key, ctx), eval.variant) else {
+        return;
+    };
+    let unit = match unit {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let row = switchyard_storage::ExposureRow {
+        environment: env.to_owned(),
+        flag: key.to_owned(),
+        unit,
+        variant: variant.to_owned(),
+        at_ms: crate::now_millis(),
+        experiment: Some(experiment.to_owned()),
+    };
+    if !state.recorder.record(row) {
+        state
+            .metrics
+            .events
+            .with_label_values(&["exposure", "dropped"])
+            .inc();
+    }
+}
+
 /// The `flag` label of evaluations of keys that name no flag.
 pub const UNKNOWN_FLAG: &str = "(unknown)";
 
@@ -231,6 +267,7 @@ pub async fn evaluate_flag(
         .evaluator(env, time::OffsetDateTime::now_utc());
     let eval = evaluator.evaluate(&key, &ctx);
     record(&state, &key, &eval);
+    expose(&state, env, &evaluator, &key, &ctx, &eval);
     let metadata = snapshot.client_metadata(&key);
     match &eval.error {
         None => json(
@@ -294,6 +331,7 @@ pub async fn evaluate_all(
         .iter()
         .map(|(key, eval)| {
             record(&state, key, eval);
+            expose(&state, env, &evaluator, key, &ctx, eval);
             let metadata = snapshot.client_metadata(key);
             match &eval.error {
                 None => Item::Success(Success {

@@ -10,7 +10,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 use switchyard_api_types::admin as wire;
-use switchyard_api_types::{ofrep, sdk, ErrorBody};
+use switchyard_api_types::{experiments, ofrep, sdk, ErrorBody};
 use switchyard_engine::document::{Document, SegmentDef};
 use switchyard_engine::FlagDef;
 
@@ -166,6 +166,45 @@ fn io(method: &str, path: &str) -> Option<Io> {
         ("GET", "/api/v1/exposures") => {
             Io::read(schema::<wire::ExposureCounts>).query(schema::<crate::events::ExposureQuery>)
         }
+        ("GET", "/api/v1/experiments") => Io::read(schema::<experiments::ExperimentList>)
+            .query(schema::<crate::experiments::ListQuery>),
+        ("POST", "/api/v1/experiments") => Io::write(
+            201,
+            Body::Json(schema::<experiments::ExperimentSpec>),
+            Answer::Json(schema::<experiments::ExperimentResource>),
+        ),
+        ("GET", "/api/v1/experiments/{id}") => Io {
+            etag: true,
+            ..Io::read(schema::<experiments::ExperimentResource>)
+        },
+        ("PUT", "/api/v1/experiments/{id}") => Io {
+            if_match: true,
+            ..Io::write(
+                200,
+                Body::Json(schema::<experiments::ExperimentSpec>),
+                Answer::Json(schema::<experiments::ExperimentResource>),
+            )
+        },
+        (
+            "POST",
+            "/api/v1/experiments/{id}/start"
+            | "/api/v1/experiments/{id}/pause"
+            | "/api/v1/experiments/{id}/resume"
+            | "/api/v1/experiments/{id}/complete"
+            | "/api/v1/experiments/{id}/cancel",
+        ) => Io::write(
+            200,
+            Body::Optional(schema::<experiments::TransitionRequest>),
+            Answer::Json(schema::<experiments::ExperimentResource>),
+        ),
+        ("GET", "/api/v1/experiments/{id}/results") => {
+            Io::read(schema::<experiments::ExperimentResults>)
+        }
+        ("DELETE", "/api/v1/units/{unit}/events") => Io {
+            errors: READ,
+            ..Io::new(200, Answer::Json(schema::<experiments::Erased>))
+                .query(schema::<crate::experiments::EraseQuery>)
+        },
         ("GET", "/api/v1/flags") => Io::read(schema::<wire::FlagList>).query(schema::<FlagFilter>),
         ("POST", "/api/v1/flags") => Io::write(201, Body::FlagWrite, flag()),
         ("GET", "/api/v1/flags/{key}") => Io {

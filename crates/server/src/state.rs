@@ -25,6 +25,8 @@ pub struct Inner {
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
     /// The replica's event streams (SDK and OFREP).
     pub streams: Arc<crate::stream::Streams>,
+    /// Exposures of running experiments, queued for appending.
+    pub recorder: crate::recorder::Recorder,
 }
 
 impl std::fmt::Debug for Inner {
@@ -69,7 +71,9 @@ impl AppState {
             ))
         });
         let streams = Arc::new(crate::stream::Streams::new(settings.streams));
+        let recorder = crate::recorder::Recorder::start(control.clone(), metrics.events.clone());
         Self(Arc::new(Inner {
+            recorder,
             control,
             settings,
             metrics,

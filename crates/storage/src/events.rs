@@ -26,6 +26,9 @@ pub struct ExposureRow {
     pub variant: String,
     /// When it was served (unix ms, the client's clock).
     pub at_ms: i64,
+    /// The running experiment that assigned the unit, when one did: the exposure is also
+    /// recorded for that experiment (one row per experiment and unit, the earliest).
+    pub experiment: Option<String>,
 }
 
 /// A unit did something: a conversion, a purchase with its value.
@@ -108,6 +111,30 @@ async fn insert_exposures(
                 .bind(now_ms);
         }
         written += tx.execute(query).await?.rows_affected();
+    }
+    let assigned: Vec<(&str, &ExposureRow)> = rows
+        .iter()
+        .filter_map(|row| Some((row.experiment.as_deref()?, *row)))
+        .collect();
+    for chunk in assigned.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO experiment_exposures (experiment, unit, variant, first_at_ms, received_at_ms) \
+             VALUES {} \
+             ON CONFLICT (experiment, unit) DO UPDATE \
+             SET variant = excluded.variant, first_at_ms = excluded.first_at_ms \
+             WHERE excluded.first_at_ms < experiment_exposures.first_at_ms",
+            placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (experiment, row) in chunk {
+            query = query
+                .bind(*experiment)
+                .bind(row.unit.as_str())
+                .bind(row.variant.as_str())
+                .bind(row.at_ms)
+                .bind(now_ms);
+        }
+        tx.execute(query).await?;
     }
     Ok(written)
 }

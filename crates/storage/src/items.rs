@@ -1,4 +1,5 @@
-//! Flags and segments: the same versioned, audited create/update/delete over two tables.
+//! Flags, segments and experiments: the same versioned, audited create/update/delete over
+//! three tables.
 //!
 //! A flag row has an `archived` bit that a segment row lacks; otherwise the two behave alike,
 //! so one implementation serves both, driven by a [`Table`] of SQL statements.
@@ -9,7 +10,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::audit::{self, Change};
 use crate::store::subject;
-use crate::{Expect, FlagRecord, Result, SegmentRecord, StoreError, Write};
+use crate::{Expect, ExperimentRecord, FlagRecord, Result, SegmentRecord, StoreError, Write};
 
 /// The statements for one kind of item. The key column is selected as `key` for both.
 pub(crate) struct Table {
@@ -65,7 +66,24 @@ pub(crate) const SEGMENTS: Table = Table {
     delete: "DELETE FROM segments WHERE name = $1",
 };
 
-/// A stored flag or segment.
+pub(crate) const EXPERIMENTS: Table = Table {
+    kind: "experiment",
+    has_archived: false,
+    select_all: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
+                 FROM experiments ORDER BY id",
+    select_one: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
+                 FROM experiments WHERE id = $1",
+    select_base: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
+                  FROM experiments",
+    key_column: "id",
+    insert: "INSERT INTO experiments (id, version, definition, created_at_ms, updated_at_ms) \
+             VALUES ($1, 1, $2, $3, $3)",
+    update: "UPDATE experiments SET definition = $2, updated_at_ms = $3, version = $4 \
+             WHERE id = $1",
+    delete: "DELETE FROM experiments WHERE id = $1",
+};
+
+/// A stored flag, segment or experiment.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Item {
     key: String,
@@ -83,6 +101,16 @@ impl Item {
             version: self.version,
             definition: self.definition,
             archived: self.archived,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        }
+    }
+
+    pub(crate) fn into_experiment(self) -> ExperimentRecord {
+        ExperimentRecord {
+            id: self.key,
+            version: self.version,
+            definition: self.definition,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
         }

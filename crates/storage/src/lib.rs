@@ -61,6 +61,7 @@
 //! than typed options. Write transactions begin by bumping the revision row, which serializes
 //! writers on both databases, so version checks and audit ids need no retries.
 
+mod analysis;
 mod audit;
 mod error;
 mod events;
@@ -73,12 +74,13 @@ mod store;
 mod tx;
 mod url;
 
+pub use analysis::{MetricQuery, UnitHistory, DAY_MS};
 pub use error::{Result, StoreError};
 pub use events::{Appended, ExposureRow, MetricRow, VariantUnits};
 pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};
 pub use model::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, NewToken, Role,
-    SegmentRecord, TokenRecord, Write,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, ExperimentRecord, FlagRecord,
+    NewToken, Role, SegmentRecord, TokenRecord, Write,
 };
 pub use notify::ListenerState;
 pub use store::{Backend, Store, StoreOptions};

@@ -43,6 +43,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "events",
         sql: include_str!("../migrations/sqlite/0003_events.sql"),
     },
+    Migration {
+        version: 4,
+        name: "experiments",
+        sql: include_str!("../migrations/sqlite/0004_experiments.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first; the same versions as [`SQLITE`].
@@ -61,6 +66,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "events",
         sql: include_str!("../migrations/postgres/0003_events.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "experiments",
+        sql: include_str!("../migrations/postgres/0004_experiments.sql"),
     },
 ];
 

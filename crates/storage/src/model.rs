@@ -46,7 +46,22 @@ pub struct SegmentRecord {
     pub updated_at_ms: i64,
 }
 
-/// A create, update or delete of one flag or segment.
+/// A stored experiment: its definition (opaque JSON to the store) and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentRecord {
+    /// Unique experiment id.
+    pub id: String,
+    /// Starts at 1, increases by exactly 1 on every write.
+    pub version: i64,
+    /// The experiment as the control layer wrote it.
+    pub definition: Value,
+    /// When it was created, in unix milliseconds.
+    pub created_at_ms: i64,
+    /// When it was last written, in unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// A create, update or delete of one flag, segment or experiment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Write {
     /// The flag key or segment name.
@@ -109,7 +124,7 @@ impl AuditInfo {
 /// newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditQuery {
-    /// Only this kind of subject: `flag`, `segment`, `environment` or `token`.
+    /// Only this kind of subject: `flag`, `segment`, `environment`, `token` or `experiment`.
     pub subject_kind: Option<String>,
     /// Only this subject (flag key, segment name, environment name or token id).
     pub subject: Option<String>,

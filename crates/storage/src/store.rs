@@ -13,12 +13,12 @@ use tokio::sync::watch;
 
 use crate::audit;
 use crate::feed::{self, Changes, StoreState};
-use crate::items::{self, FLAGS, SEGMENTS};
+use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS};
 use crate::notify::{ListenerState, Signal};
 use crate::tx::WriteTx;
 use crate::url::{self, Location};
 use crate::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, FlagRecord, NewToken, Result, Role,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role,
     SegmentRecord, StoreError, TokenRecord, Write,
 };
 
@@ -390,6 +390,23 @@ impl Store {
         Ok(items::get(&mut conn, &SEGMENTS, name)
             .await?
             .map(items::Item::into_segment))
+    }
+
+    /// Every experiment, by id.
+    pub async fn list_experiments(&self) -> Result<Vec<ExperimentRecord>> {
+        Ok(items::list(&self.pool, &EXPERIMENTS)
+            .await?
+            .into_iter()
+            .map(items::Item::into_experiment)
+            .collect())
+    }
+
+    /// The experiment `id`, if it exists.
+    pub async fn get_experiment(&self, id: &str) -> Result<Option<ExperimentRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(items::get(&mut conn, &EXPERIMENTS, id)
+            .await?
+            .map(items::Item::into_experiment))
     }
 
     /// Creates, updates or deletes one segment as `write` says (`write.archived` is ignored).

@@ -6,10 +6,10 @@ use sqlx::{Any, Transaction};
 
 use crate::audit::{self, Change};
 use crate::feed::{self, Changes, FeedKind, FeedOp, StoreState};
-use crate::items::{self, FLAGS, SEGMENTS};
+use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS};
 use crate::store::{fetch_token, read_state, subject, token_audit_json};
 use crate::{
-    AuditInfo, Backend, EnvironmentRecord, FlagRecord, NewToken, Result, Role, SegmentRecord,
+    AuditInfo, Backend, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role, SegmentRecord,
     Store, StoreError, TokenRecord, Write,
 };
 
@@ -206,6 +206,30 @@ impl WriteTx {
         };
         self.feed(FeedKind::Segment, &write.key, None, op).await?;
         Ok(item.map(items::Item::into_segment))
+    }
+
+    /// The experiment `id`, if it exists.
+    pub async fn experiment(&mut self, id: &str) -> Result<Option<ExperimentRecord>> {
+        Ok(items::get(&mut self.tx, &EXPERIMENTS, id)
+            .await?
+            .map(items::Item::into_experiment))
+    }
+
+    /// Every experiment, by id (a few hundred at most: callers filter).
+    pub async fn experiments(&mut self) -> Result<Vec<ExperimentRecord>> {
+        Ok(items::list_on(&mut self.tx, &EXPERIMENTS)
+            .await?
+            .into_iter()
+            .map(items::Item::into_experiment)
+            .collect())
+    }
+
+    /// Like [`WriteTx::write_flag`], for an experiment (`write.archived` is ignored). Audited;
+    /// not in the change feed (what it serves changes through its flag).
+    pub async fn write_experiment(&mut self, write: &Write) -> Result<Option<ExperimentRecord>> {
+        let item = items::write(&mut self.tx, &EXPERIMENTS, write, self.now).await?;
+        self.wrote = true;
+        Ok(item.map(items::Item::into_experiment))
     }
 
     /// Creates an environment; [`StoreError::Conflict`] if the name is taken.

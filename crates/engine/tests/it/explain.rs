@@ -54,6 +54,15 @@ fn conclusion(e: &Explanation) -> Option<Conclusion> {
             );
             Conclusion::Variant(variant.clone())
         }
+        Step::Experiment {
+            outcome, variant, ..
+        } => {
+            assert!(
+                outcome == "assigned" || outcome == "opted out",
+                "a trace cannot end on experiment outcome {outcome}"
+            );
+            Conclusion::Variant(variant.clone()?)
+        }
         Step::Rule { serve, .. } => serve_outcome(serve.as_ref()?)?,
         Step::Fallthrough { serve } => match serve {
             None => Conclusion::Default,

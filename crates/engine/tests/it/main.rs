@@ -6,5 +6,6 @@ mod conformance;
 mod diagnostics;
 mod docs;
 mod evaluation;
+mod experiments;
 mod explain;
 mod incremental;

@@ -44,6 +44,7 @@ pub(crate) fn settings(dir: &Path) -> Settings {
         admin_token: Some(ADMIN.to_owned()),
         log_format: LogFormat::Text,
         log_level: "warn".to_owned(),
+        unit_hash_key: None,
     }
 }
 

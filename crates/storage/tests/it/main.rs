@@ -70,6 +70,7 @@ storage_suite!(
     audit_entries_keep_the_actor_id_and_its_name,
     a_closed_store_is_unavailable,
     events_append_in_batches_deduplicated_outside_the_write_path,
+    experiments_records_exposures_and_unit_days,
 );
 
 /// The writer half of `acknowledged_writes_survive_kill_9`: does nothing unless that test

@@ -120,7 +120,7 @@ pub async fn migrations_are_idempotent(ctx: Ctx) {
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3],
+        vec![1, 2, 3, 4],
         "each migration recorded exactly once"
     );
 }
@@ -134,7 +134,7 @@ pub async fn newer_schema_is_refused(ctx: Ctx) {
         Err(
             err @ StoreError::SchemaTooNew {
                 found: 999,
-                supported: 3,
+                supported: 4,
             },
         ) => {
             assert!(
@@ -1662,6 +1662,7 @@ fn exposure(env: &str, flag: &str, unit: &str, variant: &str, at_ms: i64) -> Exp
         unit: unit.into(),
         variant: variant.into(),
         at_ms,
+        experiment: None,
     }
 }
 
@@ -1771,4 +1772,122 @@ pub async fn events_append_in_batches_deduplicated_outside_the_write_path(ctx: C
         0
     );
     assert_eq!(store.metric_event_count("staging", None).await.unwrap(), 0);
+}
+
+/// Experiments are versioned, audited records outside the feed; their exposures keep the
+/// earliest per unit; `unit_days` streams per-unit, per-day aggregates within the window;
+/// erasure removes one unit's rows everywhere.
+pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
+    let store = &ctx.store;
+    let mut tx = store.begin_write().await.unwrap();
+    let record = tx
+        .write_experiment(&Write {
+            key: "exp-1".into(),
+            expect: Expect::Absent,
+            definition: Some(json!({"spec": {"environment": "production"}})),
+            archived: false,
+            audit: AuditInfo::new("token:t1", "experiment.create"),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.version, 1);
+    let committed = tx.commit().await.unwrap();
+    assert!(!committed.ruleset_changed, "an experiment record is not served");
+    assert_eq!(committed.changes, 0, "not in the change feed");
+    let log = store
+        .audit(&AuditQuery {
+            subject_kind: Some("experiment".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].action, "experiment.create");
+    assert_eq!(store.list_experiments().await.unwrap().len(), 1);
+
+    let day = switchyard_storage::DAY_MS;
+    let start = 1_000 * day;
+    let mut exposures = Vec::new();
+    for (unit, variant, at) in [
+        ("a", "control", start + 10),
+        ("b", "treatment", start + day + 5),
+        ("c", "treatment", start + 3 * day),
+        ("late", "control", start + 9 * day),
+    ] {
+        let mut e = exposure("production", "f", unit, variant, at);
+        e.experiment = Some("exp-1".into());
+        exposures.push(e);
+    }
+    // A later exposure of `a` to another variant does not replace its first.
+    let mut again = exposure("production", "f", "a", "treatment", start + 2 * day);
+    again.experiment = Some("exp-1".into());
+    exposures.push(again);
+    let metric_at = |id: &str, unit: &str, at: i64, value: f64| MetricRow {
+        at_ms: at,
+        ..metric("production", id, unit, "purchase", Some(value))
+    };
+    let metrics = vec![
+        metric_at("m1", "a", start + 20, 5.0),
+        metric_at("m2", "a", start + 20 + day, 7.0),
+        metric_at("m3", "a", start + 5, 100.0), // before its exposure: not counted
+        metric_at("m4", "b", start + day + 6, 1.0),
+        metric_at("m5", "b", start + 4 * day, 2.0), // outside a 2-day window
+        metric_at("m6", "c", start + 3 * day + 1, 3.0),
+        MetricRow {
+            environment: "staging".into(),
+            ..metric_at("m7", "c", start + 3 * day + 1, 50.0)
+        },
+    ];
+    store.append_events(&exposures, &metrics, start).await.unwrap();
+    let counts = store
+        .experiment_exposure_counts("exp-1", start + 5 * day)
+        .await
+        .unwrap();
+    let units: Vec<(String, i64)> = counts.into_iter().map(|c| (c.variant, c.units)).collect();
+    assert_eq!(
+        units,
+        vec![("control".into(), 1), ("treatment".into(), 2)],
+        "`late` is after the end"
+    );
+
+    let mut seen = Vec::new();
+    store
+        .unit_days(
+            &switchyard_storage::MetricQuery {
+                experiment: "exp-1",
+                environment: "production",
+                event: "purchase",
+                window_ms: Some(2 * day),
+                start_ms: start,
+                end_ms: start + 5 * day,
+            },
+            |u| seen.push(u.clone()),
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(String, i64, Vec<(i64, u64, f64)>)> = seen
+        .into_iter()
+        .map(|u| (u.variant, u.exposed_day, u.days))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("control".into(), 0, vec![(0, 1, 5.0), (1, 1, 7.0)]),
+            ("treatment".into(), 1, vec![(1, 1, 1.0)]),
+            ("treatment".into(), 3, vec![(3, 1, 3.0)]),
+        ]
+    );
+
+    let erased = store
+        .erase_unit("production", "a", &["exp-1".to_owned()])
+        .await
+        .unwrap();
+    // Its flag exposure, its experiment exposure and its three metric events.
+    assert_eq!(erased, 5);
+    let counts = store
+        .experiment_exposure_counts("exp-1", start + 5 * day)
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.units).sum::<i64>(), 2);
 }

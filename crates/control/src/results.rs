@@ -1,0 +1,741 @@
+//! An experiment's results: per-arm sufficient statistics from one streaming pass over each
+//! metric's per-unit, per-day aggregates (the store groups the events), then the statistics
+//! crate for every comparison. Nothing here holds more than one unit's days at a time.
+//!
+//! Conventions (docs/statistics.md § Results): a unit's value for a metric counts the events
+//! at or after its first exposure, within the attribution window, before the experiment's end;
+//! comparisons are against control, two-sided; decisions (the verdict, guardrails, the
+//! recommendation) use the always-valid sequential interval, since results are watched while
+//! the experiment runs; fixed-horizon p-values are reported beside it and adjusted (Holm)
+//! across treatments × primary and secondary metrics.
+
+use switchyard_api_types::experiments::{
+    ArmResult, ArmUnits, Comparison, ExperimentResults, ExperimentStatus, MetricKind,
+    MetricResults, MetricRole, MetricSpec, Recommendation, ResultWarning, SeriesArm, SeriesPoint,
+    SrmCheck,
+};
+use switchyard_stats::{self as stats, MeanSummary, Proportion};
+use switchyard_storage::{MetricQuery, UnitHistory, DAY_MS};
+
+use crate::experiments::{parse_date, Experiment};
+use crate::{Control, Result};
+
+/// Default shortest run before results may be acted on (a full weekly cycle).
+pub const DEFAULT_MIN_DAYS: f64 = 7.0;
+/// Default fewest units per variant.
+pub const DEFAULT_MIN_UNITS: u64 = 1000;
+/// Days beyond which no daily series is drawn (the totals are still computed).
+const MAX_SERIES_DAYS: i64 = 400;
+
+/// Running sums of one arm: units, Σx, Σx², and units with any event.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Acc {
+    n: u64,
+    sum: f64,
+    sum2: f64,
+}
+
+impl Acc {
+    fn add(&mut self, x: f64) {
+        self.n += 1;
+        self.sum += x;
+        self.sum2 += x * x;
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
+
+    fn sd(&self) -> Option<f64> {
+        (self.n > 1).then(|| {
+            let n = self.n as f64;
+            let mean = self.sum / n;
+            ((self.sum2 - n * mean * mean).max(0.0) / (n - 1.0)).sqrt()
+        })
+    }
+}
+
+/// Per arm and day (cumulative), for one metric.
+struct Series {
+    arms: usize,
+    days: usize,
+    acc: Vec<Acc>,
+}
+
+impl Series {
+    fn new(arms: usize, days: usize) -> Series {
+        Series {
+            arms,
+            days,
+            acc: vec![Acc::default(); arms * days],
+        }
+    }
+
+    /// Adds one unit's cumulative value on each day from its exposure on; `kind` says how
+    /// its events become its value.
+    fn add(&mut self, arm: usize, unit: &UnitHistory, kind: MetricKind) {
+        let first = usize::try_from(unit.exposed_day.max(0)).unwrap_or(usize::MAX);
+        let (mut n, mut total) = (0u64, 0.0f64);
+        let mut next = 0;
+        for day in first..self.days {
+            while next < unit.days.len() && unit.days[next].0 <= day as i64 {
+                n += unit.days[next].1;
+                total += unit.days[next].2;
+                next += 1;
+            }
+            let x = match kind {
+                MetricKind::Conversion => f64::from(u8::from(n > 0)),
+                MetricKind::Count => n as f64,
+                MetricKind::Sum => total,
+                MetricKind::Mean if n > 0 => total / n as f64,
+                MetricKind::Mean => continue,
+            };
+            self.acc[day * self.arms + arm].add(x);
+        }
+    }
+
+    fn at(&self, day: usize, arm: usize) -> Acc {
+        self.acc[day * self.arms + arm]
+    }
+
+    fn last(&self, arm: usize) -> Acc {
+        match self.days {
+            0 => Acc::default(),
+            d => self.at(d - 1, arm),
+        }
+    }
+}
+
+fn compare(kind: MetricKind, higher_is_better: bool, c: Acc, t: Acc, alpha: f64) -> Comparison {
+    let mut out = Comparison {
+        abs_lift: None,
+        rel_lift: None,
+        ci_abs: None,
+        ci_rel: None,
+        p_value: None,
+        p_value_adjusted: None,
+        sequential_ci_abs: None,
+        sequential_p_value: None,
+        chance_to_beat_control: None,
+        expected_loss: None,
+        verdict: "inconclusive".to_owned(),
+    };
+    let (Some(mc), Some(mt)) = (c.mean(), t.mean()) else {
+        return out;
+    };
+    let diff = mt - mc;
+    out.abs_lift = Some(diff);
+    out.rel_lift = (mc != 0.0).then(|| diff / mc);
+    let se;
+    if kind == MetricKind::Conversion {
+        let (Ok(pc), Ok(pt)) = (
+            Proportion::new(c.sum.round() as u64, c.n),
+            Proportion::new(t.sum.round() as u64, t.n),
+        ) else {
+            return out;
+        };
+        let Ok(r) = stats::proportions(pc, pt, alpha) else {
+            return out;
+        };
+        out.p_value = r.p_value;
+        out.ci_abs = Some(r.ci_abs);
+        out.ci_rel = r.ci_rel;
+        let (chance, loss) = if higher_is_better {
+            (r.chance_to_beat_control, r.expected_loss_treatment)
+        } else {
+            (1.0 - r.chance_to_beat_control, r.expected_loss_control)
+        };
+        out.chance_to_beat_control = Some(chance);
+        out.expected_loss = Some(loss);
+        let (rc, rt) = (pc.rate(), pt.rate());
+        se = (rc * (1.0 - rc) / c.n as f64 + rt * (1.0 - rt) / t.n as f64).sqrt();
+    } else {
+        let (Some(sc), Some(st)) = (c.sd(), t.sd()) else {
+            return out;
+        };
+        let (Ok(sum_c), Ok(sum_t)) = (
+            MeanSummary::new(mc, sc, c.n as f64),
+            MeanSummary::new(mt, st, t.n as f64),
+        ) else {
+            return out;
+        };
+        if let Ok(r) = stats::means(sum_c, sum_t, alpha) {
+            out.p_value = r.p_value;
+            out.ci_abs = r.ci_abs;
+            out.ci_rel = r.ci_rel;
+        }
+        se = (sc * sc / c.n as f64 + st * st / t.n as f64).sqrt();
+        let signed = if higher_is_better { diff } else { -diff };
+        if let Some(b) = stats::gaussian(signed, se) {
+            out.chance_to_beat_control = Some(b.chance_to_beat_control);
+            out.expected_loss = Some(b.expected_loss_treatment);
+        }
+    }
+    if let Ok(cs) =
+        stats::confidence_sequence(diff, se, (c.n + t.n) as f64, alpha, stats::DEFAULT_TUNING)
+    {
+        out.sequential_ci_abs = Some(cs.ci);
+        out.sequential_p_value = Some(cs.p_value);
+        let up = cs.ci[0] > 0.0;
+        let down = cs.ci[1] < 0.0;
+        out.verdict = match (up, down, higher_is_better) {
+            (true, _, true) | (_, true, false) => "better",
+            (true, _, false) | (_, true, true) => "worse",
+            _ => "inconclusive",
+        }
+        .to_owned();
+    }
+    out
+}
+
+fn date(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.2} %", x * 100.0)
+}
+
+impl Control {
+    /// The results of experiment `id` as of `now_ms` (see the module docs).
+    pub async fn experiment_results(&self, id: &str, now_ms: i64) -> Result<ExperimentResults> {
+        let exp = self.experiment(id).await?;
+        let store = self.require_store()?.clone();
+        let spec = &exp.spec;
+        let alpha = spec.alpha.unwrap_or(0.05);
+        let arms: Vec<(&String, f64)> = spec.variants.iter().map(|(k, w)| (k, *w)).collect();
+        let control = arms.iter().position(|(k, _)| **k == spec.control).unwrap_or(0);
+        let start = exp.started_at_ms;
+        let end = exp.ended_at_ms.unwrap_or(now_ms);
+        let days_total = start.map_or(0, |s| ((end - s).max(0) + DAY_MS - 1) / DAY_MS);
+        let days_elapsed = start.map_or(0.0, |s| (end - s).max(0) as f64 / DAY_MS as f64);
+
+        let counts = match start {
+            Some(_) => store.experiment_exposure_counts(id, end).await?,
+            None => Vec::new(),
+        };
+        let units_of = |variant: &str| {
+            counts
+                .iter()
+                .find(|c| c.variant == variant)
+                .map_or(0, |c| c.units.max(0) as u64)
+        };
+        let variants: Vec<ArmUnits> = arms
+            .iter()
+            .enumerate()
+            .map(|(i, (k, w))| ArmUnits {
+                variant: (*k).clone(),
+                control: i == control,
+                weight: *w,
+                units: units_of(k),
+            })
+            .collect();
+        let total_units: u64 = variants.iter().map(|v| v.units).sum();
+        let srm = (total_units > 0)
+            .then(|| {
+                let observed: Vec<u64> = variants.iter().map(|v| v.units).collect();
+                let weights: Vec<f64> = variants.iter().map(|v| v.weight).collect();
+                stats::srm(&observed, &weights).ok()
+            })
+            .flatten()
+            .map(|r| SrmCheck {
+                chi2: r.chi2,
+                df: r.df,
+                p_value: r.p_value,
+                status: match r.status {
+                    stats::SrmStatus::Ok => "ok",
+                    stats::SrmStatus::Warning => "warning",
+                    stats::SrmStatus::Alert => "alert",
+                }
+                .to_owned(),
+            });
+
+        let primary = spec.metrics.iter().position(|m| m.role == MetricRole::Primary);
+        let series_days = if days_total <= MAX_SERIES_DAYS {
+            days_total.max(1) as usize
+        } else {
+            1
+        };
+        let mut metrics = Vec::with_capacity(spec.metrics.len());
+        let mut series_points = Vec::new();
+        for (mi, metric) in spec.metrics.iter().enumerate() {
+            let days = if Some(mi) == primary { series_days } else { 1 };
+            let mut series = Series::new(arms.len(), days);
+            if let Some(start) = start {
+                let window_ms = metric.window_hours.map(|h| (h * 3_600_000.0) as i64);
+                let q = MetricQuery {
+                    experiment: id,
+                    environment: &spec.environment,
+                    event: &metric.event,
+                    window_ms,
+                    start_ms: start,
+                    end_ms: end,
+                };
+                store
+                    .unit_days(&q, |unit| {
+                        if let Some(arm) = arms.iter().position(|(k, _)| **k == unit.variant) {
+                            if days == 1 {
+                                // Totals only: everything counts on the one "day".
+                                let mut folded = unit.clone();
+                                folded.exposed_day = 0;
+                                for d in &mut folded.days {
+                                    d.0 = 0;
+                                }
+                                series.add(arm, &folded, metric.kind);
+                            } else {
+                                series.add(arm, unit, metric.kind);
+                            }
+                        }
+                    })
+                    .await?;
+            }
+            let higher = metric.higher_is_better.unwrap_or(true);
+            let results = metric_results(metric, &arms, control, &series, higher, alpha);
+            if Some(mi) == primary && days > 1 {
+                series_points = series_of(&series, &arms, control, metric.kind, alpha, start);
+            }
+            metrics.push(results);
+        }
+        if let (Some(mi), Some(start)) = (primary, start) {
+            if series_points.is_empty() && days_total <= MAX_SERIES_DAYS {
+                let kind = spec.metrics[mi].kind;
+                let series = single_day(&metrics[mi], &arms);
+                series_points = series_of(&series, &arms, control, kind, alpha, Some(start));
+            }
+        }
+        adjust(&mut metrics, alpha);
+
+        let warnings = warnings(&exp, &variants, srm.as_ref(), &metrics, days_elapsed, now_ms);
+        let recommendation = recommend(&exp, &metrics, &warnings, primary);
+        Ok(ExperimentResults {
+            experiment: id.to_owned(),
+            status: exp.status,
+            computed_at: rfc3339(now_ms),
+            from: start.map(rfc3339),
+            to: start.map(|_| rfc3339(end)),
+            days: (days_elapsed * 100.0).round() / 100.0,
+            alpha,
+            variants,
+            srm,
+            metrics,
+            series: series_points,
+            warnings,
+            recommendation,
+        })
+    }
+}
+
+/// A one-day series from final results (when the experiment is younger than a day).
+fn single_day(m: &MetricResults, arms: &[(&String, f64)]) -> Series {
+    let mut s = Series::new(arms.len(), 1);
+    for (i, arm) in m.arms.iter().enumerate() {
+        if let (Some(mean), Some(sd)) = (arm.mean, arm.sd.or(Some(0.0))) {
+            let n = arm.units as f64;
+            s.acc[i] = Acc {
+                n: arm.units,
+                sum: mean * n,
+                sum2: (sd * sd * (n - 1.0).max(0.0)) + n * mean * mean,
+            };
+        }
+    }
+    s
+}
+
+fn metric_results(
+    metric: &MetricSpec,
+    arms: &[(&String, f64)],
+    control: usize,
+    series: &Series,
+    higher: bool,
+    alpha: f64,
+) -> MetricResults {
+    let c = series.last(control);
+    let mut out_arms = Vec::with_capacity(arms.len());
+    let order = std::iter::once(control).chain((0..arms.len()).filter(|&i| i != control));
+    for i in order {
+        let a = series.last(i);
+        let vs_control = (i != control).then(|| {
+            compare(metric.kind, higher, c, a, alpha)
+        });
+        out_arms.push(ArmResult {
+            variant: arms[i].0.clone(),
+            control: i == control,
+            units: a.n,
+            conversions: (metric.kind == MetricKind::Conversion).then(|| a.sum.round() as u64),
+            mean: a.mean(),
+            sd: a.sd(),
+            vs_control,
+        });
+    }
+    MetricResults {
+        name: metric.display_name().to_owned(),
+        event: metric.event.clone(),
+        kind: metric.kind,
+        role: metric.role,
+        higher_is_better: higher,
+        arms: out_arms,
+    }
+}
+
+fn series_of(
+    series: &Series,
+    arms: &[(&String, f64)],
+    control: usize,
+    kind: MetricKind,
+    alpha: f64,
+    start: Option<i64>,
+) -> Vec<SeriesPoint> {
+    let Some(start) = start else {
+        return Vec::new();
+    };
+    (0..series.days)
+        .map(|d| {
+            let c = series.at(d, control);
+            SeriesPoint {
+                date: date(start + d as i64 * DAY_MS),
+                arms: (0..arms.len())
+                    .map(|i| {
+                        let a = series.at(d, i);
+                        let cmp = (i != control).then(|| compare(kind, true, c, a, alpha));
+                        SeriesArm {
+                            variant: arms[i].0.clone(),
+                            units: a.n,
+                            mean: a.mean(),
+                            abs_lift: cmp.as_ref().and_then(|x| x.abs_lift),
+                            ci_abs: cmp.and_then(|x| x.sequential_ci_abs),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Holm over every treatment × primary/secondary metric with a p-value.
+fn adjust(metrics: &mut [MetricResults], alpha: f64) {
+    let mut slots = Vec::new();
+    let mut p = Vec::new();
+    for (mi, m) in metrics.iter().enumerate() {
+        if m.role == MetricRole::Guardrail {
+            continue;
+        }
+        for (ai, a) in m.arms.iter().enumerate() {
+            if let Some(pv) = a.vs_control.as_ref().and_then(|c| c.p_value) {
+                slots.push((mi, ai));
+                p.push(pv);
+            }
+        }
+    }
+    if p.is_empty() {
+        return;
+    }
+    if let Ok(adj) = stats::adjust(stats::Method::Holm, &p, alpha) {
+        for ((mi, ai), q) in slots.into_iter().zip(adj.adjusted) {
+            if let Some(c) = metrics[mi].arms[ai].vs_control.as_mut() {
+                c.p_value_adjusted = Some(q);
+            }
+        }
+    }
+}
+
+fn warn(code: &str, message: String) -> ResultWarning {
+    ResultWarning {
+        code: code.to_owned(),
+        message,
+    }
+}
+
+fn warnings(
+    exp: &Experiment,
+    variants: &[ArmUnits],
+    srm: Option<&SrmCheck>,
+    metrics: &[MetricResults],
+    days: f64,
+    now_ms: i64,
+) -> Vec<ResultWarning> {
+    let spec = &exp.spec;
+    let mut out = Vec::new();
+    let total: u64 = variants.iter().map(|v| v.units).sum();
+    if exp.status == ExperimentStatus::Draft {
+        out.push(warn(
+            "not_started",
+            "the experiment has not started: there is nothing to analyse yet".to_owned(),
+        ));
+        return out;
+    }
+    if spec.metrics.is_empty() {
+        out.push(warn("no_metrics", "the experiment has no metrics".to_owned()));
+    }
+    if total == 0 {
+        out.push(warn(
+            "no_exposures",
+            "no unit has been exposed yet: evaluate the flag (OFREP or an SDK) in its environment"
+                .to_owned(),
+        ));
+        return out;
+    }
+    if let Some(planned) = spec.planned_units {
+        if total < planned {
+            out.push(warn(
+                "below_planned_sample",
+                format!(
+                    "{total} of the {planned} planned units so far ({:.0} %): the planned power is not reached",
+                    total as f64 * 100.0 / planned as f64
+                ),
+            ));
+        }
+    }
+    let min_days = spec.min_duration_days.unwrap_or(DEFAULT_MIN_DAYS);
+    if days < min_days {
+        out.push(warn(
+            "short_duration",
+            format!(
+                "running for {days:.1} days, less than the minimum of {min_days} (weekly cycles bias shorter tests)"
+            ),
+        ));
+    }
+    let min_units = spec.min_units_per_variant.unwrap_or(DEFAULT_MIN_UNITS);
+    for v in variants.iter().filter(|v| v.units < min_units) {
+        out.push(warn(
+            "few_units",
+            format!(
+                "`{}` has {} units, fewer than the minimum of {min_units} per variant",
+                v.variant, v.units
+            ),
+        ));
+    }
+    if let Some(srm) = srm {
+        match srm.status.as_str() {
+            "alert" => out.push(warn(
+                "srm_alert",
+                format!(
+                    "sample ratio mismatch (χ² = {:.2}, p = {:.2e}): units are not split as configured, so the results cannot be trusted; look for exposures lost or duplicated in one arm",
+                    srm.chi2, srm.p_value
+                ),
+            )),
+            "warning" => out.push(warn(
+                "srm_warning",
+                format!(
+                    "possible sample ratio mismatch (χ² = {:.2}, p = {:.4}): check that exposures are recorded alike in every arm",
+                    srm.chi2, srm.p_value
+                ),
+            )),
+            _ => {}
+        }
+    }
+    for m in metrics {
+        if m.role != MetricRole::Guardrail {
+            continue;
+        }
+        for arm in &m.arms {
+            if arm.vs_control.as_ref().is_some_and(|c| c.verdict == "worse") {
+                out.push(warn(
+                    "guardrail_harmed",
+                    format!(
+                        "`{}` is significantly worse on guardrail `{}` (always-valid test)",
+                        arm.variant, m.name
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(end) = spec.end_date.as_deref().and_then(parse_date) {
+        if exp.status == ExperimentStatus::Running && now_ms > end {
+            out.push(warn(
+                "past_end_date",
+                format!(
+                    "the planned end ({}) has passed; complete the experiment",
+                    spec.end_date.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn recommend(
+    exp: &Experiment,
+    metrics: &[MetricResults],
+    warnings: &[ResultWarning],
+    primary: Option<usize>,
+) -> Recommendation {
+    let has = |code: &str| warnings.iter().any(|w| w.code == code);
+    let rec = |action: &str, variant: Option<String>, message: String| Recommendation {
+        action: action.to_owned(),
+        variant,
+        message,
+    };
+    if has("not_started") {
+        return rec("keep_running", None, "start the experiment to collect data".to_owned());
+    }
+    if has("srm_alert") {
+        return rec(
+            "investigate",
+            None,
+            "the arms' sizes do not match their weights: fix the assignment or exposure logging before reading any metric".to_owned(),
+        );
+    }
+    if has("guardrail_harmed") {
+        return rec(
+            "investigate",
+            None,
+            "a treatment harms a guardrail metric: do not ship it; see the warnings".to_owned(),
+        );
+    }
+    let Some(primary) = primary.and_then(|i| metrics.get(i)) else {
+        return rec(
+            "keep_running",
+            None,
+            "the experiment has no primary metric to decide on".to_owned(),
+        );
+    };
+    if has("no_exposures") {
+        return rec("keep_running", None, "no data yet".to_owned());
+    }
+    let immature = ["short_duration", "few_units", "below_planned_sample"]
+        .into_iter()
+        .filter(|c| has(c))
+        .collect::<Vec<_>>();
+    let treatments: Vec<&ArmResult> = primary.arms.iter().filter(|a| !a.control).collect();
+    let better: Vec<&ArmResult> = treatments
+        .iter()
+        .copied()
+        .filter(|a| {
+            a.vs_control.as_ref().is_some_and(|c| {
+                c.verdict == "better" && c.p_value_adjusted.is_none_or(|p| p < exp.alpha())
+            })
+        })
+        .collect();
+    let describe = |a: &ArmResult| {
+        let c = a.vs_control.as_ref();
+        let lift = c.and_then(|c| c.rel_lift).map(pct).unwrap_or_else(|| "n/a".into());
+        let ci = c
+            .and_then(|c| c.sequential_ci_abs)
+            .map(|[l, h]| format!("[{l:.4}, {h:.4}]"))
+            .unwrap_or_else(|| "n/a".into());
+        format!(
+            "`{}` vs control on `{}`: relative lift {lift}, always-valid interval for the difference {ci}",
+            a.variant, primary.name
+        )
+    };
+    if !immature.is_empty() {
+        let lead = better
+            .first()
+            .map(|a| format!("; an early lead ({}) may not hold", describe(a)))
+            .unwrap_or_default();
+        return rec(
+            "keep_running",
+            None,
+            format!(
+                "not enough data to decide yet ({}){lead}",
+                immature.join(", ").replace('_', " ")
+            ),
+        );
+    }
+    if let Some(best) = better.iter().max_by(|a, b| {
+        let ca = a.vs_control.as_ref().and_then(|c| c.chance_to_beat_control);
+        let cb = b.vs_control.as_ref().and_then(|c| c.chance_to_beat_control);
+        ca.partial_cmp(&cb).unwrap_or(std::cmp::Ordering::Equal)
+    }) {
+        return rec(
+            "ship",
+            Some(best.variant.clone()),
+            format!(
+                "{} — significant in the always-valid test and after adjusting for multiple comparisons",
+                describe(best)
+            ),
+        );
+    }
+    if !treatments.is_empty()
+        && treatments
+            .iter()
+            .all(|a| a.vs_control.as_ref().is_some_and(|c| c.verdict == "worse"))
+    {
+        return rec(
+            "keep_control",
+            None,
+            format!("every treatment is significantly worse than control on `{}`", primary.name),
+        );
+    }
+    let widest = treatments
+        .iter()
+        .filter_map(|a| a.vs_control.as_ref()?.sequential_ci_abs)
+        .map(|[l, h]| format!("[{l:.4}, {h:.4}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    rec(
+        "no_difference",
+        None,
+        format!(
+            "no difference detected on `{}` at this sample size; effects within {widest} are still possible — absence of evidence is not evidence of absence",
+            primary.name
+        ),
+    )
+}
+
+impl Experiment {
+    fn alpha(&self) -> f64 {
+        self.spec.alpha.unwrap_or(0.05)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(variant: &str, exposed: i64, days: &[(i64, u64, f64)]) -> UnitHistory {
+        UnitHistory {
+            variant: variant.into(),
+            exposed_day: exposed,
+            days: days.to_vec(),
+        }
+    }
+
+    #[test]
+    fn series_accumulate_each_kind_from_the_exposure_day() {
+        let u = unit("a", 1, &[(1, 2, 10.0), (3, 1, 5.0)]);
+        for (kind, expected) in [
+            (MetricKind::Conversion, [None, Some(1.0), Some(1.0), Some(1.0)]),
+            (MetricKind::Count, [None, Some(2.0), Some(2.0), Some(3.0)]),
+            (MetricKind::Sum, [None, Some(10.0), Some(10.0), Some(15.0)]),
+            (MetricKind::Mean, [None, Some(5.0), Some(5.0), Some(5.0)]),
+        ] {
+            let mut s = Series::new(1, 4);
+            s.add(0, &u, kind);
+            let got: Vec<Option<f64>> = (0..4).map(|d| s.at(d, 0).mean()).collect();
+            assert_eq!(got, expected, "{kind:?}");
+        }
+        // A unit without events counts as 0 (not for `mean`).
+        let mut s = Series::new(1, 2);
+        s.add(0, &unit("a", 0, &[]), MetricKind::Sum);
+        s.add(0, &unit("a", 0, &[]), MetricKind::Mean);
+        assert_eq!((s.at(1, 0).n, s.at(1, 0).sum), (1, 0.0));
+    }
+
+    #[test]
+    fn direction_flips_the_verdict_and_the_chance() {
+        let c = Acc { n: 10_000, sum: 1_000.0, sum2: 1_000.0 };
+        let t = Acc { n: 10_000, sum: 1_300.0, sum2: 1_300.0 };
+        let up = compare(MetricKind::Conversion, true, c, t, 0.05);
+        assert_eq!(up.verdict, "better");
+        let down = compare(MetricKind::Conversion, false, c, t, 0.05);
+        assert_eq!(down.verdict, "worse");
+        let (a, b) = (
+            up.chance_to_beat_control.unwrap(),
+            down.chance_to_beat_control.unwrap(),
+        );
+        assert!((a + b - 1.0).abs() < 1e-12 && a > 0.99);
+    }
+}
