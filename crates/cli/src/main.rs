@@ -3,6 +3,7 @@
 
 mod audit_cmd;
 mod eval_cmd;
+mod experiments_cmd;
 mod explain_cmd;
 mod exposures_cmd;
 mod flags_cmd;
@@ -63,6 +64,11 @@ enum Command {
     Seed(transfer_cmd::SeedArgs),
     /// Units per variant of a flag in an environment, by first exposure.
     Exposures(exposures_cmd::ExposuresArgs),
+    /// Create, start, pause, resume, complete and cancel experiments on a running server, and
+    /// read their results.
+    Experiments(experiments_cmd::ExperimentsArgs),
+    /// Erase every exposure and metric event of one unit in an environment (privacy; admin).
+    EraseUnit(experiments_cmd::EraseArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
     /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
@@ -71,7 +77,8 @@ enum Command {
 }
 
 const AFTER_HELP: &str = "\
-Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures) talk
+Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures,
+experiments, erase-unit) talk
 to a running server over its HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -156,6 +163,8 @@ fn main() -> ExitCode {
         Command::Seed(args) => transfer_cmd::seed(&args),
         Command::Stats(args) => stats_cmd::run(&args),
         Command::Exposures(args) => exposures_cmd::run(&args),
+        Command::Experiments(args) => experiments_cmd::run(&args),
+        Command::EraseUnit(args) => experiments_cmd::erase(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

@@ -80,13 +80,12 @@ pub struct Experiment {
 
 impl Experiment {
     fn from_record(record: &ExperimentRecord) -> Result<Experiment> {
-        let stored: Stored =
-            serde_json::from_value(record.definition.clone()).map_err(|e| {
-                ControlError::Internal(format!(
-                    "the stored experiment `{}` does not read: {e}",
-                    record.id
-                ))
-            })?;
+        let stored: Stored = serde_json::from_value(record.definition.clone()).map_err(|e| {
+            ControlError::Internal(format!(
+                "the stored experiment `{}` does not read: {e}",
+                record.id
+            ))
+        })?;
         Ok(Experiment {
             spec: stored.spec,
             status: stored.status,
@@ -689,7 +688,8 @@ fn validate_against_flag(
     exp: &Experiment,
 ) -> Result<impl std::future::Future<Output = Result<()>> + Send + 'static> {
     let spec = &exp.spec;
-    require_environment(&draft.snap, &spec.environment).map_err(|e| with_field(e, "environment"))?;
+    require_environment(&draft.snap, &spec.environment)
+        .map_err(|e| with_field(e, "environment"))?;
     let current = require_flag(&draft.snap, &spec.flag).map_err(|e| with_field(e, "flag"))?;
     let mut trial = exp.clone();
     if let Some(layer) = &spec.layer {
@@ -797,7 +797,12 @@ pub fn running_experiments(
     snapshot
         .flags()
         .filter_map(|f| {
-            let block = f.definition.environments.get(environment)?.experiment.as_ref()?;
+            let block = f
+                .definition
+                .environments
+                .get(environment)?
+                .experiment
+                .as_ref()?;
             Some((f.definition.key.clone(), block.id.clone()))
         })
         .collect()
@@ -886,7 +891,10 @@ mod tests {
         let mut s = spec("x", "f", None);
         s.end_date = Some("next week".into());
         let err = check_spec(&s).unwrap_err();
-        assert!(err.to_string().contains("`next week` is not a date"), "{err}");
+        assert!(
+            err.to_string().contains("`next week` is not a date"),
+            "{err}"
+        );
         assert_eq!(parse_date("2026-12-01"), Some(1_796_083_200_000));
     }
 }

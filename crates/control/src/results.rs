@@ -216,7 +216,10 @@ impl Control {
         let spec = &exp.spec;
         let alpha = spec.alpha.unwrap_or(0.05);
         let arms: Vec<(&String, f64)> = spec.variants.iter().map(|(k, w)| (k, *w)).collect();
-        let control = arms.iter().position(|(k, _)| **k == spec.control).unwrap_or(0);
+        let control = arms
+            .iter()
+            .position(|(k, _)| **k == spec.control)
+            .unwrap_or(0);
         let start = exp.started_at_ms;
         let end = exp.ended_at_ms.unwrap_or(now_ms);
         let days_total = start.map_or(0, |s| ((end - s).max(0) + DAY_MS - 1) / DAY_MS);
@@ -262,7 +265,10 @@ impl Control {
                 .to_owned(),
             });
 
-        let primary = spec.metrics.iter().position(|m| m.role == MetricRole::Primary);
+        let primary = spec
+            .metrics
+            .iter()
+            .position(|m| m.role == MetricRole::Primary);
         let series_days = if days_total <= MAX_SERIES_DAYS {
             days_total.max(1) as usize
         } else {
@@ -317,7 +323,14 @@ impl Control {
         }
         adjust(&mut metrics, alpha);
 
-        let warnings = warnings(&exp, &variants, srm.as_ref(), &metrics, days_elapsed, now_ms);
+        let warnings = warnings(
+            &exp,
+            &variants,
+            srm.as_ref(),
+            &metrics,
+            days_elapsed,
+            now_ms,
+        );
         let recommendation = recommend(&exp, &metrics, &warnings, primary);
         Ok(ExperimentResults {
             experiment: id.to_owned(),
@@ -366,9 +379,7 @@ fn metric_results(
     let order = std::iter::once(control).chain((0..arms.len()).filter(|&i| i != control));
     for i in order {
         let a = series.last(i);
-        let vs_control = (i != control).then(|| {
-            compare(metric.kind, higher, c, a, alpha)
-        });
+        let vs_control = (i != control).then(|| compare(metric.kind, higher, c, a, alpha));
         out_arms.push(ArmResult {
             variant: arms[i].0.clone(),
             control: i == control,
@@ -476,7 +487,10 @@ fn warnings(
         return out;
     }
     if spec.metrics.is_empty() {
-        out.push(warn("no_metrics", "the experiment has no metrics".to_owned()));
+        out.push(warn(
+            "no_metrics",
+            "the experiment has no metrics".to_owned(),
+        ));
     }
     if total == 0 {
         out.push(warn(
@@ -540,7 +554,11 @@ fn warnings(
             continue;
         }
         for arm in &m.arms {
-            if arm.vs_control.as_ref().is_some_and(|c| c.verdict == "worse") {
+            if arm
+                .vs_control
+                .as_ref()
+                .is_some_and(|c| c.verdict == "worse")
+            {
                 out.push(warn(
                     "guardrail_harmed",
                     format!(
@@ -578,7 +596,11 @@ fn recommend(
         message,
     };
     if has("not_started") {
-        return rec("keep_running", None, "start the experiment to collect data".to_owned());
+        return rec(
+            "keep_running",
+            None,
+            "start the experiment to collect data".to_owned(),
+        );
     }
     if has("srm_alert") {
         return rec(
@@ -620,7 +642,10 @@ fn recommend(
         .collect();
     let describe = |a: &ArmResult| {
         let c = a.vs_control.as_ref();
-        let lift = c.and_then(|c| c.rel_lift).map(pct).unwrap_or_else(|| "n/a".into());
+        let lift = c
+            .and_then(|c| c.rel_lift)
+            .map(pct)
+            .unwrap_or_else(|| "n/a".into());
         let ci = c
             .and_then(|c| c.sequential_ci_abs)
             .map(|[l, h]| format!("[{l:.4}, {h:.4}]"))
@@ -666,7 +691,10 @@ fn recommend(
         return rec(
             "keep_control",
             None,
-            format!("every treatment is significantly worse than control on `{}`", primary.name),
+            format!(
+                "every treatment is significantly worse than control on `{}`",
+                primary.name
+            ),
         );
     }
     let widest = treatments
@@ -707,7 +735,10 @@ mod tests {
     fn series_accumulate_each_kind_from_the_exposure_day() {
         let u = unit("a", 1, &[(1, 2, 10.0), (3, 1, 5.0)]);
         for (kind, expected) in [
-            (MetricKind::Conversion, [None, Some(1.0), Some(1.0), Some(1.0)]),
+            (
+                MetricKind::Conversion,
+                [None, Some(1.0), Some(1.0), Some(1.0)],
+            ),
             (MetricKind::Count, [None, Some(2.0), Some(2.0), Some(3.0)]),
             (MetricKind::Sum, [None, Some(10.0), Some(10.0), Some(15.0)]),
             (MetricKind::Mean, [None, Some(5.0), Some(5.0), Some(5.0)]),
@@ -726,8 +757,16 @@ mod tests {
 
     #[test]
     fn direction_flips_the_verdict_and_the_chance() {
-        let c = Acc { n: 10_000, sum: 1_000.0, sum2: 1_000.0 };
-        let t = Acc { n: 10_000, sum: 1_300.0, sum2: 1_300.0 };
+        let c = Acc {
+            n: 10_000,
+            sum: 1_000.0,
+            sum2: 1_000.0,
+        };
+        let t = Acc {
+            n: 10_000,
+            sum: 1_300.0,
+            sum2: 1_300.0,
+        };
         let up = compare(MetricKind::Conversion, true, c, t, 0.05);
         assert_eq!(up.verdict, "better");
         let down = compare(MetricKind::Conversion, false, c, t, 0.05);

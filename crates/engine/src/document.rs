@@ -227,8 +227,8 @@ pub struct TargetingDef {
     /// What an enabled flag serves when no target or rule applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallthrough: Option<ServeDef>,
-    /// A running experiment: after individual targets and before rules, the units it
-    /// assigns get its variants. Written by the experiments API when an experiment starts
+    /// A running experiment: the units no rule served and the experiment assigns get its
+    /// variants (before the fallthrough). Written by the experiments API when an experiment starts
     /// and removed when it stops; see [`ExperimentDef`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentDef>,

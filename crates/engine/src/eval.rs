@@ -1,8 +1,8 @@
 //! Evaluation of a compiled [`Ruleset`]: OpenFeature reasons and error codes, never a panic.
 //!
 //! Order (PRODUCT.md §4): archived → kill switch → tenant override → disabled → static
-//! environment value → prerequisites → individual targets → rules in order → fallthrough →
-//! default. Results borrow from the ruleset, so the common cases allocate nothing.
+//! environment value → prerequisites → individual targets → rules in order → a running
+//! experiment → fallthrough → default. Results borrow from the ruleset, so the common cases allocate nothing.
 
 use std::fmt;
 use std::sync::Arc;
@@ -311,7 +311,7 @@ pub(crate) struct Targeting {
     pub targets: Box<[Target]>,
     pub rules: Box<[Rule]>,
     pub fallthrough: Option<Serve>,
-    /// A running experiment (after targets, before rules).
+    /// A running experiment (after the rules, in place of the fallthrough for its units).
     pub experiment: Option<Box<Experiment>>,
     /// No targeting at all: a fixed fallthrough is reported as STATIC.
     pub is_static: bool,
@@ -709,24 +709,6 @@ impl<'r> Evaluator<'r> {
             segments: &self.ruleset.segments,
             segment_depth: std::cell::Cell::new(0),
         };
-        if let Some(exp) = &t.experiment {
-            match assign(exp, &env, &mut ()) {
-                Outcome::Assigned { variant, .. } => {
-                    return served(variant, Reason::Split, Some(Detail::Experiment(&exp.id)))
-                }
-                Outcome::OptedOut => {
-                    return served(
-                        exp.control,
-                        Reason::TargetingMatch,
-                        Some(Detail::ExperimentOptOut(&exp.id)),
-                    )
-                }
-                Outcome::NotInAudience
-                | Outcome::NoUnit
-                | Outcome::HeldOut(_)
-                | Outcome::NotAllocated(_) => {}
-            }
-        }
         for rule in t.rules.iter() {
             if !rule.cond.matches(&env) {
                 continue;
@@ -745,6 +727,24 @@ impl<'r> Evaluator<'r> {
                 }
                 Served::Miss => {}
                 Served::NoUnit => return missing_unit(flag, t, &rule.serve),
+            }
+        }
+        if let Some(exp) = &t.experiment {
+            match assign(exp, &env, &mut ()) {
+                Outcome::Assigned { variant, .. } => {
+                    return served(variant, Reason::Split, Some(Detail::Experiment(&exp.id)))
+                }
+                Outcome::OptedOut => {
+                    return served(
+                        exp.control,
+                        Reason::TargetingMatch,
+                        Some(Detail::ExperimentOptOut(&exp.id)),
+                    )
+                }
+                Outcome::NotInAudience
+                | Outcome::NoUnit
+                | Outcome::HeldOut(_)
+                | Outcome::NotAllocated(_) => {}
             }
         }
         match &t.fallthrough {

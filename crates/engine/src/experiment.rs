@@ -14,7 +14,9 @@
 //!    the allocation;
 //! 6. the variant: split bucket under salt `experiment:<id>` over the weights.
 //!
-//! Units that are not in the experiment fall through to the flag's rules and fallthrough.
+//! It runs after the flag's rules, in place of the fallthrough: targets and rules (staff get
+//! the new thing, enterprise never does) keep deciding for the units they match, and the
+//! experiment takes the rest. Units it does not assign get the fallthrough.
 
 use serde_json::Value;
 

@@ -17,11 +17,11 @@ use serde_json::Value;
 pub use crate::condition::ConditionTrace;
 use crate::condition::{with_id_text, Env};
 use crate::context::Context;
-use crate::experiment::{assign, Outcome};
 use crate::eval::{
     apply_probed, tenant_action, Evaluator, Flag, Serve, ServeAction, ServeProbe, Served,
     TenantAction, MAX_PREREQ_DEPTH,
 };
+use crate::experiment::{assign, Outcome};
 
 /// An evaluation and the steps that led to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,6 +347,25 @@ impl Evaluator<'_> {
             segments: &self.ruleset.segments,
             segment_depth: std::cell::Cell::new(0),
         };
+        let names = self.ruleset.segment_names();
+        for rule in t.rules.iter() {
+            let trace = rule.cond.trace(&env, &names);
+            let matched = trace.holds;
+            let serve = matched.then(|| serve_trace(flag, &rule.serve, ctx));
+            let decided = serve
+                .as_ref()
+                .is_some_and(|s| s.outcome != "outside rollout");
+            steps.push(Step::Rule {
+                id: rule.id.to_string(),
+                matched,
+                // A rule's conditions are one `all` group; its members are the conditions.
+                conditions: trace.children,
+                serve,
+            });
+            if decided {
+                return steps;
+            }
+        }
         if let Some(exp) = &t.experiment {
             let mut probe = ExperimentProbe::default();
             let outcome = assign(exp, &env, &mut probe);
@@ -367,25 +386,6 @@ impl Evaluator<'_> {
                 variant,
             });
             if matches!(outcome, Outcome::OptedOut | Outcome::Assigned { .. }) {
-                return steps;
-            }
-        }
-        let names = self.ruleset.segment_names();
-        for rule in t.rules.iter() {
-            let trace = rule.cond.trace(&env, &names);
-            let matched = trace.holds;
-            let serve = matched.then(|| serve_trace(flag, &rule.serve, ctx));
-            let decided = serve
-                .as_ref()
-                .is_some_and(|s| s.outcome != "outside rollout");
-            steps.push(Step::Rule {
-                id: rule.id.to_string(),
-                matched,
-                // A rule's conditions are one `all` group; its members are the conditions.
-                conditions: trace.children,
-                serve,
-            });
-            if decided {
                 return steps;
             }
         }

@@ -52,7 +52,6 @@ pub mod source;
 use std::path::Path;
 
 pub use compile::{compile, is_valid_key, Change};
-pub use experiment::OPT_OUT_ATTRIBUTE as EXPERIMENT_OPT_OUT_ATTRIBUTE;
 pub use condition::{NOW_ATTRIBUTE, OPERATORS};
 pub use context::{AttrPath, Context, ContextError};
 pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};
@@ -61,6 +60,7 @@ pub use eval::{
     Detail, Environment, ErrorCode, EvalError, Evaluation, Evaluator, FromFlagValue, Reason,
     Ruleset, Typed,
 };
+pub use experiment::OPT_OUT_ATTRIBUTE as EXPERIMENT_OPT_OUT_ATTRIBUTE;
 pub use normalize::normalize;
 pub use source::Format;
 

@@ -34,7 +34,11 @@ pub struct ListQuery {
 
 fn resource(status: StatusCode, written: &Written<Experiment>) -> Response {
     let exp = &written.value;
-    let status = if written.changed { status } else { StatusCode::OK };
+    let status = if written.changed {
+        status
+    } else {
+        StatusCode::OK
+    };
     let mut response = (status, Json(exp.to_resource())).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", exp.version)) {
         response.headers_mut().insert(header::ETAG, v);
@@ -86,7 +90,11 @@ pub async fn list(
         .experiments()
         .await?
         .into_iter()
-        .filter(|e| q.environment.as_ref().is_none_or(|v| *v == e.spec.environment))
+        .filter(|e| {
+            q.environment
+                .as_ref()
+                .is_none_or(|v| *v == e.spec.environment)
+        })
         .filter(|e| q.flag.as_ref().is_none_or(|v| *v == e.spec.flag))
         .filter(|e| q.status.is_none_or(|s| s == e.status))
         .map(|e| e.to_resource())

@@ -28,8 +28,8 @@ pub mod fuzzing;
 pub mod listen;
 pub mod metrics;
 pub mod ofrep;
-pub mod recorder;
 pub mod openapi;
+pub mod recorder;
 pub mod state;
 pub mod stream;
 

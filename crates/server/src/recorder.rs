@@ -15,7 +15,6 @@ use switchyard_control::Control;
 use switchyard_storage::ExposureRow;
 use tokio::sync::mpsc;
 
-
 /// Rows waiting at most.
 pub const QUEUE: usize = 100_000;
 /// Rows per append at most.
@@ -48,7 +47,11 @@ impl Recorder {
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<ExposureRow>, control: Control, events: prometheus::IntCounterVec) {
+async fn drain(
+    mut rx: mpsc::Receiver<ExposureRow>,
+    control: Control,
+    events: prometheus::IntCounterVec,
+) {
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {

@@ -15,6 +15,11 @@ use crate::{Result, Store};
 /// Milliseconds per day.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// How much earlier than a unit's first exposure an event may be dated and still count:
+/// exposures recorded by OFREP carry the server's clock, metric events the application's, and
+/// a conversion right after an exposure must not be lost to a clock a little behind.
+pub const CLOCK_SKEW_MS: i64 = 60_000;
+
 /// What to read: one experiment's exposures and one event's metric events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricQuery<'a> {
@@ -83,11 +88,12 @@ impl Store {
                     SUM(COALESCE(value, 0.0)) AS total \
              FROM (SELECT e.unit AS unit, e.variant AS variant, \
                           (e.first_at_ms - $4) / $6 AS exposed_day, \
-                          (m.at_ms - $4) / $6 AS day, m.at_ms AS at_ms, m.value AS value \
+                          (CASE WHEN m.at_ms < e.first_at_ms THEN e.first_at_ms ELSE m.at_ms END - $4) / $6 AS day, \
+                          m.at_ms AS at_ms, m.value AS value \
                    FROM experiment_exposures e \
                    LEFT JOIN metric_events m \
                      ON m.environment = $2 AND m.event = $3 AND m.unit = e.unit \
-                    AND m.at_ms >= e.first_at_ms AND m.at_ms - e.first_at_ms <= $5 \
+                    AND m.at_ms >= e.first_at_ms - $8 AND m.at_ms - e.first_at_ms <= $5 \
                     AND m.at_ms < $7 \
                    WHERE e.experiment = $1 AND e.first_at_ms < $7) joined \
              GROUP BY unit, variant, exposed_day, day \
@@ -100,6 +106,7 @@ impl Store {
         .bind(window)
         .bind(DAY_MS)
         .bind(q.end_ms)
+        .bind(CLOCK_SKEW_MS)
         .fetch(self.pool());
         let mut current: Option<(String, UnitHistory)> = None;
         while let Some(row) = rows.try_next().await? {

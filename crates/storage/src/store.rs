@@ -18,8 +18,8 @@ use crate::notify::{ListenerState, Signal};
 use crate::tx::WriteTx;
 use crate::url::{self, Location};
 use crate::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role,
-    SegmentRecord, StoreError, TokenRecord, Write,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken,
+    Result, Role, SegmentRecord, StoreError, TokenRecord, Write,
 };
 
 /// Which database a [`Store`] talks to; chosen by the URL scheme.

@@ -9,8 +9,8 @@ use crate::feed::{self, Changes, FeedKind, FeedOp, StoreState};
 use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS};
 use crate::store::{fetch_token, read_state, subject, token_audit_json};
 use crate::{
-    AuditInfo, Backend, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role, SegmentRecord,
-    Store, StoreError, TokenRecord, Write,
+    AuditInfo, Backend, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role,
+    SegmentRecord, Store, StoreError, TokenRecord, Write,
 };
 
 /// How many revisions of the change feed are kept (older rows are pruned; a replica that far

@@ -1,6 +1,7 @@
 //! The control layer against real databases: every test runs on SQLite and on the real
 //! PostgreSQL (a fresh schema each), with as many replicas as it needs.
 
+mod experiments;
 mod harness;
 mod ops;
 mod replicas;
@@ -47,4 +48,10 @@ on_both!(operations = ops:
     mistakes_name_what_exists,
     a_flag_file_is_served_and_read_only,
     the_snapshot_file_serves_until_the_store_answers,
+);
+
+on_both!(experiment_runs = experiments:
+    the_lifecycle_changes_the_flag_in_the_same_transaction,
+    a_known_effect_is_detected,
+    a_a_experiments_keep_their_false_positive_rate,
 );

@@ -65,8 +65,14 @@ fn layers_are_mutually_exclusive_and_holdouts_are_shared() {
     let (mut checkout, mut banner, mut both, mut neither) = (0, 0, 0, 0);
     for i in 0..UNITS {
         let ctx = user(i);
-        let a = ev.evaluate("checkout", &ctx).detail.and_then(|d| d.experiment_id().map(str::to_owned));
-        let b = ev.evaluate("banner", &ctx).detail.and_then(|d| d.experiment_id().map(str::to_owned));
+        let a = ev
+            .evaluate("checkout", &ctx)
+            .detail
+            .and_then(|d| d.experiment_id().map(str::to_owned));
+        let b = ev
+            .evaluate("banner", &ctx)
+            .detail
+            .and_then(|d| d.experiment_id().map(str::to_owned));
         match (a.is_some(), b.is_some()) {
             (true, true) => both += 1,
             (true, false) => checkout += 1,
@@ -74,7 +80,10 @@ fn layers_are_mutually_exclusive_and_holdouts_are_shared() {
             (false, false) => neither += 1,
         }
     }
-    assert_eq!(both, 0, "one layer: a unit is in at most one of its experiments");
+    assert_eq!(
+        both, 0,
+        "one layer: a unit is in at most one of its experiments"
+    );
     // Each has half the layer of the 90 % not held out: 45 % ± 1.5 points.
     for (name, n) in [("checkout", checkout), ("banner", banner)] {
         let share = n as f64 / UNITS as f64;
@@ -137,7 +146,10 @@ fn audience_opt_out_and_missing_units() {
     // Staff are excluded by the audience and get the flag's own targeting.
     let staff = Context::with_targeting_key("staff-1");
     let e = ev.evaluate("checkout", &staff);
-    assert_eq!((e.variant, e.detail), (Some("control"), Some(Detail::Fallthrough)));
+    assert_eq!(
+        (e.variant, e.detail),
+        (Some("control"), Some(Detail::Fallthrough))
+    );
     let vip_staff = Context::with_targeting_key("staff-2").with("plan", "vip");
     assert_eq!(ev.evaluate("checkout", &vip_staff).rule_id(), Some("vip"));
 
@@ -147,8 +159,14 @@ fn audience_opt_out_and_missing_units() {
         let ctx = user(i).with("experimentOptOut", true);
         for key in ["checkout", "banner", "search"] {
             let e = ev.evaluate(key, &ctx);
-            assert!(matches!(e.detail, Some(Detail::ExperimentOptOut(_))), "{key}");
-            assert_eq!(e.detail.and_then(|d| d.experiment_id().map(str::to_owned)), None);
+            assert!(
+                matches!(e.detail, Some(Detail::ExperimentOptOut(_))),
+                "{key}"
+            );
+            assert_eq!(
+                e.detail.and_then(|d| d.experiment_id().map(str::to_owned)),
+                None
+            );
             assert_eq!(e.reason, Reason::TargetingMatch);
             let control = if key == "checkout" { "control" } else { "off" };
             assert_eq!(e.variant, Some(control));
@@ -162,7 +180,10 @@ fn audience_opt_out_and_missing_units() {
 
     // No unit: not in the experiment, and not an error (the fallthrough needs none).
     let e = ev.evaluate("banner", &Context::new());
-    assert_eq!((e.variant, e.detail, e.error), (Some("off"), Some(Detail::Fallthrough), None));
+    assert_eq!(
+        (e.variant, e.detail, e.error),
+        (Some("off"), Some(Detail::Fallthrough), None)
+    );
 }
 
 #[test]
@@ -171,7 +192,10 @@ fn other_environments_do_not_run_the_experiment() {
     let ev = rs.evaluator("staging", OffsetDateTime::UNIX_EPOCH);
     for i in 0..500 {
         let e = ev.evaluate("search", &user(i));
-        assert!(e.detail.and_then(|d| d.experiment_id().map(str::to_owned)).is_none());
+        assert!(e
+            .detail
+            .and_then(|d| d.experiment_id().map(str::to_owned))
+            .is_none());
     }
 }
 
@@ -194,8 +218,15 @@ flags:
     let ev = rs.evaluator("production", OffsetDateTime::UNIX_EPOCH);
     let ctx = Context::with_targeting_key("u1").with("accountId", "acct-9");
     assert_eq!(ev.experiment_unit("f", &ctx), Some(&json!("acct-9")));
-    assert_eq!(ev.experiment_unit("f", &Context::with_targeting_key("u1")), Some(&json!("u1")));
-    assert_eq!(rs.evaluator("dev", OffsetDateTime::UNIX_EPOCH).experiment_unit("f", &ctx), None);
+    assert_eq!(
+        ev.experiment_unit("f", &Context::with_targeting_key("u1")),
+        Some(&json!("u1"))
+    );
+    assert_eq!(
+        rs.evaluator("dev", OffsetDateTime::UNIX_EPOCH)
+            .experiment_unit("f", &ctx),
+        None
+    );
 }
 
 #[test]
@@ -211,9 +242,12 @@ fn explain_says_what_the_experiment_did() {
             .steps
             .iter()
             .find_map(|s| match s {
-                switchyard_engine::explain::Step::Experiment { outcome, variant, holdout_bucket, .. } => {
-                    Some((outcome.clone(), variant.clone(), *holdout_bucket))
-                }
+                switchyard_engine::explain::Step::Experiment {
+                    outcome,
+                    variant,
+                    holdout_bucket,
+                    ..
+                } => Some((outcome.clone(), variant.clone(), *holdout_bucket)),
                 _ => None,
             })
             .expect("an experiment step");
@@ -272,7 +306,8 @@ fn mistakes_are_reported_where_they_are() {
         ),
     ];
     for (yaml, path, message) in cases {
-        let text = format!("flags:\n  - key: f\n    environments:\n      production:\n        {yaml}\n");
+        let text =
+            format!("flags:\n  - key: f\n    environments:\n      production:\n        {yaml}\n");
         let (ruleset, diagnostics) = check_str(&text, Format::Yaml, None);
         assert!(ruleset.is_none(), "{yaml}");
         assert!(

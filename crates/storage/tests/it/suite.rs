@@ -1793,7 +1793,10 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         .unwrap();
     assert_eq!(record.version, 1);
     let committed = tx.commit().await.unwrap();
-    assert!(!committed.ruleset_changed, "an experiment record is not served");
+    assert!(
+        !committed.ruleset_changed,
+        "an experiment record is not served"
+    );
     assert_eq!(committed.changes, 0, "not in the change feed");
     let log = store
         .audit(&AuditQuery {
@@ -1830,7 +1833,10 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
     let metrics = vec![
         metric_at("m1", "a", start + 20, 5.0),
         metric_at("m2", "a", start + 20 + day, 7.0),
-        metric_at("m3", "a", start + 5, 100.0), // before its exposure: not counted
+        // Two minutes before its exposure: not counted; two milliseconds before (a client
+        // clock a little behind the server's): counted, on the exposure's day.
+        metric_at("m3", "a", start + 10 - 120_000, 100.0),
+        metric_at("m8", "a", start + 8, 0.5),
         metric_at("m4", "b", start + day + 6, 1.0),
         metric_at("m5", "b", start + 4 * day, 2.0), // outside a 2-day window
         metric_at("m6", "c", start + 3 * day + 1, 3.0),
@@ -1839,7 +1845,10 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
             ..metric_at("m7", "c", start + 3 * day + 1, 50.0)
         },
     ];
-    store.append_events(&exposures, &metrics, start).await.unwrap();
+    store
+        .append_events(&exposures, &metrics, start)
+        .await
+        .unwrap();
     let counts = store
         .experiment_exposure_counts("exp-1", start + 5 * day)
         .await
@@ -1866,14 +1875,15 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         )
         .await
         .unwrap();
-    let summary: Vec<(String, i64, Vec<(i64, u64, f64)>)> = seen
+    type Days = Vec<(i64, u64, f64)>;
+    let summary: Vec<(String, i64, Days)> = seen
         .into_iter()
         .map(|u| (u.variant, u.exposed_day, u.days))
         .collect();
     assert_eq!(
         summary,
         vec![
-            ("control".into(), 0, vec![(0, 1, 5.0), (1, 1, 7.0)]),
+            ("control".into(), 0, vec![(0, 2, 5.5), (1, 1, 7.0)]),
             ("treatment".into(), 1, vec![(1, 1, 1.0)]),
             ("treatment".into(), 3, vec![(3, 1, 3.0)]),
         ]
@@ -1883,8 +1893,8 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         .erase_unit("production", "a", &["exp-1".to_owned()])
         .await
         .unwrap();
-    // Its flag exposure, its experiment exposure and its three metric events.
-    assert_eq!(erased, 5);
+    // Its flag exposure, its experiment exposure and its four metric events.
+    assert_eq!(erased, 6);
     let counts = store
         .experiment_exposure_counts("exp-1", start + 5 * day)
         .await

@@ -1,0 +1,414 @@
+//! Experiments through the control layer on the real stores: the lifecycle and its rules
+//! (audited, the flag changed in the same transaction, a second replica serving it), a known
+//! effect found, and A/A experiments over many seeds flagging no more than their false-positive
+//! rate allows.
+
+use serde_json::json;
+use switchyard_api_types::experiments::{ExperimentSpec, ExperimentStatus};
+use switchyard_control::{Actor, Control, ControlError, ExperimentAction, ImportMode};
+use switchyard_engine::{Context, Detail, Format};
+use switchyard_storage::{AuditQuery, ExposureRow, MetricRow};
+
+use crate::harness::{plan, Db};
+
+const FLAGS: &str = r#"
+segments:
+  staff: {included: [staff-1]}
+flags:
+  - key: checkout
+    type: string
+    variants: {control: old, green: green}
+    defaultVariant: control
+    environments:
+      production:
+        rules:
+          - {id: vip, conditions: [{attribute: plan, operator: equals, value: vip}], variant: green}
+        fallthrough: {variant: control}
+  - key: banner
+"#;
+
+fn who() -> Actor {
+    Actor {
+        id: "token:test".into(),
+        name: Some("test".into()),
+    }
+}
+
+fn spec(id: &str, flag: &str) -> ExperimentSpec {
+    serde_json::from_value(json!({
+        "id": id,
+        "environment": "production",
+        "flag": flag,
+        "control": if flag == "checkout" { "control" } else { "off" },
+        "variants": if flag == "checkout" { json!({"control": 50, "green": 50}) } else { json!({"off": 50, "on": 50}) },
+        "metrics": [{"event": "purchase", "role": "primary"}],
+        "audience": {"excludeSegments": ["staff"]},
+        "minDurationDays": 0,
+        "minUnitsPerVariant": 100,
+    }))
+    .expect("a valid spec")
+}
+
+async fn setup(db: &Db) -> Control {
+    let c = db.replica().await;
+    c.bootstrap(&plan()).await.expect("bootstrap");
+    c.import(
+        FLAGS,
+        Format::Yaml,
+        "flags.yaml",
+        ImportMode::Merge,
+        &who(),
+        None,
+    )
+    .await
+    .expect("import");
+    c
+}
+
+fn assigned(c: &Control, flag: &str, unit: &str) -> Option<String> {
+    let snap = c.snapshot();
+    let ev = snap
+        .ruleset
+        .evaluator("production", time::OffsetDateTime::now_utc());
+    let e = ev.evaluate(flag, &Context::with_targeting_key(unit));
+    matches!(e.detail, Some(Detail::Experiment(_))).then(|| e.variant.unwrap().to_owned())
+}
+
+/// Draft → running → paused → running → completed (shipping), each audited, with the flag's
+/// block written and removed in the same transaction; the rules between live experiments.
+pub async fn the_lifecycle_changes_the_flag_in_the_same_transaction(db: Db) {
+    let c = setup(&db).await;
+    let other = db.syncing_replica().await;
+    let created = c
+        .create_experiment(spec("green-button", "checkout"), &who(), None)
+        .await
+        .expect("create");
+    assert_eq!(created.value.status, ExperimentStatus::Draft);
+    assert!(
+        assigned(&c, "checkout", "u1").is_none(),
+        "a draft serves nothing"
+    );
+
+    // Mistakes are refused before anything is written, with the field at fault.
+    let mut bad = spec("bad", "checkout");
+    bad.variants.insert("purple".into(), 0.0);
+    let err = c.create_experiment(bad, &who(), None).await.unwrap_err();
+    assert!(
+        err.to_string().contains("unknown variant `purple`"),
+        "{err}"
+    );
+    let mut bad = spec("bad", "nope");
+    bad.flag = "checkot".into();
+    let err = c.create_experiment(bad, &who(), None).await.unwrap_err();
+    assert!(
+        matches!(&err, ControlError::BadRequest { field: Some(f), message } if f == "flag" && message.contains("did you mean `checkout`")),
+        "{err}"
+    );
+
+    c.transition_experiment(
+        "green-button",
+        ExperimentAction::Start,
+        &who(),
+        Some("go".into()),
+    )
+    .await
+    .expect("start");
+    let units: Vec<String> = (0..400).map(|i| format!("u{i}")).collect();
+    let served: Vec<Option<String>> = units.iter().map(|u| assigned(&c, "checkout", u)).collect();
+    assert!(
+        served.iter().all(Option::is_some),
+        "everyone not on a rule is in"
+    );
+    let greens = served.iter().flatten().filter(|v| *v == "green").count();
+    assert!((150..250).contains(&greens), "{greens} of 400 green");
+    // Rules still decide for the units they match; the audience excludes staff.
+    let snap = c.snapshot();
+    let ev = snap
+        .ruleset
+        .evaluator("production", time::OffsetDateTime::now_utc());
+    let vip = ev.evaluate(
+        "checkout",
+        &Context::with_targeting_key("u1").with("plan", "vip"),
+    );
+    assert_eq!(vip.rule_id(), Some("vip"));
+    assert!(assigned(&c, "checkout", "staff-1").is_none());
+    // The other replica serves the same assignment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while assigned(&other, "checkout", "u1").is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (u, v) in units.iter().zip(&served).take(50) {
+        assert_eq!(&assigned(&other, "checkout", u), v);
+    }
+
+    // One live experiment per flag and environment.
+    c.create_experiment(spec("second", "checkout"), &who(), None)
+        .await
+        .expect("a second draft is fine");
+    let err = c
+        .transition_experiment("second", ExperimentAction::Start, &who(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already running"), "{err}");
+    // A replacement of the flag keeps the block; it cannot write one itself.
+    let def = c.snapshot().flag("checkout").unwrap().definition.clone();
+    let mut edited = def.clone();
+    edited
+        .environments
+        .get_mut("production")
+        .unwrap()
+        .experiment = None;
+    edited.description = Some("edited".into());
+    c.replace_flag("checkout", edited, None, true, &who(), None)
+        .await
+        .expect("replace");
+    assert!(
+        assigned(&c, "checkout", "u1").is_some(),
+        "the block was kept"
+    );
+    let err = c
+        .delete_flag("checkout", None, &who(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("complete or cancel it first"),
+        "{err}"
+    );
+
+    // Pause removes the block; resume restores the same assignment.
+    c.transition_experiment("green-button", ExperimentAction::Pause, &who(), None)
+        .await
+        .expect("pause");
+    assert!(assigned(&c, "checkout", "u1").is_none());
+    let err = c
+        .transition_experiment("green-button", ExperimentAction::Pause, &who(), None)
+        .await
+        .expect("asking again for where it is changes nothing");
+    assert!(!err.changed);
+    c.transition_experiment("green-button", ExperimentAction::Resume, &who(), None)
+        .await
+        .expect("resume");
+    let again: Vec<Option<String>> = units.iter().map(|u| assigned(&c, "checkout", u)).collect();
+    assert_eq!(again, served, "the same units get the same variants");
+    let retried = c
+        .transition_experiment("green-button", ExperimentAction::Resume, &who(), None)
+        .await
+        .expect("a retried resume");
+    assert!(!retried.changed);
+
+    let done = c
+        .transition_experiment(
+            "green-button",
+            ExperimentAction::Complete {
+                ship: Some("green".into()),
+            },
+            &who(),
+            Some("green wins".into()),
+        )
+        .await
+        .expect("complete");
+    assert_eq!(done.value.shipped_variant.as_deref(), Some("green"));
+    assert!(done.value.ended_at_ms.is_some());
+    let snap = c.snapshot();
+    let ev = snap
+        .ruleset
+        .evaluator("production", time::OffsetDateTime::now_utc());
+    let e = ev.evaluate("checkout", &Context::with_targeting_key("u1"));
+    assert_eq!(
+        (e.variant, e.detail),
+        (Some("green"), Some(Detail::Fallthrough))
+    );
+    let err = c
+        .transition_experiment("green-button", ExperimentAction::Start, &who(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`start` applies to a draft"),
+        "{err}"
+    );
+    let statuses: Vec<ExperimentStatus> = done.value.timeline.iter().map(|t| t.0).collect();
+    use ExperimentStatus::*;
+    assert_eq!(statuses, vec![Draft, Running, Paused, Running, Completed]);
+    let err = c
+        .update_experiment(
+            "green-button",
+            spec("green-button", "checkout"),
+            None,
+            &who(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("only drafts can be edited"),
+        "{err}"
+    );
+
+    let store = c.store().unwrap();
+    let log = store
+        .audit(&AuditQuery {
+            subject_kind: Some("experiment".into()),
+            subject: Some("green-button".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "experiment.create",
+            "experiment.start",
+            "experiment.pause",
+            "experiment.resume",
+            "experiment.complete"
+        ]
+    );
+    let flag_log = store
+        .audit(&AuditQuery {
+            subject_kind: Some("flag".into()),
+            subject: Some("checkout".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(flag_log.iter().any(|e| e.action == "experiment.complete"
+        && e.reason.as_deref()
+            == Some("experiment `green-button` completed, shipping `green`: green wins")));
+}
+
+/// Simulates one experiment on `flag`: `units` exposed (assigned by the engine, as OFREP
+/// would), each converting with `p_control`, or `p_treatment` in the treatment.
+async fn simulate(c: &Control, id: &str, flag: &str, units: usize, p: (f64, f64), seed: u64) {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let mut exposures = Vec::new();
+    let mut metrics = Vec::new();
+    let snap = c.snapshot();
+    let ev = snap
+        .ruleset
+        .evaluator("production", time::OffsetDateTime::now_utc());
+    for i in 0..units {
+        let unit = format!("{id}-u{i}");
+        let e = ev.evaluate(flag, &Context::with_targeting_key(unit.as_str()));
+        if !matches!(e.detail, Some(Detail::Experiment(_))) {
+            continue;
+        }
+        let variant = e.variant.unwrap_or_default().to_owned();
+        let rate = if variant == "control" || variant == "off" {
+            p.0
+        } else {
+            p.1
+        };
+        if uniform() < rate {
+            metrics.push(MetricRow {
+                environment: "production".into(),
+                id: format!("{unit}-m"),
+                unit: unit.clone(),
+                event: "purchase".into(),
+                value: None,
+                at_ms: now + 1000,
+            });
+        }
+        exposures.push(ExposureRow {
+            environment: "production".into(),
+            flag: flag.into(),
+            unit,
+            variant,
+            at_ms: now,
+            experiment: Some(id.into()),
+        });
+    }
+    c.append_events(&exposures, &metrics).await.expect("append");
+}
+
+/// A true 3-point lift on a 10 % conversion is found and recommended; the rest is honest.
+pub async fn a_known_effect_is_detected(db: Db) {
+    let c = setup(&db).await;
+    c.create_experiment(spec("lift", "banner"), &who(), None)
+        .await
+        .unwrap();
+    c.transition_experiment("lift", ExperimentAction::Start, &who(), None)
+        .await
+        .unwrap();
+    simulate(&c, "lift", "banner", 8000, (0.10, 0.13), 42).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 5000;
+    let r = c.experiment_results("lift", now).await.expect("results");
+    let units: u64 = r.variants.iter().map(|v| v.units).sum();
+    assert_eq!(
+        units, 8000,
+        "every unit is exposed (no holdout, no audience limit but staff)"
+    );
+    assert_eq!(r.srm.as_ref().unwrap().status, "ok");
+    let arm = &r.metrics[0].arms[1];
+    let cmp = arm.vs_control.as_ref().unwrap();
+    assert_eq!(arm.variant, "on");
+    assert_eq!(cmp.verdict, "better", "{cmp:?}");
+    let [lo, hi] = cmp.ci_abs.unwrap();
+    assert!(
+        lo < 0.03 && 0.03 < hi,
+        "the interval holds the true lift: {lo}..{hi}"
+    );
+    assert!(cmp.p_value.unwrap() < 0.001);
+    assert!(cmp.chance_to_beat_control.unwrap() > 0.99);
+    assert_eq!(r.recommendation.action, "ship", "{:?}", r.recommendation);
+    assert_eq!(r.recommendation.variant.as_deref(), Some("on"));
+    assert!(!r.series.is_empty());
+}
+
+/// 120 A/A experiments (no effect, 600 units each): fixed-horizon p < 0.05 about 5 % of the time, the
+/// always-valid test and the recommendation at most as often.
+pub async fn a_a_experiments_keep_their_false_positive_rate(db: Db) {
+    let c = setup(&db).await;
+    let runs = 120;
+    let mut flags = String::from("flags:\n");
+    for i in 0..runs {
+        flags.push_str(&format!("  - key: aa-{i}\n"));
+    }
+    c.import(
+        &flags,
+        Format::Yaml,
+        "aa.yaml",
+        ImportMode::Merge,
+        &who(),
+        None,
+    )
+    .await
+    .unwrap();
+    let (mut fixed, mut sequential, mut shipped) = (0, 0, 0);
+    for i in 0..runs {
+        let id = format!("aa-exp-{i}");
+        c.create_experiment(spec(&id, &format!("aa-{i}")), &who(), None)
+            .await
+            .unwrap();
+        c.transition_experiment(&id, ExperimentAction::Start, &who(), None)
+            .await
+            .unwrap();
+        // The false-positive rate does not depend on the sample size (the normal
+        // approximation holds at 300 units an arm and a 30 % rate); the number of runs sets
+        // how tightly it is checked.
+        simulate(&c, &id, &format!("aa-{i}"), 600, (0.3, 0.3), 1000 + i).await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 5000;
+        let r = c.experiment_results(&id, now).await.unwrap();
+        let cmp = r.metrics[0].arms[1].vs_control.clone().unwrap();
+        fixed += usize::from(cmp.p_value.is_some_and(|p| p < 0.05));
+        sequential += usize::from(cmp.verdict != "inconclusive");
+        shipped += usize::from(r.recommendation.action == "ship");
+    }
+    // Binomial(120, 0.05): mean 6; P(X ≥ 16) < 0.1 %, P(X = 0) ≈ 0.2 %.
+    assert!(
+        (1..16).contains(&fixed),
+        "fixed-horizon false positives: {fixed} of {runs}"
+    );
+    assert!(
+        sequential <= fixed.max(6),
+        "always-valid: {sequential} vs fixed {fixed}"
+    );
+    assert!(shipped <= sequential, "{shipped}");
+}
