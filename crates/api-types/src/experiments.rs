@@ -158,8 +158,9 @@ pub enum ExperimentStatus {
     Draft,
     /// Assigning units and recording exposures.
     Running,
-    /// Stopped for now (by a person, a guardrail or a sample-ratio mismatch): the flag serves
-    /// its own targeting, nothing is recorded; resume continues with the same assignment.
+    /// Stopped for now (by a person, a guardrail or a sample-ratio mismatch): the units it
+    /// would assign get the control and nothing is recorded; resume gives them their variants
+    /// back.
     Paused,
     /// Finished, with a shipped variant (or none).
     Completed,

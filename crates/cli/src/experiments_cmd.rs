@@ -66,7 +66,7 @@ enum ExperimentsCommand {
     },
     /// Start a draft: its flag assigns units and exposures are recorded.
     Start(Action),
-    /// Pause: the flag serves its own targeting again, nothing is recorded.
+    /// Pause: the units it would assign get the control, nothing is recorded.
     Pause(Action),
     /// Resume a paused experiment (the same units get the same variants).
     Resume(Action),

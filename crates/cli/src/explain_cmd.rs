@@ -204,6 +204,7 @@ fn steps(out: &mut String, e: &Explanation, depth: usize) {
                 let mut what = match (outcome.as_str(), variant) {
                     ("assigned", Some(v)) => format!("assigned `{v}` (an exposure)"),
                     ("opted out", Some(v)) => format!("opted out: `{v}`, no exposure"),
+                    ("paused", Some(v)) => format!("paused: `{v}`, no exposure"),
                     (other, _) => format!("{other}: the flag's own targeting applies"),
                 };
                 if let Some(b) = holdout_bucket {

@@ -7,8 +7,10 @@
 //! (one live experiment per flag and environment, free room in a layer, one percentage per
 //! holdout), writes the flag — validated by the engine like any flag change — and the
 //! experiment record, with an audit row for each, in one transaction. Pausing, completing and
-//! cancelling remove the block, so the flag serves its own targeting again; completing can ship
-//! a variant (it becomes the environment's fallthrough).
+//! Pausing keeps the block, marked paused: the units it would assign get the control and
+//! nothing is recorded (resuming gives them their variants back). Completing and cancelling
+//! remove it, so the flag serves its own targeting again; completing can ship a variant (it
+//! becomes the environment's fallthrough).
 
 use std::collections::BTreeMap;
 
@@ -150,8 +152,8 @@ impl Experiment {
         }
     }
 
-    /// The block its flag carries while it runs.
-    fn block(&self) -> ExperimentDef {
+    /// The block its flag carries while it runs (or is paused).
+    fn block(&self, paused: bool) -> ExperimentDef {
         let spec = &self.spec;
         let mut audience = Vec::new();
         let segments = |names: &[String]| serde_json::Value::from(names.to_vec());
@@ -189,6 +191,7 @@ impl Experiment {
                 }),
             holdout: spec.holdout.clone(),
             bucket_by: None,
+            paused,
         }
     }
 
@@ -560,8 +563,9 @@ impl Control {
                 }
             }
             let flag_change = match &action {
-                ExperimentAction::Start | ExperimentAction::Resume => Some(Some(exp.block())),
-                _ if exp.status == ExperimentStatus::Running => Some(None),
+                ExperimentAction::Start | ExperimentAction::Resume => Some(Some(exp.block(false))),
+                ExperimentAction::Pause => Some(Some(exp.block(true))),
+                _ if exp.is_live() => Some(None),
                 _ => None,
             };
             let ship = match &action {
@@ -695,7 +699,11 @@ fn validate_against_flag(
     if let Some(layer) = &spec.layer {
         trial.layer_slice = Some([0.0, layer.percentage]);
     }
-    let def = with_block(current.definition, &spec.environment, Some(trial.block()));
+    let def = with_block(
+        current.definition,
+        &spec.environment,
+        Some(trial.block(false)),
+    );
     Ok(draft.validate_flag(def))
 }
 

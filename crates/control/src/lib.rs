@@ -76,6 +76,7 @@ pub use experiments::{parse_date, running_experiments, Experiment, ExperimentAct
 pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
 pub use import::{ImportMode, ImportReport};
 pub use manage::{CreatedToken, NewTokenRequest};
+pub use results::{AutoStop, GUARDRAIL_MIN_UNITS, SRM_MIN_UNITS};
 pub use snapshot::{Changed, FlagMeta, FlagView, SegmentMeta, SegmentView, Snapshot, Source};
 pub use tokens::{Actor, Principal, TokenCache};
 

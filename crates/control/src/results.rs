@@ -778,3 +778,116 @@ mod tests {
         assert!((a + b - 1.0).abs() < 1e-12 && a > 0.99);
     }
 }
+
+/// Why the monitor stopped an experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoStop {
+    /// The experiment.
+    pub experiment: String,
+    /// `srm` or `guardrail`.
+    pub kind: &'static str,
+    /// What was seen, for people (also the audit entry's reason).
+    pub reason: String,
+}
+
+/// Fewest exposed units before a sample-ratio mismatch stops an experiment (the chi-square
+/// needs a few dozen expected units per arm to be trusted).
+pub const SRM_MIN_UNITS: u64 = 200;
+/// Fewest units per arm before a guardrail stops an experiment.
+pub const GUARDRAIL_MIN_UNITS: u64 = 100;
+
+impl Control {
+    /// Checks every running experiment once: a sample-ratio mismatch at p < 0.001 or a
+    /// guardrail significantly worse (always-valid test) pauses it — its units get the
+    /// control — as actor `srm` or `guardrail`, audited with what was seen. Returns what it
+    /// stopped. Safe on every replica at once: the pause is one locked operation, and a second
+    /// replica finds the experiment already paused.
+    pub async fn check_experiments(&self, now_ms: i64) -> Result<Vec<AutoStop>> {
+        let mut stopped = Vec::new();
+        for exp in self.experiments().await? {
+            if exp.status != ExperimentStatus::Running {
+                continue;
+            }
+            let id = exp.spec.id.clone();
+            let results = match self.experiment_results(&id, now_ms).await {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!(experiment = %id, error = %err, "cannot check an experiment");
+                    continue;
+                }
+            };
+            let Some(stop) = auto_stop(&results) else {
+                continue;
+            };
+            let actor = crate::Actor {
+                id: stop.kind.to_owned(),
+                name: Some(format!("automatic {} check", stop.kind)),
+            };
+            let written = self
+                .transition_experiment(
+                    &id,
+                    crate::ExperimentAction::Pause,
+                    &actor,
+                    Some(stop.reason.clone()),
+                )
+                .await?;
+            if written.changed {
+                tracing::warn!(experiment = %id, kind = stop.kind, reason = %stop.reason, "an experiment was stopped automatically");
+                stopped.push(stop);
+            }
+        }
+        Ok(stopped)
+    }
+}
+
+/// What in `r` stops its experiment, if anything.
+fn auto_stop(r: &ExperimentResults) -> Option<AutoStop> {
+    let total: u64 = r.variants.iter().map(|v| v.units).sum();
+    if let Some(srm) = r.srm.as_ref().filter(|s| s.status == "alert") {
+        if total >= SRM_MIN_UNITS {
+            let arms = r
+                .variants
+                .iter()
+                .map(|v| format!("{} {} (weight {})", v.variant, v.units, v.weight))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some(AutoStop {
+                experiment: r.experiment.clone(),
+                kind: "srm",
+                reason: format!(
+                    "sample ratio mismatch: chi2 {:.2}, p {:.2e} ({arms}); assignment or exposure logging is broken",
+                    srm.chi2, srm.p_value
+                ),
+            });
+        }
+    }
+    for m in r.metrics.iter().filter(|m| m.role == MetricRole::Guardrail) {
+        let control_units = m.arms.iter().find(|a| a.control).map_or(0, |a| a.units);
+        for arm in &m.arms {
+            let Some(c) = &arm.vs_control else { continue };
+            if c.verdict == "worse"
+                && arm.units >= GUARDRAIL_MIN_UNITS
+                && control_units >= GUARDRAIL_MIN_UNITS
+            {
+                return Some(AutoStop {
+                    experiment: r.experiment.clone(),
+                    kind: "guardrail",
+                    reason: format!(
+                        "guardrail `{}` is worse for `{}`: {} vs control {}, always-valid interval for the difference {}",
+                        m.name,
+                        arm.variant,
+                        arm.mean.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}")),
+                        m.arms
+                            .iter()
+                            .find(|a| a.control)
+                            .and_then(|a| a.mean)
+                            .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}")),
+                        c.sequential_ci_abs
+                            .map_or_else(|| "n/a".to_owned(), |[l, h]| format!("[{l:.4}, {h:.4}]"))
+                    ),
+                });
+            }
+        }
+    }
+    None
+}

@@ -1295,6 +1295,7 @@ impl<'a> FlagCompiler<'a> {
             holdout,
             allocation,
             split: Bucketer::new(Domain::Split, &salt),
+            paused: def.paused,
             ranges: ranges?,
         })
     }

@@ -263,6 +263,10 @@ pub struct ExperimentDef {
     /// Bucketing unit attribute(s); defaults to the flag's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_by: Option<AttributeList>,
+    /// Paused (by a person, a guardrail or a sample-ratio mismatch): the units it would
+    /// assign get the control, and nothing is recorded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
 }
 
 /// An experiment's slice of a layer: layer buckets `from ≤ b < to`, in percent.

@@ -122,6 +122,8 @@ pub enum Detail<'r> {
     Experiment(&'r str),
     /// The unit opted out of the running experiment with this id: control, no exposure.
     ExperimentOptOut(&'r str),
+    /// The experiment with this id would assign the unit but is paused: control, no exposure.
+    ExperimentPaused(&'r str),
 }
 
 impl Detail<'_> {
@@ -143,7 +145,8 @@ impl Detail<'_> {
     }
 
     /// A short machine-readable tag (`RULE`, `TARGET`, `TENANT`, `KILL_SWITCH`,
-    /// `PREREQUISITE_FAILED`, `FALLTHROUGH`, `EXPERIMENT`, `EXPERIMENT_OPT_OUT`).
+    /// `PREREQUISITE_FAILED`, `FALLTHROUGH`, `EXPERIMENT`, `EXPERIMENT_OPT_OUT`,
+    /// `EXPERIMENT_PAUSED`).
     pub fn tag(&self) -> &'static str {
         match self {
             Detail::Rule(_) => "RULE",
@@ -154,6 +157,7 @@ impl Detail<'_> {
             Detail::Fallthrough => "FALLTHROUGH",
             Detail::Experiment(_) => "EXPERIMENT",
             Detail::ExperimentOptOut(_) => "EXPERIMENT_OPT_OUT",
+            Detail::ExperimentPaused(_) => "EXPERIMENT_PAUSED",
         }
     }
 }
@@ -739,6 +743,13 @@ impl<'r> Evaluator<'r> {
                         exp.control,
                         Reason::TargetingMatch,
                         Some(Detail::ExperimentOptOut(&exp.id)),
+                    )
+                }
+                Outcome::Paused => {
+                    return served(
+                        exp.control,
+                        Reason::TargetingMatch,
+                        Some(Detail::ExperimentPaused(&exp.id)),
                     )
                 }
                 Outcome::NotInAudience

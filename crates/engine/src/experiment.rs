@@ -12,7 +12,8 @@
 //!    experiment's slice (slices of one layer never overlap, so a unit is in at most one of its
 //!    experiments); without one, the rollout bucket under salt `experiment:<id>` must be below
 //!    the allocation;
-//! 6. the variant: split bucket under salt `experiment:<id>` over the weights.
+//! 6. the variant: split bucket under salt `experiment:<id>` over the weights — or, while the
+//!    experiment is paused, the control, unrecorded.
 //!
 //! It runs after the flag's rules, in place of the fallthrough: targets and rules (staff get
 //! the new thing, enterprise never does) keep deciding for the units they match, and the
@@ -39,6 +40,8 @@ pub(crate) struct Experiment {
     pub holdout: Option<Gate>,
     pub allocation: Allocation,
     pub split: Bucketer,
+    /// Paused: assigned units get the control, unrecorded.
+    pub paused: bool,
     /// Cumulative upper bounds (exclusive, in buckets) and variants, ascending.
     pub ranges: Box<[(u32, u16)]>,
 }
@@ -81,6 +84,8 @@ pub(crate) enum Outcome {
     NotAllocated(u32),
     /// In the experiment with this variant (split bucket).
     Assigned { variant: u16, bucket: u32 },
+    /// Would be in it, but it is paused: control, not recorded.
+    Paused,
 }
 
 /// What [`assign`] looked at, for explanations; evaluation passes `()`.
@@ -125,6 +130,9 @@ pub(crate) fn assign(exp: &Experiment, env: &Env<'_>, probe: &mut impl Probe) ->
         if !inside {
             return Outcome::NotAllocated(b);
         }
+    }
+    if exp.paused {
+        return Outcome::Paused;
     }
     let b = crate::eval::bucket_of(&exp.split, unit);
     let variant = exp

@@ -124,7 +124,8 @@ pub enum Step {
         /// Its id.
         id: String,
         /// `opted out` (control, no exposure), `not in audience`, `no unit`, `held out`,
-        /// `not allocated` (outside the allocation or layer slice) or `assigned`.
+        /// `not allocated` (outside the allocation or layer slice), `paused` (control, no
+        /// exposure) or `assigned`.
         outcome: String,
         /// The unit's value, when the draws needed it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,6 +372,7 @@ impl Evaluator<'_> {
             let outcome = assign(exp, &env, &mut probe);
             let (text, variant) = match outcome {
                 Outcome::OptedOut => ("opted out", Some(variant_key(exp.control))),
+                Outcome::Paused => ("paused", Some(variant_key(exp.control))),
                 Outcome::NotInAudience => ("not in audience", None),
                 Outcome::NoUnit => ("no unit", None),
                 Outcome::HeldOut(_) => ("held out", None),
@@ -385,7 +387,10 @@ impl Evaluator<'_> {
                 allocation_bucket: probe.allocation,
                 variant,
             });
-            if matches!(outcome, Outcome::OptedOut | Outcome::Assigned { .. }) {
+            if matches!(
+                outcome,
+                Outcome::OptedOut | Outcome::Paused | Outcome::Assigned { .. }
+            ) {
                 return steps;
             }
         }

@@ -35,6 +35,7 @@
 //! | `log.format` | `SWITCHYARD_LOG_FORMAT` | | `text` |
 //! | `log.level` | `SWITCHYARD_LOG` | | `info` |
 //! | `experiments.unit_hash_key` | `SWITCHYARD_UNIT_HASH_KEY` | | none (units stored as sent) |
+//! | `experiments.check_interval_secs` | `SWITCHYARD_EXPERIMENT_CHECK_SECS` | | `60` |
 //! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
 
 use std::collections::HashMap;
@@ -89,6 +90,9 @@ pub struct ExperimentsConfig {
     /// Store units as HMAC-SHA256 keyed hashes with this secret (at least 16 characters)
     /// instead of raw ids. Every replica needs the same key; changing it splits units.
     pub unit_hash_key: Option<String>,
+    /// Seconds between checks of running experiments for a sample-ratio mismatch or a harmed
+    /// guardrail (either pauses the experiment).
+    pub check_interval_secs: Option<u64>,
 }
 
 /// `[limits]`.
@@ -237,6 +241,8 @@ pub struct Settings {
     pub log_level: String,
     /// The key units are hashed with before they are stored, if any.
     pub unit_hash_key: Option<switchyard_control::UnitHashKey>,
+    /// Seconds between automatic checks of running experiments.
+    pub experiment_check_secs: u64,
 }
 
 /// A configuration problem, naming the setting and where it came from.
@@ -692,7 +698,23 @@ impl Settings {
             }
         };
 
+        let experiment_check_secs = number(
+            "SWITCHYARD_EXPERIMENT_CHECK_SECS",
+            file.experiments.check_interval_secs,
+        )?
+        .unwrap_or(60);
+        if !(1..=86_400).contains(&experiment_check_secs) {
+            return Err(ConfigError::Invalid {
+                setting: "experiment check interval",
+                value: experiment_check_secs.to_string(),
+                origin: "$SWITCHYARD_EXPERIMENT_CHECK_SECS / `experiments.check_interval_secs`"
+                    .to_owned(),
+                reason: "must be between 1 and 86400 seconds".to_owned(),
+            });
+        }
+
         Ok(Settings {
+            experiment_check_secs,
             unit_hash_key,
             listen,
             storage_url: storage_src.0,

@@ -294,3 +294,34 @@ pub async fn erase_unit(
         rows: erased,
     }))
 }
+
+/// Checks running experiments every `experiment_check_secs` until `stop` (see
+/// `Control::check_experiments`); every replica runs it, the pauses are idempotent.
+pub async fn monitor(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(state.settings.experiment_check_secs);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if state.control.store().is_none()
+            || state.control.store_status() != switchyard_control::StoreStatus::Up
+        {
+            continue;
+        }
+        match state.control.check_experiments(crate::now_millis()).await {
+            Ok(stopped) => {
+                for s in stopped {
+                    state
+                        .metrics
+                        .experiment_stops
+                        .with_label_values(&[s.kind])
+                        .inc();
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "the experiment check failed"),
+        }
+    }
+}

@@ -167,7 +167,7 @@ routes! {
     get "/api/v1/experiments/{id}" => experiments::get, VIEWER, "Get an experiment (ETag is its version).";
     put "/api/v1/experiments/{id}" => experiments::update, EDITOR, "Replace a draft experiment's definition (If-Match optional).";
     post "/api/v1/experiments/{id}/start" => experiments::start, EDITOR, "Start a draft: its flag assigns units and exposures are recorded.";
-    post "/api/v1/experiments/{id}/pause" => experiments::pause, EDITOR, "Pause: the flag serves its own targeting; nothing is recorded.";
+    post "/api/v1/experiments/{id}/pause" => experiments::pause, EDITOR, "Pause: the units it would assign get the control; nothing is recorded.";
     post "/api/v1/experiments/{id}/resume" => experiments::resume, EDITOR, "Resume a paused experiment with the same assignment.";
     post "/api/v1/experiments/{id}/complete" => experiments::complete, EDITOR, "Complete, optionally shipping a variant (it becomes the environment's fallthrough).";
     post "/api/v1/experiments/{id}/cancel" => experiments::cancel, EDITOR, "Cancel an experiment.";
@@ -524,6 +524,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     }
 
     let rollouts = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
+    let monitor = tokio::spawn(experiments::monitor(state.clone(), stop_rx.clone()));
     let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
         control.clone(),
         state.metrics.clone(),
@@ -554,6 +555,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     .map_err(StartError::Serve)?;
     stop_tx.send_replace(true);
     let _ = rollouts.await;
+    let _ = monitor.await;
     let _ = hub.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");

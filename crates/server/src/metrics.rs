@@ -33,6 +33,9 @@ pub struct Metrics {
     /// `switchyard_events_total{kind, outcome}`: events received from SDKs (`exposure`,
     /// `metric`) by outcome (`stored`, `duplicate`, `rejected`).
     pub events: IntCounterVec,
+    /// `switchyard_experiment_stops_total{reason}`: experiments paused automatically (`srm`,
+    /// `guardrail`).
+    pub experiment_stops: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +124,17 @@ impl Metrics {
             }
         }
         registry.register(Box::new(events.clone()))?;
+        let experiment_stops = IntCounterVec::new(
+            Opts::new(
+                "switchyard_experiment_stops_total",
+                "Experiments paused automatically, by reason (srm, guardrail)",
+            ),
+            &["reason"],
+        )?;
+        for reason in ["srm", "guardrail"] {
+            experiment_stops.with_label_values(&[reason]).inc_by(0);
+        }
+        registry.register(Box::new(experiment_stops.clone()))?;
         for kind in ["sdk", "ofrep"] {
             sse_clients.with_label_values(&[kind]).set(0);
             sse_dropped.with_label_values(&[kind]).inc_by(0);
@@ -149,6 +163,7 @@ impl Metrics {
             sse_dropped,
             rejected_connections,
             events,
+            experiment_stops,
         })
     }
 

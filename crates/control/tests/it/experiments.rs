@@ -175,11 +175,25 @@ pub async fn the_lifecycle_changes_the_flag_in_the_same_transaction(db: Db) {
         "{err}"
     );
 
-    // Pause removes the block; resume restores the same assignment.
+    // Paused, its units get the control, unrecorded; resume restores the same assignment.
     c.transition_experiment("green-button", ExperimentAction::Pause, &who(), None)
         .await
         .expect("pause");
     assert!(assigned(&c, "checkout", "u1").is_none());
+    let snap = c.snapshot();
+    let ev = snap
+        .ruleset
+        .evaluator("production", time::OffsetDateTime::now_utc());
+    for u in &units {
+        let e = ev.evaluate("checkout", &Context::with_targeting_key(u.as_str()));
+        assert_eq!(
+            (e.variant, e.detail),
+            (
+                Some("control"),
+                Some(Detail::ExperimentPaused("green-button"))
+            )
+        );
+    }
     let err = c
         .transition_experiment("green-button", ExperimentAction::Pause, &who(), None)
         .await
@@ -411,4 +425,122 @@ pub async fn a_a_experiments_keep_their_false_positive_rate(db: Db) {
         "always-valid: {sequential} vs fixed {fixed}"
     );
     assert!(shipped <= sequential, "{shipped}");
+}
+
+/// A harmed guardrail and a sample-ratio mismatch each pause their experiment, as actors
+/// `guardrail` and `srm`, audited with what was seen; healthy experiments keep running.
+pub async fn guardrails_and_sample_ratio_mismatches_pause_experiments(db: Db) {
+    let c = setup(&db).await;
+    c.import(
+        "flags:\n  - key: srm-flag\n  - key: healthy-flag\n",
+        Format::Yaml,
+        "more.yaml",
+        ImportMode::Merge,
+        &who(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut harmful = spec("harmful", "banner");
+    harmful.metrics = serde_json::from_value(json!([
+        {"event": "purchase", "role": "primary"},
+        {"name": "errors", "event": "error", "role": "guardrail", "higherIsBetter": false}
+    ]))
+    .unwrap();
+    for (id, s) in [
+        ("harmful", harmful),
+        ("skewed", spec("skewed", "srm-flag")),
+        ("healthy", spec("healthy", "healthy-flag")),
+    ] {
+        c.create_experiment(s, &who(), None).await.unwrap();
+        c.transition_experiment(id, ExperimentAction::Start, &who(), None)
+            .await
+            .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    // `harmful`: errors for 20 % of the treatment, 2 % of the control.
+    let mut exposures = Vec::new();
+    let mut metrics = Vec::new();
+    for i in 0..2000 {
+        let unit = format!("h{i}");
+        let Some(variant) = assigned(&c, "banner", &unit) else {
+            continue;
+        };
+        let erring = if variant == "on" {
+            i % 5 == 0
+        } else {
+            i % 50 == 0
+        };
+        if erring {
+            metrics.push(MetricRow {
+                environment: "production".into(),
+                id: format!("err-{i}"),
+                unit: unit.clone(),
+                event: "error".into(),
+                value: None,
+                at_ms: now + 10,
+            });
+        }
+        exposures.push(ExposureRow {
+            environment: "production".into(),
+            flag: "banner".into(),
+            unit,
+            variant,
+            at_ms: now,
+            experiment: Some("harmful".into()),
+        });
+    }
+    // `skewed`: the treatment's exposures are lost two times in three.
+    for i in 0..3000 {
+        let unit = format!("s{i}");
+        let Some(variant) = assigned(&c, "srm-flag", &unit) else {
+            continue;
+        };
+        if variant == "on" && i % 3 != 0 {
+            continue;
+        }
+        exposures.push(ExposureRow {
+            environment: "production".into(),
+            flag: "srm-flag".into(),
+            unit,
+            variant,
+            at_ms: now,
+            experiment: Some("skewed".into()),
+        });
+    }
+    c.append_events(&exposures, &metrics).await.unwrap();
+    simulate(&c, "healthy", "healthy-flag", 2000, (0.2, 0.2), 7).await;
+
+    let stopped = c.check_experiments(now + 1000).await.unwrap();
+    let mut kinds: Vec<(&str, &str)> = stopped
+        .iter()
+        .map(|s| (s.experiment.as_str(), s.kind))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![("harmful", "guardrail"), ("skewed", "srm")],
+        "{stopped:#?}"
+    );
+    assert!(stopped[0].reason.contains("errors") || stopped[1].reason.contains("errors"));
+    for (id, actor) in [("harmful", "guardrail"), ("skewed", "srm")] {
+        let e = c.experiment(id).await.unwrap();
+        assert_eq!(e.status, ExperimentStatus::Paused);
+        let last = e.timeline.last().unwrap();
+        assert_eq!(last.2, actor);
+        assert!(last.3.is_some(), "the reason is recorded");
+    }
+    assert_eq!(
+        c.experiment("healthy").await.unwrap().status,
+        ExperimentStatus::Running
+    );
+    // Paused, `harmful`'s units get the control.
+    let snap = c.snapshot();
+    let ev = snap
+        .ruleset
+        .evaluator("production", time::OffsetDateTime::now_utc());
+    let e = ev.evaluate("banner", &Context::with_targeting_key("h1"));
+    assert_eq!(e.variant, Some("off"));
+    // A second check (or another replica's) stops nothing more.
+    assert!(c.check_experiments(now + 2000).await.unwrap().is_empty());
 }

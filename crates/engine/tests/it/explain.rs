@@ -58,7 +58,7 @@ fn conclusion(e: &Explanation) -> Option<Conclusion> {
             outcome, variant, ..
         } => {
             assert!(
-                outcome == "assigned" || outcome == "opted out",
+                outcome == "assigned" || outcome == "opted out" || outcome == "paused",
                 "a trace cannot end on experiment outcome {outcome}"
             );
             Conclusion::Variant(variant.clone()?)

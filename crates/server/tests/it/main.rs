@@ -45,6 +45,7 @@ pub(crate) fn settings(dir: &Path) -> Settings {
         log_format: LogFormat::Text,
         log_level: "warn".to_owned(),
         unit_hash_key: None,
+        experiment_check_secs: 60,
     }
 }
 
