@@ -2,6 +2,7 @@
 
 mod delivery;
 mod edge;
+mod experiments;
 mod outage;
 mod protocol;
 mod replicas;
