@@ -3,6 +3,9 @@
 //! takes, and prints events per second for SQLite (a temporary file) and PostgreSQL (a fresh
 //! schema in `postgres://postgres@127.0.0.1:5432/test`, or `$BENCH_PG_URL`).
 //!
+//! Each store is measured with one writer (batches one after another) and with four
+//! concurrent writers (as concurrent SDK requests arrive).
+//!
 //! `cargo run --release --manifest-path bench/events/Cargo.toml [BATCHES]`
 
 use std::time::Instant;
@@ -21,6 +24,7 @@ fn batch(b: usize) -> (Vec<ExposureRow>, Vec<MetricRow>) {
             unit: format!("user-{b}-{i}"),
             variant: if i % 2 == 0 { "on" } else { "off" }.into(),
             at_ms: 1_764_576_000_000 + i as i64,
+            experiment: None,
         })
         .collect();
     let metrics = (0..half)
@@ -36,12 +40,29 @@ fn batch(b: usize) -> (Vec<ExposureRow>, Vec<MetricRow>) {
     (exposures, metrics)
 }
 
-async fn run(store: &Store, batches: usize) -> f64 {
-    let data: Vec<_> = (0..batches).map(batch).collect();
+/// Appends `batches` batches from `writers` concurrent tasks (as concurrent SDK requests do);
+/// events per second.
+async fn run(store: &Store, batches: usize, writers: usize, offset: usize) -> f64 {
+    let data: Vec<_> = (offset..offset + batches).map(batch).collect();
+    let mut shares: Vec<Vec<_>> = (0..writers).map(|_| Vec::new()).collect();
+    for (i, b) in data.into_iter().enumerate() {
+        shares[i % writers].push(b);
+    }
     let started = Instant::now();
-    for (e, m) in &data {
-        let appended = store.append_events(e, m, 0).await.expect("append");
-        assert_eq!(appended.exposures + appended.metrics, BATCH as u64);
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for (e, m) in &share {
+                    let appended = store.append_events(e, m, 0).await.expect("append");
+                    assert_eq!(appended.exposures + appended.metrics, BATCH as u64);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
     }
     (batches * BATCH) as f64 / started.elapsed().as_secs_f64()
 }
@@ -57,8 +78,10 @@ async fn main() {
     let sqlite = Store::connect(&format!("sqlite://{}", dir.join("events.db").display()))
         .await
         .expect("sqlite");
-    let rate = run(&sqlite, batches).await;
-    println!("sqlite:   {:>9.0} events/s ({} batches of {BATCH})", rate, batches);
+    for (i, writers) in [1, 4].into_iter().enumerate() {
+        let rate = run(&sqlite, batches, writers, i * batches).await;
+        println!("sqlite:   {rate:>9.0} events/s ({batches} batches of {BATCH}, {writers} writer(s))");
+    }
     sqlite.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -74,8 +97,10 @@ async fn main() {
     let pg = Store::connect(&format!("{base}?options=-c%20search_path%3D{schema}"))
         .await
         .expect("postgres store");
-    let rate = run(&pg, batches).await;
-    println!("postgres: {:>9.0} events/s ({} batches of {BATCH})", rate, batches);
+    for (i, writers) in [1, 4].into_iter().enumerate() {
+        let rate = run(&pg, batches, writers, i * batches).await;
+        println!("postgres: {rate:>9.0} events/s ({batches} batches of {BATCH}, {writers} writer(s))");
+    }
     pg.close().await;
     admin
         .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())

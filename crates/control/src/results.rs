@@ -1,6 +1,9 @@
-//! An experiment's results: per-arm sufficient statistics from one streaming pass over each
-//! metric's per-unit, per-day aggregates (the store groups the events), then the statistics
-//! crate for every comparison. Nothing here holds more than one unit's days at a time.
+//! An experiment's results: per-arm sufficient statistics (n, Σx, Σx²) of every metric from
+//! one pass of the database over the experiment's units and their events
+//! (`Store::experiment_summary`, a few hundred rows back), then the statistics crate for every
+//! comparison. A primary metric that is not a conversion draws its daily series from one more
+//! streaming pass over its per-unit, per-day aggregates; nothing here holds more than one
+//! unit's days at a time.
 //!
 //! Conventions (docs/statistics.md § Results): a unit's value for a metric counts the events
 //! at or after its first exposure, within the attribution window, before the experiment's end;
@@ -15,7 +18,9 @@ use switchyard_api_types::experiments::{
     SrmCheck,
 };
 use switchyard_stats::{self as stats, MeanSummary, Proportion};
-use switchyard_storage::{MetricQuery, UnitHistory, DAY_MS};
+use switchyard_storage::{
+    Aggregate, MetricQuery, SummaryMetric, SummaryQuery, UnitHistory, DAY_MS,
+};
 
 use crate::experiments::{parse_date, Experiment};
 use crate::{Control, Result};
@@ -272,54 +277,98 @@ impl Control {
         let series_days = if days_total <= MAX_SERIES_DAYS {
             days_total.max(1) as usize
         } else {
-            1
+            0
         };
+        let window = |m: &MetricSpec| m.window_hours.map(|h| (h * 3_600_000.0) as i64);
+        let summary_metrics: Vec<SummaryMetric<'_>> = spec
+            .metrics
+            .iter()
+            .map(|m| SummaryMetric {
+                event: &m.event,
+                aggregate: match m.kind {
+                    MetricKind::Conversion => Aggregate::Converted,
+                    MetricKind::Count => Aggregate::Count,
+                    MetricKind::Sum => Aggregate::Sum,
+                    MetricKind::Mean => Aggregate::Mean,
+                },
+                window_ms: window(m),
+            })
+            .collect();
+        let conversion_primary =
+            primary.filter(|&i| spec.metrics[i].kind == MetricKind::Conversion);
+        let rows = match start {
+            Some(start) if !spec.metrics.is_empty() => {
+                store
+                    .experiment_summary(&SummaryQuery {
+                        experiment: id,
+                        environment: &spec.environment,
+                        start_ms: start,
+                        end_ms: end,
+                        metrics: &summary_metrics,
+                        first_day_of: conversion_primary,
+                    })
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        let arm_of = |variant: &str| arms.iter().position(|(k, _)| **k == *variant);
         let mut metrics = Vec::with_capacity(spec.metrics.len());
-        let mut series_points = Vec::new();
         for (mi, metric) in spec.metrics.iter().enumerate() {
-            let days = if Some(mi) == primary { series_days } else { 1 };
-            let mut series = Series::new(arms.len(), days);
-            if let Some(start) = start {
-                let window_ms = metric.window_hours.map(|h| (h * 3_600_000.0) as i64);
+            let mut totals = Series::new(arms.len(), 1);
+            for row in &rows {
+                if let Some(arm) = arm_of(&row.variant) {
+                    let (n, x, xx) = row.sums[mi];
+                    let acc = &mut totals.acc[arm];
+                    acc.n += n;
+                    acc.sum += x;
+                    acc.sum2 += xx;
+                }
+            }
+            let higher = metric.higher_is_better.unwrap_or(true);
+            metrics.push(metric_results(
+                metric, &arms, control, &totals, higher, alpha,
+            ));
+        }
+
+        // The primary metric day by day: a conversion from the summary's first-event days; any
+        // other kind (whose Σx² per day needs each unit's running value) from one streaming
+        // pass over its per-unit, per-day aggregates.
+        let mut series_points = Vec::new();
+        if let (Some(mi), Some(start), true) = (primary, start, series_days > 0) {
+            let metric = &spec.metrics[mi];
+            let mut series = Series::new(arms.len(), series_days);
+            if conversion_primary.is_some() {
+                for row in &rows {
+                    let Some(arm) = arm_of(&row.variant) else {
+                        continue;
+                    };
+                    for day in usize::try_from(row.exposed_day).unwrap_or(0)..series_days {
+                        let converted = row.first_day.is_some_and(|f| f <= day as i64);
+                        let x = if converted { row.units as f64 } else { 0.0 };
+                        let acc = &mut series.acc[day * arms.len() + arm];
+                        acc.n += row.units;
+                        acc.sum += x;
+                        acc.sum2 += x;
+                    }
+                }
+            } else {
                 let q = MetricQuery {
                     experiment: id,
                     environment: &spec.environment,
                     event: &metric.event,
-                    window_ms,
+                    window_ms: window(metric),
                     start_ms: start,
                     end_ms: end,
                 };
                 store
                     .unit_days(&q, |unit| {
-                        if let Some(arm) = arms.iter().position(|(k, _)| **k == unit.variant) {
-                            if days == 1 {
-                                // Totals only: everything counts on the one "day".
-                                let mut folded = unit.clone();
-                                folded.exposed_day = 0;
-                                for d in &mut folded.days {
-                                    d.0 = 0;
-                                }
-                                series.add(arm, &folded, metric.kind);
-                            } else {
-                                series.add(arm, unit, metric.kind);
-                            }
+                        if let Some(arm) = arm_of(&unit.variant) {
+                            series.add(arm, unit, metric.kind);
                         }
                     })
                     .await?;
             }
-            let higher = metric.higher_is_better.unwrap_or(true);
-            let results = metric_results(metric, &arms, control, &series, higher, alpha);
-            if Some(mi) == primary && days > 1 {
-                series_points = series_of(&series, &arms, control, metric.kind, alpha, start);
-            }
-            metrics.push(results);
-        }
-        if let (Some(mi), Some(start)) = (primary, start) {
-            if series_points.is_empty() && days_total <= MAX_SERIES_DAYS {
-                let kind = spec.metrics[mi].kind;
-                let series = single_day(&metrics[mi], &arms);
-                series_points = series_of(&series, &arms, control, kind, alpha, Some(start));
-            }
+            series_points = series_of(&series, &arms, control, metric.kind, alpha, Some(start));
         }
         adjust(&mut metrics, alpha);
 
@@ -348,22 +397,6 @@ impl Control {
             recommendation,
         })
     }
-}
-
-/// A one-day series from final results (when the experiment is younger than a day).
-fn single_day(m: &MetricResults, arms: &[(&String, f64)]) -> Series {
-    let mut s = Series::new(arms.len(), 1);
-    for (i, arm) in m.arms.iter().enumerate() {
-        if let (Some(mean), Some(sd)) = (arm.mean, arm.sd.or(Some(0.0))) {
-            let n = arm.units as f64;
-            s.acc[i] = Acc {
-                n: arm.units,
-                sum: mean * n,
-                sum2: (sd * sd * (n - 1.0).max(0.0)) + n * mean * mean,
-            };
-        }
-    }
-    s
 }
 
 fn metric_results(

@@ -7,7 +7,7 @@
 //! running sums: memory stays bounded by one unit's days, whatever the number of events.
 
 use futures_util::TryStreamExt;
-use sqlx::Row;
+use sqlx::{Executor, Row};
 
 use crate::events::VariantUnits;
 use crate::{Result, Store};
@@ -172,5 +172,211 @@ impl Store {
         }
         tx.commit().await?;
         Ok(erased)
+    }
+}
+
+/// How a metric turns a unit's events into its value (see [`Store::experiment_summary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// 1 if the unit sent the event, else 0.
+    Converted,
+    /// How many events.
+    Count,
+    /// The sum of their values (0 without events).
+    Sum,
+    /// The mean of their values, for units with events only.
+    Mean,
+}
+
+/// One metric of a [`SummaryQuery`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryMetric<'a> {
+    /// The event name.
+    pub event: &'a str,
+    /// How the unit's events become its value.
+    pub aggregate: Aggregate,
+    /// Only events at most this long after the unit's first exposure (`None`: any).
+    pub window_ms: Option<i64>,
+}
+
+/// An experiment's exposures and the metrics to sum over them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryQuery<'a> {
+    /// The experiment.
+    pub experiment: &'a str,
+    /// Its environment.
+    pub environment: &'a str,
+    /// Day 0 starts here, unix ms.
+    pub start_ms: i64,
+    /// Only exposures and events before this instant, unix ms.
+    pub end_ms: i64,
+    /// The metrics.
+    pub metrics: &'a [SummaryMetric<'a>],
+    /// The metric (an index into `metrics`) whose first event's day groups the rows, so a
+    /// conversion series can be drawn day by day.
+    pub first_day_of: Option<usize>,
+}
+
+/// A group of units: one arm, one exposure day, one first-event day of the grouping metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    /// The arm.
+    pub variant: String,
+    /// The day of the units' first exposure (0 = the start day).
+    pub exposed_day: i64,
+    /// The day of their first event of the grouping metric (`None`: none in its window).
+    pub first_day: Option<i64>,
+    /// Units in the group.
+    pub units: u64,
+    /// Per metric: units counted, Σx and Σx² of their values.
+    pub sums: Vec<(u64, f64, f64)>,
+}
+
+impl Store {
+    /// Sums every metric over an experiment's exposed units in one pass of the database over
+    /// their events (each unit's events of the metrics' names are one range of the
+    /// `(environment, unit, event, at_ms, value)` index), returning a row per arm, exposure day
+    /// and first-event day: a few hundred rows whatever the number of events.
+    pub async fn experiment_summary(&self, q: &SummaryQuery<'_>) -> Result<Vec<SummaryRow>> {
+        const FIXED: usize = 6;
+        let never = i64::MAX / 4;
+        // Metrics on the same event and window share their per-unit count and sum: each is
+        // computed once per event row.
+        let mut pairs: Vec<(&str, i64)> = Vec::new();
+        let pair_of: Vec<usize> = q
+            .metrics
+            .iter()
+            .map(|m| {
+                let key = (m.event, m.window_ms.unwrap_or(never));
+                pairs.iter().position(|p| *p == key).unwrap_or_else(|| {
+                    pairs.push(key);
+                    pairs.len() - 1
+                })
+            })
+            .collect();
+        let event = |j: usize| format!("${}", FIXED + 1 + 2 * j);
+        let window = |j: usize| format!("${}", FIXED + 2 + 2 * j);
+        let hit = |j: usize| {
+            format!(
+                "m.event = {} AND m.at_ms - e.first_at_ms <= {}",
+                event(j),
+                window(j)
+            )
+        };
+        let needs_sum = |j: usize| {
+            q.metrics
+                .iter()
+                .zip(&pair_of)
+                .any(|(m, &p)| p == j && matches!(m.aggregate, Aggregate::Sum | Aggregate::Mean))
+        };
+        let mut per_unit = Vec::new();
+        for j in 0..pairs.len() {
+            per_unit.push(format!(
+                "SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS n{j}",
+                hit(j)
+            ));
+            if needs_sum(j) {
+                per_unit.push(format!(
+                    "COALESCE(SUM(CASE WHEN {} THEN m.value END), 0.0) AS s{j}",
+                    hit(j)
+                ));
+            }
+        }
+        let mut outer = Vec::new();
+        for (k, m) in q.metrics.iter().enumerate() {
+            let j = pair_of[k];
+            let real = |e: String| format!("CAST(COALESCE(SUM({e}), 0) AS DOUBLE PRECISION)");
+            let (n, x) = match m.aggregate {
+                Aggregate::Converted => (
+                    "COUNT(*)".to_owned(),
+                    format!("CASE WHEN n{j} > 0 THEN 1.0 ELSE 0.0 END"),
+                ),
+                Aggregate::Count => ("COUNT(*)".to_owned(), format!("n{j} * 1.0")),
+                Aggregate::Sum => ("COUNT(*)".to_owned(), format!("s{j}")),
+                Aggregate::Mean => (
+                    format!("SUM(CASE WHEN n{j} > 0 THEN 1 ELSE 0 END)"),
+                    format!("CASE WHEN n{j} > 0 THEN s{j} / n{j} END"),
+                ),
+            };
+            outer.push(format!(
+                "{n} AS u{k}, {} AS x{k}, {} AS xx{k}",
+                real(x.clone()),
+                real(format!("({x}) * ({x})"))
+            ));
+        }
+        let first_day = match q.first_day_of {
+            Some(k) => format!(
+                "(MIN(CASE WHEN {} THEN CASE WHEN m.at_ms < e.first_at_ms THEN e.first_at_ms \
+                 ELSE m.at_ms END END) - $3) / $4",
+                hit(pair_of[k])
+            ),
+            None => "NULL".to_owned(),
+        };
+        let names: Vec<String> = (0..pairs.len()).map(event).collect();
+        let in_list = if names.is_empty() {
+            "NULL".to_owned()
+        } else {
+            names.join(", ")
+        };
+        let per_unit = if per_unit.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", per_unit.join(", "))
+        };
+        let outer = if outer.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", outer.join(", "))
+        };
+        let sql = format!(
+            "SELECT variant, exposed_day, first_day, COUNT(*) AS units{outer} \
+             FROM (SELECT e.variant AS variant, (e.first_at_ms - $3) / $4 AS exposed_day, \
+                          {first_day} AS first_day{per_unit} \
+                   FROM experiment_exposures e \
+                   LEFT JOIN metric_events m \
+                     ON m.environment = $2 AND m.unit = e.unit AND m.event IN ({in_list}) \
+                    AND m.at_ms >= e.first_at_ms - $6 AND m.at_ms < $5 \
+                   WHERE e.experiment = $1 AND e.first_at_ms < $5 \
+                   GROUP BY e.unit, e.variant, e.first_at_ms) per_unit \
+             GROUP BY variant, exposed_day, first_day \
+             ORDER BY variant, exposed_day, first_day"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(q.experiment)
+            .bind(q.environment)
+            .bind(q.start_ms)
+            .bind(DAY_MS)
+            .bind(q.end_ms)
+            .bind(CLOCK_SKEW_MS);
+        for (event, window) in &pairs {
+            query = query.bind(*event).bind(*window);
+        }
+        // PostgreSQL hashes a row per unit: with the default 4 MB of work memory a million
+        // units spill to disk; 64 MB keeps them in memory (for this statement only).
+        let mut tx = self.pool().begin().await?;
+        if self.backend() == crate::Backend::Postgres {
+            tx.execute("SET LOCAL work_mem = '64MB'").await?;
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                let mut sums = Vec::with_capacity(q.metrics.len());
+                for k in 0..q.metrics.len() {
+                    sums.push((
+                        r.try_get::<i64, _>(format!("u{k}").as_str())?.max(0) as u64,
+                        r.try_get::<f64, _>(format!("x{k}").as_str())?,
+                        r.try_get::<f64, _>(format!("xx{k}").as_str())?,
+                    ));
+                }
+                Ok(SummaryRow {
+                    variant: r.try_get("variant")?,
+                    exposed_day: r.try_get::<i64, _>("exposed_day")?.max(0),
+                    first_day: r.try_get::<Option<i64>, _>("first_day")?.map(|d| d.max(0)),
+                    units: r.try_get::<i64, _>("units")?.max(0) as u64,
+                    sums,
+                })
+            })
+            .collect()
     }
 }

@@ -2,16 +2,16 @@
 //!
 //! Not the flag write path: no write lock, no revision, no change feed, no audit row, no
 //! `NOTIFY` — an append never wakes a replica or a stream. A batch is one transaction of
-//! multi-row `INSERT`s (500 rows a statement, far below both backends' parameter limits).
+//! `INSERT … SELECT` statements whose rows (1 000 a statement) arrive as one JSON parameter.
 //! Exposures keep one row per environment, flag and unit — the earliest; metric events are
 //! idempotent on the client's event id within an environment.
 
 use sqlx::{Any, Executor, Row, Transaction};
 
-use crate::{Result, Store};
+use crate::{Backend, Result, Store};
 
 /// Rows per `INSERT` statement.
-const CHUNK: usize = 500;
+const CHUNK: usize = 1000;
 
 /// A unit was served a variant of a flag.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,27 +66,52 @@ pub struct VariantUnits {
     pub units: i64,
 }
 
-fn placeholders(rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..columns {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('$');
-            sql.push_str(&(r * columns + c + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql
+/// The rows of one statement as one JSON parameter: `[{"e": …, "f": …}, …]`. The database
+/// unpacks it (SQLite `json_each`, PostgreSQL `json_to_recordset`), so a batch binds one text
+/// value per statement instead of several thousand parameters — the binding, not the disk, was
+/// what bounded ingestion.
+fn rows_json<T>(rows: &[T], row: impl Fn(&T) -> serde_json::Value) -> String {
+    serde_json::Value::Array(rows.iter().map(row).collect()).to_string()
 }
+
+/// `SELECT <columns> FROM <the JSON rows>` in this backend's dialect; `columns` are
+/// `(key, SQL type)`, selected in order, then `extra` (further parameters).
+fn from_json(backend: Backend, columns: &[(&str, &str)], extra: &str) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let select: Vec<String> = columns
+                .iter()
+                .map(|(k, _)| format!("json_extract(value, '$.{k}')"))
+                .collect();
+            // `WHERE true` keeps SQLite from reading the upsert's ON as a join constraint.
+            format!(
+                "SELECT {}{extra} FROM json_each($1) WHERE true",
+                select.join(", ")
+            )
+        }
+        Backend::Postgres => {
+            let select: Vec<String> = columns.iter().map(|(k, _)| format!("x.{k}")).collect();
+            let types: Vec<String> = columns.iter().map(|(k, t)| format!("{k} {t}")).collect();
+            format!(
+                "SELECT {}{extra} FROM json_to_recordset($1::json) AS x({})",
+                select.join(", "),
+                types.join(", ")
+            )
+        }
+    }
+}
+
+const EXPOSURE_COLUMNS: &[(&str, &str)] = &[
+    ("e", "text"),
+    ("f", "text"),
+    ("u", "text"),
+    ("v", "text"),
+    ("t", "bigint"),
+];
 
 async fn insert_exposures(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     rows: &[&ExposureRow],
     now_ms: i64,
 ) -> Result<u64> {
@@ -94,22 +119,17 @@ async fn insert_exposures(
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO exposures (environment, flag, unit, variant, first_at_ms, received_at_ms) \
-             VALUES {} \
+             {} \
              ON CONFLICT (environment, flag, unit) DO UPDATE \
              SET variant = excluded.variant, first_at_ms = excluded.first_at_ms \
              WHERE excluded.first_at_ms < exposures.first_at_ms",
-            placeholders(chunk.len(), 6)
+            from_json(backend, EXPOSURE_COLUMNS, ", $2")
         );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(row.environment.as_str())
-                .bind(row.flag.as_str())
-                .bind(row.unit.as_str())
-                .bind(row.variant.as_str())
-                .bind(row.at_ms)
-                .bind(now_ms);
-        }
+        let data = rows_json(
+            chunk,
+            |r| serde_json::json!({"e": r.environment, "f": r.flag, "u": r.unit, "v": r.variant, "t": r.at_ms}),
+        );
+        let query = sqlx::query(&sql).bind(data).bind(now_ms);
         written += tx.execute(query).await?.rows_affected();
     }
     let assigned: Vec<(&str, &ExposureRow)> = rows
@@ -119,28 +139,29 @@ async fn insert_exposures(
     for chunk in assigned.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO experiment_exposures (experiment, unit, variant, first_at_ms, received_at_ms) \
-             VALUES {} \
+             {} \
              ON CONFLICT (experiment, unit) DO UPDATE \
              SET variant = excluded.variant, first_at_ms = excluded.first_at_ms \
              WHERE excluded.first_at_ms < experiment_exposures.first_at_ms",
-            placeholders(chunk.len(), 5)
+            from_json(
+                backend,
+                &[("x", "text"), ("u", "text"), ("v", "text"), ("t", "bigint")],
+                ", $2"
+            )
         );
-        let mut query = sqlx::query(&sql);
-        for (experiment, row) in chunk {
-            query = query
-                .bind(*experiment)
-                .bind(row.unit.as_str())
-                .bind(row.variant.as_str())
-                .bind(row.at_ms)
-                .bind(now_ms);
-        }
-        tx.execute(query).await?;
+        let data = rows_json(
+            chunk,
+            |(x, r)| serde_json::json!({"x": x, "u": r.unit, "v": r.variant, "t": r.at_ms}),
+        );
+        tx.execute(sqlx::query(&sql).bind(data).bind(now_ms))
+            .await?;
     }
     Ok(written)
 }
 
 async fn insert_metrics(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     rows: &[&MetricRow],
     now_ms: i64,
 ) -> Result<u64> {
@@ -148,21 +169,28 @@ async fn insert_metrics(
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO metric_events (environment, id, unit, event, value, at_ms, received_at_ms) \
-             VALUES {} ON CONFLICT (environment, id) DO NOTHING",
-            placeholders(chunk.len(), 7)
+             {} ON CONFLICT (environment, id) DO NOTHING",
+            from_json(
+                backend,
+                &[
+                    ("e", "text"),
+                    ("i", "text"),
+                    ("u", "text"),
+                    ("n", "text"),
+                    ("v", "double precision"),
+                    ("t", "bigint"),
+                ],
+                ", $2"
+            )
         );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(row.environment.as_str())
-                .bind(row.id.as_str())
-                .bind(row.unit.as_str())
-                .bind(row.event.as_str())
-                .bind(row.value)
-                .bind(row.at_ms)
-                .bind(now_ms);
-        }
-        written += tx.execute(query).await?.rows_affected();
+        let data = rows_json(
+            chunk,
+            |r| serde_json::json!({"e": r.environment, "i": r.id, "u": r.unit, "n": r.event, "v": r.value, "t": r.at_ms}),
+        );
+        written += tx
+            .execute(sqlx::query(&sql).bind(data).bind(now_ms))
+            .await?
+            .rows_affected();
     }
     Ok(written)
 }
@@ -195,10 +223,11 @@ impl Store {
             .iter()
             .filter(|m| seen.insert((m.environment.as_str(), m.id.as_str())))
             .collect();
+        let backend = self.backend();
         let mut tx = self.pool().begin().await?;
         let appended = Appended {
-            exposures: insert_exposures(&mut tx, &exposures, now_ms).await?,
-            metrics: insert_metrics(&mut tx, &metrics, now_ms).await?,
+            exposures: insert_exposures(&mut tx, backend, &exposures, now_ms).await?,
+            metrics: insert_metrics(&mut tx, backend, &metrics, now_ms).await?,
         };
         tx.commit().await?;
         Ok(appended)
@@ -252,8 +281,18 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn placeholders_number_every_value() {
-        assert_eq!(super::placeholders(2, 3), "($1,$2,$3),($4,$5,$6)");
+    fn rows_unpack_in_each_dialect() {
+        let cols = &[("u", "text"), ("t", "bigint")];
+        assert_eq!(
+            from_json(Backend::Sqlite, cols, ", $2"),
+            "SELECT json_extract(value, '$.u'), json_extract(value, '$.t'), $2 FROM json_each($1) WHERE true"
+        );
+        assert_eq!(
+            from_json(Backend::Postgres, cols, ""),
+            "SELECT x.u, x.t FROM json_to_recordset($1::json) AS x(u text, t bigint)"
+        );
     }
 }

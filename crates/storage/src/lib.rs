@@ -74,7 +74,10 @@ mod store;
 mod tx;
 mod url;
 
-pub use analysis::{MetricQuery, UnitHistory, CLOCK_SKEW_MS, DAY_MS};
+pub use analysis::{
+    Aggregate, MetricQuery, SummaryMetric, SummaryQuery, SummaryRow, UnitHistory, CLOCK_SKEW_MS,
+    DAY_MS,
+};
 pub use error::{Result, StoreError};
 pub use events::{Appended, ExposureRow, MetricRow, VariantUnits};
 pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};

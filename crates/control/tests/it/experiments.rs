@@ -373,7 +373,19 @@ pub async fn a_known_effect_is_detected(db: Db) {
     assert!(cmp.chance_to_beat_control.unwrap() > 0.99);
     assert_eq!(r.recommendation.action, "ship", "{:?}", r.recommendation);
     assert_eq!(r.recommendation.variant.as_deref(), Some("on"));
-    assert!(!r.series.is_empty());
+    // The series' last day is the totals.
+    let last = r.series.last().expect("a series");
+    for (point, arm) in last
+        .arms
+        .iter()
+        .zip([&r.metrics[0].arms[0], &r.metrics[0].arms[1]])
+    {
+        assert_eq!(
+            (point.variant.as_str(), point.units),
+            (arm.variant.as_str(), arm.units)
+        );
+        assert!((point.mean.unwrap() - arm.mean.unwrap()).abs() < 1e-12);
+    }
 }
 
 /// 120 A/A experiments (no effect, 600 units each): fixed-horizon p < 0.05 about 5 % of the time, the

@@ -1889,6 +1889,80 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         ]
     );
 
+    // The one-pass summary: per arm, exposure day and first-event day.
+    use switchyard_storage::{Aggregate, SummaryMetric, SummaryQuery};
+    let metrics = [
+        SummaryMetric {
+            event: "purchase",
+            aggregate: Aggregate::Converted,
+            window_ms: Some(2 * day),
+        },
+        SummaryMetric {
+            event: "purchase",
+            aggregate: Aggregate::Sum,
+            window_ms: None,
+        },
+        SummaryMetric {
+            event: "purchase",
+            aggregate: Aggregate::Mean,
+            window_ms: None,
+        },
+        SummaryMetric {
+            event: "refund",
+            aggregate: Aggregate::Count,
+            window_ms: None,
+        },
+    ];
+    let rows = store
+        .experiment_summary(&SummaryQuery {
+            experiment: "exp-1",
+            environment: "production",
+            start_ms: start,
+            end_ms: start + 5 * day,
+            metrics: &metrics,
+            first_day_of: Some(0),
+        })
+        .await
+        .unwrap();
+    type Sums = Vec<(u64, f64, f64)>;
+    let got: Vec<(String, i64, Option<i64>, u64, Sums)> = rows
+        .into_iter()
+        .map(|r| (r.variant, r.exposed_day, r.first_day, r.units, r.sums))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            // a: 5.5 on day 0 and 7 on day 1 (12.5 in all; its mean 12.5 / 3).
+            (
+                "control".into(),
+                0,
+                Some(0),
+                1,
+                vec![
+                    (1, 1.0, 1.0),
+                    (1, 12.5, 156.25),
+                    (1, 12.5 / 3.0, (12.5 / 3.0) * (12.5 / 3.0)),
+                    (1, 0.0, 0.0)
+                ]
+            ),
+            // b: 1 on day 1 (and 2 on day 4, outside the 2-day window of the conversion).
+            (
+                "treatment".into(),
+                1,
+                Some(1),
+                1,
+                vec![(1, 1.0, 1.0), (1, 3.0, 9.0), (1, 1.5, 2.25), (1, 0.0, 0.0)]
+            ),
+            (
+                "treatment".into(),
+                3,
+                Some(3),
+                1,
+                vec![(1, 1.0, 1.0), (1, 3.0, 9.0), (1, 3.0, 9.0), (1, 0.0, 0.0)]
+            ),
+        ]
+    );
+
     let erased = store
         .erase_unit("production", "a", &["exp-1".to_owned()])
         .await
