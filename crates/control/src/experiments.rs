@@ -704,7 +704,44 @@ fn validate_against_flag(
         &spec.environment,
         Some(trial.block(false)),
     );
-    Ok(draft.validate_flag(def))
+    let check = draft.validate_flag(def);
+    Ok(async move { check.await.map_err(in_spec_terms) })
+}
+
+/// The engine reports a bad block in flag-format paths (`flags.f.environments.e.experiment.
+/// split.x`); the person wrote an experiment file, so its problems are named by its fields
+/// (`variants.x`). Problems elsewhere in the flag keep their paths.
+fn in_spec_terms(err: ControlError) -> ControlError {
+    use switchyard_engine::{FieldPath, PathSegment};
+    let ControlError::Invalid { mut diagnostics } = err else {
+        return err;
+    };
+    for d in &mut diagnostics {
+        let segments = d.path.segments();
+        let Some(at) = segments
+            .iter()
+            .position(|s| matches!(s, PathSegment::Key(k) if k == "experiment"))
+        else {
+            continue;
+        };
+        let rest = &segments[at + 1..];
+        let (field, tail): (String, &[PathSegment]) = match rest.first() {
+            Some(PathSegment::Key(k)) if k == "split" => ("variants".to_owned(), &rest[1..]),
+            Some(PathSegment::Key(k)) if k == "audience" => ("audience".to_owned(), &[]),
+            Some(PathSegment::Key(k)) => (k.clone(), &rest[1..]),
+            _ => continue,
+        };
+        let mut path = FieldPath::root().key(field);
+        for s in tail {
+            path = match s {
+                PathSegment::Key(k) => path.key(k.clone()),
+                PathSegment::Index(i) => path.index(*i),
+            };
+        }
+        d.path = path;
+        d.flag = None;
+    }
+    ControlError::Invalid { diagnostics }
 }
 
 fn with_field(err: ControlError, field: &str) -> ControlError {

@@ -802,6 +802,46 @@ mod tests {
     }
 
     #[test]
+    fn experiment_settings_are_checked_and_the_key_never_printed() {
+        let s = Settings::load(&CliOverrides::default(), &HashMap::new()).unwrap();
+        assert_eq!(
+            (s.unit_hash_key.is_none(), s.experiment_check_secs),
+            (true, 60)
+        );
+        let err = Settings::load(
+            &CliOverrides::default(),
+            &env(&[("SWITCHYARD_UNIT_HASH_KEY", "short-secret")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at least 16 characters"), "{err}");
+        assert!(!err.contains("short-secret"), "{err}");
+        let file = ServerConfig {
+            experiments: ExperimentsConfig {
+                unit_hash_key: Some("a-secret-of-enough-length".into()),
+                check_interval_secs: Some(5),
+            },
+            ..ServerConfig::default()
+        };
+        let s = Settings::resolve(&CliOverrides::default(), &HashMap::new(), &file, "x").unwrap();
+        assert_eq!(s.experiment_check_secs, 5);
+        let key = s.unit_hash_key.as_ref().unwrap();
+        assert!(!format!("{s:?}").contains("a-secret-of-enough-length"));
+        // Units hash the same on every replica with the same key, differently with another.
+        assert_eq!(key.hash("alice"), key.hash("alice"));
+        assert!(key.hash("alice").starts_with("h:"));
+        let other = switchyard_control::UnitHashKey::new(b"another-secret-of-length".to_vec());
+        assert_ne!(key.hash("alice"), other.hash("alice"));
+        let err = Settings::load(
+            &CliOverrides::default(),
+            &env(&[("SWITCHYARD_EXPERIMENT_CHECK_SECS", "0")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("between 1 and 86400"), "{err}");
+    }
+
+    #[test]
     fn flags_beat_environment_beat_file() {
         let file = ServerConfig {
             listen: Some("127.0.0.1:1".into()),

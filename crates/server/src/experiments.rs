@@ -59,8 +59,17 @@ fn read_spec(body: &[u8]) -> ApiResult<(ExperimentSpec, Option<String>)> {
         Some(Value::String(r)) => Some(r),
         Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
     };
-    let text = value.to_string();
-    Ok((parse_body(text.as_bytes())?, reason))
+    let spec = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid experiment: {detail}"))
+        } else {
+            ApiError::bad_request(format!("invalid experiment at `{path}`: {detail}"))
+                .with_details(serde_json::json!({ "field": path }))
+        }
+    })?;
+    Ok((spec, reason))
 }
 
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
