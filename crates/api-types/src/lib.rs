@@ -18,6 +18,7 @@ pub mod admin;
 pub mod experiments;
 pub mod ofrep;
 pub mod sdk;
+pub mod webhooks;
 
 /// The one error body of the admin API: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -14,6 +14,7 @@ mod stats_cmd;
 mod table;
 mod tokens_cmd;
 mod transfer_cmd;
+mod webhooks_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ enum Command {
     Experiments(experiments_cmd::ExperimentsArgs),
     /// Erase every exposure and metric event of one unit in an environment (privacy; admin).
     EraseUnit(experiments_cmd::EraseArgs),
+    /// Create, list and delete webhook subscriptions and read their deliveries (admin).
+    Webhooks(webhooks_cmd::WebhooksArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
     /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
@@ -78,7 +81,7 @@ enum Command {
 
 const AFTER_HELP: &str = "\
 Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures,
-experiments, erase-unit) talk
+experiments, erase-unit, webhooks) talk
 to a running server over its HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         Command::Exposures(args) => exposures_cmd::run(&args),
         Command::Experiments(args) => experiments_cmd::run(&args),
         Command::EraseUnit(args) => experiments_cmd::erase(&args),
+        Command::Webhooks(args) => webhooks_cmd::run(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

@@ -18,6 +18,8 @@ pub(crate) struct Draft {
     /// The snapshot at the store's revision, with this draft's changes applied.
     pub(crate) snap: Snapshot,
     control: Control,
+    /// The webhook subscriptions, read once when the draft first emits an event.
+    pub(crate) webhooks: Option<Vec<switchyard_api_types::webhooks::WebhookSpec>>,
 }
 
 impl Control {
@@ -86,6 +88,7 @@ impl Control {
             tx,
             snap,
             control: self.clone(),
+            webhooks: None,
         })
     }
 }
@@ -206,6 +209,7 @@ impl Draft {
             segment_records.extend(self.tx.write_segment(&write).await?);
         }
         let mut flag_records = Vec::with_capacity(flags.len());
+        let mut events = Vec::with_capacity(flags.len());
         for (def, audit) in flags {
             let expect = match self.snap.flag(&def.key) {
                 Some(current) => Expect::Version(current.meta.version),
@@ -218,7 +222,22 @@ impl Draft {
                 archived: def.archived,
                 audit,
             };
-            flag_records.extend(self.tx.write_flag(&write).await?);
+            let written = self.tx.write_flag(&write).await?;
+            if let Some(record) = &written {
+                events.push((def.key.clone(), write.audit, record.version));
+            }
+            flag_records.extend(written);
+        }
+        for (key, info, version) in events {
+            let event = crate::webhooks::flag_event(&info.action);
+            self.emit(
+                event,
+                "flag",
+                &key,
+                &info,
+                serde_json::json!({"version": version, "action": info.action}),
+            )
+            .await?;
         }
         for record in &segment_records {
             self.snap.put_segment_meta(record);
@@ -248,9 +267,17 @@ impl Draft {
                 expect: Expect::Version(version),
                 definition: None,
                 archived: false,
-                audit,
+                audit: audit.clone(),
             })
             .await?;
+        self.emit(
+            "flag.changed",
+            "flag",
+            key,
+            &audit,
+            serde_json::json!({"deleted": true, "action": audit.action}),
+        )
+        .await?;
         self.snap.remove_flag(ruleset, key);
         Ok(())
     }
@@ -297,6 +324,7 @@ impl Draft {
             tx,
             mut snap,
             control,
+            webhooks: _,
         } = self;
         let committed = control.observe(tx.commit().await.map_err(ControlError::from))?;
         if committed.changes > 0 || committed.revision > snap.revision {

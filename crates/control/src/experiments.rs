@@ -204,6 +204,10 @@ impl Experiment {
     }
 }
 
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
+    rfc3339(ms)
+}
+
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
@@ -632,13 +636,23 @@ impl Control {
             exp.timeline
                 .push((target, now, actor.id.clone(), reason.clone()));
             let version = exp.version;
-            let written = write(
-                &mut draft,
-                &exp,
-                Expect::Version(version),
-                audit(actor, &format!("experiment.{}", action.name()), Some(&env), reason),
-            )
-            .await?;
+            let info = audit(actor, &format!("experiment.{}", action.name()), Some(&env), reason);
+            let written = write(&mut draft, &exp, Expect::Version(version), info.clone()).await?;
+            let automatic = matches!(actor.id.as_str(), "srm" | "guardrail");
+            let event = match (&action, automatic) {
+                (ExperimentAction::Pause, true) => "experiment.stopped",
+                (ExperimentAction::Start, _) => "experiment.started",
+                (ExperimentAction::Pause, _) => "experiment.paused",
+                (ExperimentAction::Resume, _) => "experiment.resumed",
+                (ExperimentAction::Complete { .. }, _) => "experiment.completed",
+                (ExperimentAction::Cancel, _) => "experiment.cancelled",
+            };
+            let data = serde_json::json!({
+                "flag": flag_key,
+                "status": target.as_str(),
+                "shippedVariant": written.shipped_variant,
+            });
+            draft.emit(event, "experiment", id, &info, data).await?;
             draft.finish(written, true).await
         })
         .await

@@ -60,6 +60,7 @@ pub use snapfile::SnapshotFileError;
 mod snapshot;
 mod sync;
 pub mod tokens;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +80,7 @@ pub use manage::{CreatedToken, NewTokenRequest};
 pub use results::{AutoStop, GUARDRAIL_MIN_UNITS, SRM_MIN_UNITS};
 pub use snapshot::{Changed, FlagMeta, FlagView, SegmentMeta, SegmentView, Snapshot, Source};
 pub use tokens::{Actor, Principal, TokenCache};
+pub use webhooks::Webhook;
 
 /// How the control layer behaves; every duration is configurable so tests run in seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]

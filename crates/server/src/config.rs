@@ -36,6 +36,8 @@
 //! | `log.level` | `SWITCHYARD_LOG` | | `info` |
 //! | `experiments.unit_hash_key` | `SWITCHYARD_UNIT_HASH_KEY` | | none (units stored as sent) |
 //! | `experiments.check_interval_secs` | `SWITCHYARD_EXPERIMENT_CHECK_SECS` | | `60` |
+//! | `webhooks.retry_base_ms` | `SWITCHYARD_WEBHOOK_RETRY_BASE_MS` | | `1000` |
+//! | `webhooks.max_attempts` | `SWITCHYARD_WEBHOOK_MAX_ATTEMPTS` | | `8` |
 //! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
 
 use std::collections::HashMap;
@@ -81,6 +83,19 @@ pub struct ServerConfig {
     /// Experiment settings.
     #[serde(default)]
     pub experiments: ExperimentsConfig,
+    /// Webhook delivery settings.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Milliseconds before the first retry; each later one waits twice as long (at most an hour).
+    pub retry_base_ms: Option<u64>,
+    /// Attempts before a delivery is given up (dead).
+    pub max_attempts: Option<u32>,
 }
 
 /// `[experiments]`.
@@ -243,6 +258,10 @@ pub struct Settings {
     pub unit_hash_key: Option<switchyard_control::UnitHashKey>,
     /// Seconds between automatic checks of running experiments.
     pub experiment_check_secs: u64,
+    /// First webhook retry delay, milliseconds.
+    pub webhook_retry_base_ms: u64,
+    /// Webhook attempts before giving up.
+    pub webhook_max_attempts: u32,
 }
 
 /// A configuration problem, naming the setting and where it came from.
@@ -713,7 +732,33 @@ impl Settings {
             });
         }
 
+        let webhook_retry_base_ms = number(
+            "SWITCHYARD_WEBHOOK_RETRY_BASE_MS",
+            file.webhooks.retry_base_ms,
+        )?
+        .unwrap_or(1000);
+        let webhook_max_attempts = number(
+            "SWITCHYARD_WEBHOOK_MAX_ATTEMPTS",
+            file.webhooks.max_attempts.map(u64::from),
+        )?
+        .unwrap_or(8);
+        for (setting, value, range) in [
+            ("webhook retry base", webhook_retry_base_ms, 1..=3_600_000),
+            ("webhook max attempts", webhook_max_attempts, 1..=100),
+        ] {
+            if !range.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    value: value.to_string(),
+                    origin: "settings".to_owned(),
+                    reason: format!("must be between {} and {}", range.start(), range.end()),
+                });
+            }
+        }
+
         Ok(Settings {
+            webhook_retry_base_ms,
+            webhook_max_attempts: webhook_max_attempts as u32,
             experiment_check_secs,
             unit_hash_key,
             listen,

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod recorder;
 pub mod state;
 pub mod stream;
+pub mod webhooks;
 
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,10 @@ routes! {
     post "/api/v1/experiments/{id}/complete" => experiments::complete, EDITOR, "Complete, optionally shipping a variant (it becomes the environment's fallthrough).";
     post "/api/v1/experiments/{id}/cancel" => experiments::cancel, EDITOR, "Cancel an experiment.";
     get "/api/v1/experiments/{id}/results" => experiments::results, VIEWER, "Results: per variant and metric, lifts with intervals, p-values (fixed, sequential, adjusted), Bayesian summaries, SRM, daily series, warnings, a recommendation.";
+    get "/api/v1/webhooks" => webhooks::list, ADMIN, "List webhook subscriptions (never their secrets).";
+    post "/api/v1/webhooks" => webhooks::create, ADMIN, "Create a webhook subscription; its signing secret is shown once.";
+    delete "/api/v1/webhooks/{id}" => webhooks::delete, ADMIN, "Delete a webhook subscription.";
+    get "/api/v1/webhooks/{id}/deliveries" => webhooks::deliveries, ADMIN, "A subscription's deliveries, newest first: state, attempts, last answer.";
     delete "/api/v1/units/{unit}/events" => experiments::erase_unit, ADMIN, "Erase every exposure and metric event of one unit in an environment (privacy).";
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
@@ -525,6 +530,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
 
     let rollouts = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
     let monitor = tokio::spawn(experiments::monitor(state.clone(), stop_rx.clone()));
+    let deliverer = tokio::spawn(webhooks::deliver(state.clone(), stop_rx.clone()));
     let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
         control.clone(),
         state.metrics.clone(),
@@ -556,6 +562,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     stop_tx.send_replace(true);
     let _ = rollouts.await;
     let _ = monitor.await;
+    let _ = deliverer.await;
     let _ = hub.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");

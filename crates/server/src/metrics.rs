@@ -36,6 +36,9 @@ pub struct Metrics {
     /// `switchyard_experiment_stops_total{reason}`: experiments paused automatically (`srm`,
     /// `guardrail`).
     pub experiment_stops: IntCounterVec,
+    /// `switchyard_webhook_deliveries_total{outcome}`: attempts (`delivered`, `failed` and
+    /// retried, `dead`).
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -135,6 +138,17 @@ impl Metrics {
             experiment_stops.with_label_values(&[reason]).inc_by(0);
         }
         registry.register(Box::new(experiment_stops.clone()))?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "switchyard_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome (delivered, failed and retried, dead)",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["delivered", "failed", "dead"] {
+            webhook_deliveries.with_label_values(&[outcome]).inc_by(0);
+        }
+        registry.register(Box::new(webhook_deliveries.clone()))?;
         for kind in ["sdk", "ofrep"] {
             sse_clients.with_label_values(&[kind]).set(0);
             sse_dropped.with_label_values(&[kind]).inc_by(0);
@@ -164,6 +178,7 @@ impl Metrics {
             rejected_connections,
             events,
             experiment_stops,
+            webhook_deliveries,
         })
     }
 

@@ -10,7 +10,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 use switchyard_api_types::admin as wire;
-use switchyard_api_types::{experiments, ofrep, sdk, ErrorBody};
+use switchyard_api_types::{experiments, ofrep, sdk, webhooks, ErrorBody};
 use switchyard_engine::document::{Document, SegmentDef};
 use switchyard_engine::FlagDef;
 
@@ -200,6 +200,16 @@ fn io(method: &str, path: &str) -> Option<Io> {
         ("GET", "/api/v1/experiments/{id}/results") => {
             Io::read(schema::<experiments::ExperimentResults>)
         }
+        ("GET", "/api/v1/webhooks") => Io::read(schema::<webhooks::WebhookList>),
+        ("POST", "/api/v1/webhooks") => Io::write(
+            201,
+            Body::Json(schema::<webhooks::WebhookSpec>),
+            Answer::Json(schema::<webhooks::WebhookResource>),
+        ),
+        ("DELETE", "/api/v1/webhooks/{id}") => Io::write(204, Body::None, Answer::NoContent)
+            .query(schema::<crate::webhooks::DeleteQuery>),
+        ("GET", "/api/v1/webhooks/{id}/deliveries") => Io::read(schema::<webhooks::DeliveryList>)
+            .query(schema::<crate::webhooks::DeliveriesQuery>),
         ("DELETE", "/api/v1/units/{unit}/events") => Io {
             errors: READ,
             ..Io::new(200, Answer::Json(schema::<experiments::Erased>))

@@ -83,7 +83,24 @@ pub(crate) const EXPERIMENTS: Table = Table {
     delete: "DELETE FROM experiments WHERE id = $1",
 };
 
-/// A stored flag, segment or experiment.
+pub(crate) const WEBHOOKS: Table = Table {
+    kind: "webhook",
+    has_archived: false,
+    select_all: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
+                 FROM webhooks ORDER BY id",
+    select_one: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
+                 FROM webhooks WHERE id = $1",
+    select_base: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
+                  FROM webhooks",
+    key_column: "id",
+    insert: "INSERT INTO webhooks (id, version, definition, created_at_ms, updated_at_ms) \
+             VALUES ($1, 1, $2, $3, $3)",
+    update: "UPDATE webhooks SET definition = $2, updated_at_ms = $3, version = $4 \
+             WHERE id = $1",
+    delete: "DELETE FROM webhooks WHERE id = $1",
+};
+
+/// A stored flag, segment, experiment or webhook.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Item {
     key: String,
@@ -104,6 +121,11 @@ impl Item {
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
         }
+    }
+
+    /// Webhooks share the experiment record's shape: an id, a version, a JSON definition.
+    pub(crate) fn into_webhook(self) -> ExperimentRecord {
+        self.into_experiment()
     }
 
     pub(crate) fn into_experiment(self) -> ExperimentRecord {

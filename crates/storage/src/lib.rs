@@ -70,6 +70,7 @@ mod items;
 mod migrate;
 mod model;
 mod notify;
+mod outbox;
 mod store;
 mod tx;
 mod url;
@@ -86,6 +87,7 @@ pub use model::{
     NewToken, Role, SegmentRecord, TokenRecord, Write,
 };
 pub use notify::ListenerState;
+pub use outbox::{Attempt, Delivery};
 pub use store::{Backend, Store, StoreOptions};
 pub use tx::{Committed, WriteTx, FEED_RETENTION};
 pub use url::redact as redact_url;

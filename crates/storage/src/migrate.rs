@@ -48,6 +48,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "experiments",
         sql: include_str!("../migrations/sqlite/0004_experiments.sql"),
     },
+    Migration {
+        version: 5,
+        name: "webhooks",
+        sql: include_str!("../migrations/sqlite/0005_webhooks.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first; the same versions as [`SQLITE`].
@@ -71,6 +76,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "experiments",
         sql: include_str!("../migrations/postgres/0004_experiments.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "webhooks",
+        sql: include_str!("../migrations/postgres/0005_webhooks.sql"),
     },
 ];
 

@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use crate::audit::{self, Change};
 use crate::feed::{self, Changes, FeedKind, FeedOp, StoreState};
-use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS};
+use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS, WEBHOOKS};
 use crate::store::{fetch_token, read_state, subject, token_audit_json};
 use crate::{
     AuditInfo, Backend, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role,
@@ -230,6 +230,44 @@ impl WriteTx {
         let item = items::write(&mut self.tx, &EXPERIMENTS, write, self.now).await?;
         self.wrote = true;
         Ok(item.map(items::Item::into_experiment))
+    }
+
+    /// Every webhook subscription, by id.
+    pub async fn webhooks(&mut self) -> Result<Vec<ExperimentRecord>> {
+        Ok(items::list_on(&mut self.tx, &WEBHOOKS)
+            .await?
+            .into_iter()
+            .map(items::Item::into_webhook)
+            .collect())
+    }
+
+    /// Creates, updates or deletes a webhook subscription, audited (not in the feed).
+    pub async fn write_webhook(&mut self, write: &Write) -> Result<Option<ExperimentRecord>> {
+        let item = items::write(&mut self.tx, &WEBHOOKS, write, self.now).await?;
+        self.wrote = true;
+        Ok(item.map(items::Item::into_webhook))
+    }
+
+    /// Queues `payload` for delivery to `webhook` (the outbox): committed with the change it
+    /// reports, or not at all.
+    pub async fn enqueue_delivery(
+        &mut self,
+        webhook: &str,
+        event: &str,
+        payload: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (webhook, event, payload, created_at_ms, state, next_at_ms) \
+             VALUES ($1, $2, $3, $4, 'pending', $4)",
+        )
+        .bind(webhook)
+        .bind(event)
+        .bind(payload.to_string())
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        self.wrote = true;
+        Ok(())
     }
 
     /// Creates an environment; [`StoreError::Conflict`] if the name is taken.

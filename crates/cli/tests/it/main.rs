@@ -8,6 +8,7 @@ mod protocol;
 mod replicas;
 mod serve;
 mod stats;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

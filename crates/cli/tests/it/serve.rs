@@ -84,6 +84,12 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
     }
 }
 
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 pub(crate) fn db(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("switchyard.db").display())
 }

@@ -46,6 +46,8 @@ pub(crate) fn settings(dir: &Path) -> Settings {
         log_level: "warn".to_owned(),
         unit_hash_key: None,
         experiment_check_secs: 60,
+        webhook_retry_base_ms: 1000,
+        webhook_max_attempts: 8,
     }
 }
 

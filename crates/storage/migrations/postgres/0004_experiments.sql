@@ -25,7 +25,8 @@ CREATE TABLE experiment_exposures (
 
 ALTER TABLE audit_log DROP CONSTRAINT audit_log_subject_kind_check;
 ALTER TABLE audit_log ADD CONSTRAINT audit_log_subject_kind_check
-    CHECK (subject_kind IN ('flag', 'segment', 'environment', 'token', 'experiment'));
+    CHECK (subject_kind IN ('flag', 'segment', 'environment', 'token', 'experiment', 'webhook',
+                            'schedule', 'rollout', 'guard', 'request'));
 
 -- Results read each exposed unit's events of several metrics at once: one range per unit,
 -- covering (the value included), instead of the per-event-name index of version 3.

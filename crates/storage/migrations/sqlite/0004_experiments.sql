@@ -23,8 +23,8 @@ CREATE TABLE experiment_exposures (
     PRIMARY KEY (experiment, unit)
 );
 
--- SQLite cannot alter a CHECK constraint: the audit log is rebuilt with `experiment` among
--- its subject kinds (ids kept; dropping a table fires no row triggers), then its indexes
+-- SQLite cannot alter a CHECK constraint: the audit log is rebuilt with `experiment` (and
+-- the automation's kinds: webhook, schedule, rollout, guard, request) among its subject kinds (ids kept; dropping a table fires no row triggers), then its indexes
 -- and append-only triggers are recreated.
 CREATE TABLE audit_log_v4 (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,7 +32,8 @@ CREATE TABLE audit_log_v4 (
     actor        TEXT NOT NULL,
     action       TEXT NOT NULL,
     subject_kind TEXT NOT NULL
-        CHECK (subject_kind IN ('flag', 'segment', 'environment', 'token', 'experiment')),
+        CHECK (subject_kind IN ('flag', 'segment', 'environment', 'token', 'experiment', 'webhook',
+                            'schedule', 'rollout', 'guard', 'request')),
     subject      TEXT NOT NULL,
     environment  TEXT,
     before_json  TEXT,

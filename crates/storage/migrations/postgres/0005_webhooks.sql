@@ -1,0 +1,31 @@
+-- Switchyard storage schema, version 5 (PostgreSQL): webhooks. Keep in step with
+-- ../sqlite/0005_webhooks.sql.
+
+-- Subscriptions: URL, body format, event filter, signing secret (as JSON), versioned and
+-- audited (subject kind `webhook`) like flags.
+CREATE TABLE webhooks (
+    id            TEXT PRIMARY KEY,
+    version       BIGINT NOT NULL CHECK (version >= 1),
+    definition    TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+
+-- The outbox: one row per subscription and event, written in the transaction of the change
+-- it reports, delivered at least once by whichever replica claims it first.
+CREATE TABLE webhook_deliveries (
+    id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    webhook          TEXT NOT NULL,
+    event            TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    created_at_ms    BIGINT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    next_at_ms       BIGINT NOT NULL,
+    claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+    last_status      BIGINT,
+    last_error       TEXT,
+    delivered_at_ms  BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_at_ms);
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook, id);
