@@ -13,6 +13,8 @@ pub const EVENTS: &[&str] = &[
     "experiment.completed",
     "experiment.cancelled",
     "experiment.stopped",
+    "schedule.ran",
+    "schedule.failed",
 ];
 
 /// The body a subscription receives.

@@ -8,6 +8,7 @@ mod explain_cmd;
 mod exposures_cmd;
 mod flags_cmd;
 mod remote;
+mod schedule_cmd;
 mod segments_cmd;
 mod serve_cmd;
 mod stats_cmd;
@@ -72,6 +73,8 @@ enum Command {
     EraseUnit(experiments_cmd::EraseArgs),
     /// Create, list and delete webhook subscriptions and read their deliveries (admin).
     Webhooks(webhooks_cmd::WebhooksArgs),
+    /// Schedule a flag operation for a time in one environment; list and cancel schedules.
+    Schedule(schedule_cmd::ScheduleArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
     /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
@@ -81,7 +84,7 @@ enum Command {
 
 const AFTER_HELP: &str = "\
 Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures,
-experiments, erase-unit, webhooks) talk
+experiments, erase-unit, webhooks, schedule) talk
 to a running server over its HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
         Command::Experiments(args) => experiments_cmd::run(&args),
         Command::EraseUnit(args) => experiments_cmd::erase(&args),
         Command::Webhooks(args) => webhooks_cmd::run(&args),
+        Command::Schedule(args) => schedule_cmd::run(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

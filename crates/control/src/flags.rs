@@ -129,6 +129,12 @@ impl FlagChange {
         }
     }
 
+    /// Applies the change to a (normalized) definition, leaving `self` (a check of whether it
+    /// would apply).
+    pub(crate) fn apply_to(&self, def: &mut FlagDef) -> Result<()> {
+        self.clone().apply(def)
+    }
+
     /// Applies the change to a (normalized) definition.
     fn apply(self, def: &mut FlagDef) -> Result<()> {
         fn at<'a>(def: &'a mut FlagDef, env: &Option<String>) -> &'a mut TargetingDef {
@@ -354,22 +360,9 @@ impl Control {
         self.ensure_flags_writable()?;
         self.timed(async {
             let mut draft = self.begin().await?;
-            if let Some(env) = change.environment() {
-                require_environment(&draft.snap, env)?;
-            }
-            let current = require_flag(&draft.snap, key)?;
-            check_version(key, current.meta.version, if_match, false)?;
-            let (before, _) = normalize(current.definition);
-            let mut after = before.clone();
-            let action = change.action();
-            let environment = change.environment().map(str::to_owned);
-            change.apply(&mut after)?;
-            if same_definition(&after, &before) {
-                return finish(draft, key, false).await;
-            }
-            let audit = audit(actor, action, environment.as_deref(), reason);
-            draft.put_flag(after, audit).await?;
-            finish(draft, key, true).await
+            let info = audit(actor, change.action(), change.environment(), reason);
+            let changed = change_in(&mut draft, key, change, if_match, info).await?;
+            finish(draft, key, changed).await
         })
         .await
     }
@@ -480,6 +473,30 @@ impl Control {
             }
         }
     }
+}
+
+/// Applies `change` to the latest version of `key` inside `draft` (the body of
+/// [`Control::change_flag`], shared with the scheduler). Whether anything changed.
+pub(crate) async fn change_in(
+    draft: &mut crate::draft::Draft,
+    key: &str,
+    change: FlagChange,
+    if_match: Option<i64>,
+    info: AuditInfo,
+) -> Result<bool> {
+    if let Some(env) = change.environment() {
+        require_environment(&draft.snap, env)?;
+    }
+    let current = require_flag(&draft.snap, key)?;
+    check_version(key, current.meta.version, if_match, false)?;
+    let (before, _) = normalize(current.definition);
+    let mut after = before.clone();
+    change.apply(&mut after)?;
+    if same_definition(&after, &before) {
+        return Ok(false);
+    }
+    draft.put_flag(after, info).await?;
+    Ok(true)
 }
 
 /// Commits (or, with nothing changed, releases the locks) and returns the flag as stored.

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
 pub mod recorder;
+pub mod schedules;
 pub mod state;
 pub mod stream;
 pub mod webhooks;
@@ -173,6 +174,9 @@ routes! {
     post "/api/v1/experiments/{id}/complete" => experiments::complete, EDITOR, "Complete, optionally shipping a variant (it becomes the environment's fallthrough).";
     post "/api/v1/experiments/{id}/cancel" => experiments::cancel, EDITOR, "Cancel an experiment.";
     get "/api/v1/experiments/{id}/results" => experiments::results, VIEWER, "Results: per variant and metric, lifts with intervals, p-values (fixed, sequential, adjusted), Bayesian summaries, SRM, daily series, warnings, a recommendation.";
+    get "/api/v1/schedules" => schedules::list, VIEWER, "List scheduled changes; filter by state, flag.";
+    post "/api/v1/schedules" => schedules::create, EDITOR, "Schedule a flag operation (enable, disable, kill, release, rollout, archive) in one environment.";
+    delete "/api/v1/schedules/{id}" => schedules::cancel, EDITOR, "Cancel a pending scheduled change.";
     get "/api/v1/webhooks" => webhooks::list, ADMIN, "List webhook subscriptions (never their secrets).";
     post "/api/v1/webhooks" => webhooks::create, ADMIN, "Create a webhook subscription; its signing secret is shown once.";
     delete "/api/v1/webhooks/{id}" => webhooks::delete, ADMIN, "Delete a webhook subscription.";
@@ -531,6 +535,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let rollouts = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
     let monitor = tokio::spawn(experiments::monitor(state.clone(), stop_rx.clone()));
     let deliverer = tokio::spawn(webhooks::deliver(state.clone(), stop_rx.clone()));
+    let scheduler = tokio::spawn(schedules::run(state.clone(), stop_rx.clone()));
     let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
         control.clone(),
         state.metrics.clone(),
@@ -563,6 +568,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let _ = rollouts.await;
     let _ = monitor.await;
     let _ = deliverer.await;
+    let _ = scheduler.await;
     let _ = hub.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");

@@ -39,6 +39,8 @@ pub struct Metrics {
     /// `switchyard_webhook_deliveries_total{outcome}`: attempts (`delivered`, `failed` and
     /// retried, `dead`).
     pub webhook_deliveries: IntCounterVec,
+    /// `switchyard_schedule_runs_total{state}`: scheduled changes run (`done`, `failed`).
+    pub schedule_runs: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -149,6 +151,17 @@ impl Metrics {
             webhook_deliveries.with_label_values(&[outcome]).inc_by(0);
         }
         registry.register(Box::new(webhook_deliveries.clone()))?;
+        let schedule_runs = IntCounterVec::new(
+            Opts::new(
+                "switchyard_schedule_runs_total",
+                "Scheduled changes run, by state (done, failed)",
+            ),
+            &["state"],
+        )?;
+        for state in ["done", "failed"] {
+            schedule_runs.with_label_values(&[state]).inc_by(0);
+        }
+        registry.register(Box::new(schedule_runs.clone()))?;
         for kind in ["sdk", "ofrep"] {
             sse_clients.with_label_values(&[kind]).set(0);
             sse_dropped.with_label_values(&[kind]).inc_by(0);
@@ -179,6 +192,7 @@ impl Metrics {
             events,
             experiment_stops,
             webhook_deliveries,
+            schedule_runs,
         })
     }
 

@@ -10,7 +10,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 use switchyard_api_types::admin as wire;
-use switchyard_api_types::{experiments, ofrep, sdk, webhooks, ErrorBody};
+use switchyard_api_types::{experiments, ofrep, schedules, sdk, webhooks, ErrorBody};
 use switchyard_engine::document::{Document, SegmentDef};
 use switchyard_engine::FlagDef;
 
@@ -200,6 +200,20 @@ fn io(method: &str, path: &str) -> Option<Io> {
         ("GET", "/api/v1/experiments/{id}/results") => {
             Io::read(schema::<experiments::ExperimentResults>)
         }
+        ("GET", "/api/v1/schedules") => {
+            Io::read(schema::<schedules::ScheduleList>).query(schema::<crate::schedules::ListQuery>)
+        }
+        ("POST", "/api/v1/schedules") => Io::write(
+            201,
+            Body::Json(schema::<schedules::NewSchedule>),
+            Answer::Json(schema::<schedules::ScheduleResource>),
+        ),
+        ("DELETE", "/api/v1/schedules/{id}") => Io::write(
+            200,
+            Body::None,
+            Answer::Json(schema::<schedules::ScheduleResource>),
+        )
+        .query(schema::<crate::schedules::CancelQuery>),
         ("GET", "/api/v1/webhooks") => Io::read(schema::<webhooks::WebhookList>),
         ("POST", "/api/v1/webhooks") => Io::write(
             201,

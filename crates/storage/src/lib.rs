@@ -71,6 +71,7 @@ mod migrate;
 mod model;
 mod notify;
 mod outbox;
+mod schedules;
 mod store;
 mod tx;
 mod url;
@@ -88,6 +89,7 @@ pub use model::{
 };
 pub use notify::ListenerState;
 pub use outbox::{Attempt, Delivery};
+pub use schedules::ScheduleRecord;
 pub use store::{Backend, Store, StoreOptions};
 pub use tx::{Committed, WriteTx, FEED_RETENTION};
 pub use url::redact as redact_url;

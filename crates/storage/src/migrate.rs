@@ -50,8 +50,8 @@ pub(crate) const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 5,
-        name: "webhooks",
-        sql: include_str!("../migrations/sqlite/0005_webhooks.sql"),
+        name: "automation",
+        sql: include_str!("../migrations/sqlite/0005_automation.sql"),
     },
 ];
 
@@ -79,8 +79,8 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 5,
-        name: "webhooks",
-        sql: include_str!("../migrations/postgres/0005_webhooks.sql"),
+        name: "automation",
+        sql: include_str!("../migrations/postgres/0005_automation.sql"),
     },
 ];
 

@@ -72,6 +72,16 @@ impl WriteTx {
         }
     }
 
+    /// The transaction's connection (for the statement modules).
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    /// Records that something was written, so commit commits.
+    pub(crate) fn mark_written(&mut self) {
+        self.wrote = true;
+    }
+
     /// The revision this transaction commits as (the stored one is one less until then).
     pub fn revision(&self) -> i64 {
         self.revision

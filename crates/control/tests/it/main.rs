@@ -5,6 +5,7 @@ mod experiments;
 mod harness;
 mod ops;
 mod replicas;
+mod schedules;
 
 /// Instantiates each listed test function for both backends.
 macro_rules! on_both {
@@ -55,4 +56,8 @@ on_both!(experiment_runs = experiments:
     a_known_effect_is_detected,
     a_a_experiments_keep_their_false_positive_rate,
     guardrails_and_sample_ratio_mismatches_pause_experiments,
+);
+
+on_both!(scheduled_changes = schedules:
+    schedules_run_once_late_or_fail_cleanly,
 );

@@ -1,5 +1,5 @@
--- Switchyard storage schema, version 5 (PostgreSQL): webhooks. Keep in step with
--- ../sqlite/0005_webhooks.sql.
+-- Switchyard storage schema, version 5 (PostgreSQL): webhooks and scheduled changes. Keep in step
+-- with ../sqlite/0005_automation.sql.
 
 -- Subscriptions: URL, body format, event filter, signing secret (as JSON), versioned and
 -- audited (subject kind `webhook`) like flags.
@@ -29,3 +29,22 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_at_ms);
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook, id);
+
+-- Scheduled changes: one flag operation at a time in one environment. Run by whichever replica
+-- holds the global write lock first once it is due; `state` moves pending → done | failed |
+-- cancelled exactly once, in the transaction of the change (or of the failure).
+CREATE TABLE schedules (
+    id            TEXT PRIMARY KEY,
+    flag          TEXT NOT NULL,
+    environment   TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    due_at_ms     BIGINT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed', 'cancelled')),
+    created_by    TEXT NOT NULL,
+    created_by_name TEXT,
+    reason        TEXT,
+    created_at_ms BIGINT NOT NULL,
+    finished_at_ms BIGINT,
+    outcome       TEXT
+);
+CREATE INDEX schedules_due ON schedules (state, due_at_ms);
