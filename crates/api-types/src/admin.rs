@@ -322,3 +322,30 @@ pub struct VariantUnits {
     /// Units.
     pub units: i64,
 }
+
+/// One flag of the stale-flag report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StaleFlag {
+    /// The flag.
+    pub key: String,
+    /// Its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Days since it was created.
+    pub age_days: i64,
+    /// Why it is reported.
+    pub reasons: Vec<String>,
+}
+
+/// `GET /api/v1/reports/stale-flags` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StaleReport {
+    /// The age threshold used, days.
+    pub days: i64,
+    /// The stale flags, by key.
+    pub flags: Vec<StaleFlag>,
+}

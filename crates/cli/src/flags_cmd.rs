@@ -29,6 +29,13 @@ pub struct FlagsArgs {
 enum FlagsCommand {
     /// List flags: key, type, enabled, killed, tags and version (for --env or the top level).
     List(ListArgs),
+    /// Stale flags: serving one variant everywhere for N days, past their expected removal,
+    /// archived but still required.
+    Stale {
+        /// Age threshold in days.
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
     /// Show one flag: its state in every environment and its definition.
     Get(GetArgs),
     /// Create a flag from a YAML or JSON file (one flag, or a flag document with one flag).
@@ -247,8 +254,38 @@ pub fn run(args: &FlagsArgs) -> Result<ExitCode> {
         FlagsCommand::Targets(a) => replace_list(&client, json, a, "targets"),
         FlagsCommand::Rules(a) => replace_list(&client, json, a, "rules"),
         FlagsCommand::Explain(a) => crate::explain_cmd::run(&client, json, a),
+        FlagsCommand::Stale { days } => stale(&client, json, *days),
     }?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn stale(client: &Client, json: bool, days: i64) -> Result<()> {
+    let reply = client
+        .get("/api/v1/reports/stale-flags")
+        .query("days", Some(days))
+        .send()
+        .context("cannot read the stale-flag report")?;
+    if json {
+        reply.print();
+        return Ok(());
+    }
+    let report: switchyard_api_types::admin::StaleReport = reply.parse()?;
+    if report.flags.is_empty() {
+        println!("no stale flags (threshold {} days)", report.days);
+        return Ok(());
+    }
+    for f in &report.flags {
+        println!(
+            "{} (owner {}, {} days old)",
+            f.key,
+            f.owner.as_deref().unwrap_or("-"),
+            f.age_days
+        );
+        for r in &f.reasons {
+            println!("  - {r}");
+        }
+    }
+    Ok(())
 }
 
 fn flag_path(key: &str, env: Option<&str>, action: &str) -> String {

@@ -185,6 +185,14 @@ impl Control {
             .await?)
     }
 
+    /// Forgets finished deliveries older than `days` (the log keeps a month by default).
+    pub async fn prune_deliveries(&self, now_ms: i64, days: i64) -> Result<u64> {
+        Ok(self
+            .require_store()?
+            .prune_deliveries(now_ms - days * 86_400_000)
+            .await?)
+    }
+
     /// Records one delivery attempt.
     pub async fn record_attempt(&self, id: i64, now_ms: i64, attempt: &Attempt) -> Result<()> {
         Ok(self

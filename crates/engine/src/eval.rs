@@ -499,6 +499,46 @@ impl Ruleset {
         self.environments.iter().map(|e| &**e)
     }
 
+    /// The one variant flag `key` serves to every context in `env`, if it serves only one
+    /// (killed, off without tenant overrides, a static value, or a fallthrough that is neither
+    /// a partial rollout nor a split, with no prerequisites, tenants, targets, rules or
+    /// experiment): what a stale-flag report calls fully rolled out or fully off.
+    pub fn uniform_variant(&self, key: &str, env: &str) -> Option<&str> {
+        let flag = self.flag(*self.index.get(key)?)?;
+        let t = self
+            .evaluator(env, time::OffsetDateTime::UNIX_EPOCH)
+            .targeting_of(flag)?;
+        let name = |v: u16| flag.variants.get(v as usize).map(|(k, _)| &**k);
+        if t.killed || (!t.enabled && t.tenants.is_empty()) {
+            return name(t.default_variant);
+        }
+        if !t.enabled {
+            return None;
+        }
+        if let Some(v) = t.static_variant.filter(|_| t.tenants.is_empty()) {
+            return name(v);
+        }
+        if !(t.prerequisites.is_empty()
+            && t.tenants.is_empty()
+            && t.targets.is_empty()
+            && t.rules.is_empty()
+            && t.experiment.is_none())
+        {
+            return None;
+        }
+        match &t.fallthrough {
+            None => name(t.default_variant),
+            Some(serve) => match (serve.percentage, &serve.action) {
+                (Some(0), _) => name(t.default_variant),
+                (None, ServeAction::Variant(v)) => name(*v),
+                (Some(p), ServeAction::Variant(v)) if p >= BUCKETS => name(*v),
+                (None, ServeAction::Split(r)) if r.len() == 1 => name(r[0].1),
+                (Some(p), ServeAction::Split(r)) if p >= BUCKETS && r.len() == 1 => name(r[0].1),
+                _ => None,
+            },
+        }
+    }
+
     /// What clients are shown about the served flag `key` (OFREP's flag `metadata`): its
     /// `metadata` values, plus `owner` unless `metadata` sets one. `None` when there is none.
     pub fn client_metadata(&self, key: &str) -> Option<&serde_json::Map<String, Value>> {

@@ -1249,3 +1249,40 @@ pub async fn export(
     };
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
+
+/// `?days=` of the stale-flag report.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaleQuery {
+    /// Flags older than this many days that serve one variant everywhere (default 90).
+    days: Option<i64>,
+}
+
+/// `GET /api/v1/reports/stale-flags` (viewer).
+pub async fn stale_flags(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<StaleQuery>,
+) -> ApiResult<Json<switchyard_api_types::admin::StaleReport>> {
+    let days = q.days.unwrap_or(90);
+    if !(0..=36_500).contains(&days) {
+        return Err(ApiError::bad_request(format!(
+            "`days` must be between 0 and 36500, not {days}"
+        )));
+    }
+    let flags = state
+        .control
+        .stale_flags(days, crate::now_millis())
+        .into_iter()
+        .map(|f| switchyard_api_types::admin::StaleFlag {
+            key: f.key,
+            owner: f.owner,
+            age_days: f.age_days,
+            reasons: f.reasons,
+        })
+        .collect();
+    Ok(Json(switchyard_api_types::admin::StaleReport {
+        days,
+        flags,
+    }))
+}

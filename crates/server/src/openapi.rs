@@ -200,6 +200,9 @@ fn io(method: &str, path: &str) -> Option<Io> {
         ("GET", "/api/v1/experiments/{id}/results") => {
             Io::read(schema::<experiments::ExperimentResults>)
         }
+        ("GET", "/api/v1/reports/stale-flags") => {
+            Io::read(schema::<wire::StaleReport>).query(schema::<crate::admin::StaleQuery>)
+        }
         ("GET", "/api/v1/schedules") => {
             Io::read(schema::<schedules::ScheduleList>).query(schema::<crate::schedules::ListQuery>)
         }

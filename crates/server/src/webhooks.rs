@@ -299,6 +299,7 @@ async fn attempt_one(state: &AppState, hooks: &HashMap<String, Webhook>, d: &Del
 pub async fn deliver(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -308,6 +309,16 @@ pub async fn deliver(state: AppState, mut stop: tokio::sync::watch::Receiver<boo
             || state.control.store_status() != switchyard_control::StoreStatus::Up
         {
             continue;
+        }
+        if last_prune.elapsed() > Duration::from_secs(600) {
+            last_prune = tokio::time::Instant::now();
+            if let Err(err) = state
+                .control
+                .prune_deliveries(crate::now_millis(), 30)
+                .await
+            {
+                tracing::warn!(error = %err, "old webhook deliveries were not pruned");
+            }
         }
         let Ok(due) = state
             .control

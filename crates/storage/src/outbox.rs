@@ -143,6 +143,17 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes finished (delivered or dead) deliveries queued before `before_ms`; how many.
+    pub async fn prune_deliveries(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at_ms < $1",
+        )
+        .bind(before_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// The newest `limit` deliveries to `webhook`, newest first.
     pub async fn deliveries(&self, webhook: &str, limit: i64) -> Result<Vec<Delivery>> {
         let rows = sqlx::query(&format!(

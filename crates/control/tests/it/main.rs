@@ -60,4 +60,5 @@ on_both!(experiment_runs = experiments:
 
 on_both!(scheduled_changes = schedules:
     schedules_run_once_late_or_fail_cleanly,
+    the_stale_report_lists_exactly_the_stale_flags,
 );

@@ -196,3 +196,46 @@ pub async fn schedules_run_once_late_or_fail_cleanly(db: Db) {
     assert!(a.run_due_schedules(now_ms()).await.unwrap().is_empty());
     assert!(b.run_due_schedules(now_ms()).await.unwrap().is_empty());
 }
+
+/// The stale report lists exactly the stale flags of a prepared store.
+pub async fn the_stale_report_lists_exactly_the_stale_flags(db: Db) {
+    let c = db.replica().await;
+    c.bootstrap(&plan()).await.unwrap();
+    let flags = r#"
+flags:
+  - key: done
+  - key: off-everywhere
+    enabled: false
+  - key: partial
+    fallthrough: {percentage: 25, variant: "on"}
+  - key: with-rule
+    rules: [{conditions: [{attribute: plan, operator: equals, value: pro}], variant: "off"}]
+  - key: expired
+    lifecycle: {expectedRemoval: 2020-01-01}
+    rules: [{conditions: [{attribute: plan, operator: equals, value: pro}], variant: "off"}]
+  - key: mixed
+    environments:
+      production: {fallthrough: {percentage: 50, variant: "on"}}
+"#;
+    c.import(
+        flags,
+        Format::Yaml,
+        "f.yaml",
+        ImportMode::Merge,
+        &who(),
+        None,
+    )
+    .await
+    .unwrap();
+    let later = now_ms() + 100 * 86_400_000;
+    let report = c.stale_flags(90, later);
+    let keys: Vec<&str> = report.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["done", "expired", "off-everywhere"], "{report:#?}");
+    let done = &report[0];
+    assert!(done.reasons[0].contains("production: `on`"), "{done:?}");
+    // Young flags are not stale for serving one variant; a past removal date still is.
+    let now = c.stale_flags(90, now_ms());
+    let keys: Vec<&str> = now.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["expired"], "{now:#?}");
+    assert!(now[0].reasons[0].contains("past its expected removal date (2020-01-01)"));
+}

@@ -181,3 +181,46 @@ fn prerequisites_survive_a_flag_that_does_not_compile() {
         Some(switchyard_engine::Detail::PrerequisiteFailed("parent"))
     );
 }
+
+#[test]
+fn uniform_variants_are_the_flags_that_serve_one_thing_to_everyone() {
+    let rs = load_str(
+        r#"
+flags:
+  - key: on-everywhere
+  - key: killed
+    killSwitch: true
+  - key: off
+    enabled: false
+  - key: full-rollout
+    fallthrough: {percentage: 100, variant: "on"}
+  - key: partial
+    fallthrough: {percentage: 25, variant: "on"}
+  - key: zero
+    fallthrough: {percentage: 0, variant: "on"}
+  - key: with-rule
+    rules: [{conditions: [{attribute: plan, operator: equals, value: pro}], variant: "on"}]
+    fallthrough: {variant: "off"}
+  - key: split
+    fallthrough: {split: {"on": 50, "off": 50}}
+  - key: per-env
+    environments:
+      production: {fallthrough: {percentage: 10, variant: "on"}}
+"#,
+        Format::Yaml,
+        None,
+    )
+    .unwrap();
+    let got = |key: &str, env: &str| rs.uniform_variant(key, env);
+    assert_eq!(got("on-everywhere", "production"), Some("on"));
+    assert_eq!(got("killed", "production"), Some("off"));
+    assert_eq!(got("off", "production"), Some("off"));
+    assert_eq!(got("full-rollout", "production"), Some("on"));
+    assert_eq!(got("partial", "production"), None);
+    assert_eq!(got("zero", "production"), Some("off"));
+    assert_eq!(got("with-rule", "production"), None);
+    assert_eq!(got("split", "production"), None);
+    assert_eq!(got("per-env", "production"), None);
+    assert_eq!(got("per-env", "staging"), Some("on"));
+    assert_eq!(got("missing", "production"), None);
+}

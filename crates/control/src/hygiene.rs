@@ -1,0 +1,98 @@
+//! The stale-flag report, from the served snapshot (no database): flags that have served one
+//! variant to everyone in every environment for longer than N days, flags past their expected
+//! removal date, and archived flags that active flags still require.
+
+use crate::{Control, Snapshot};
+
+/// One stale flag and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleFlag {
+    /// The flag.
+    pub key: String,
+    /// Its owner, when it has one.
+    pub owner: Option<String>,
+    /// Days since it was created.
+    pub age_days: i64,
+    /// Why it is reported, one sentence each.
+    pub reasons: Vec<String>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The report over `snapshot` as of `now_ms`, for flags older than `days`.
+pub fn stale_flags(snapshot: &Snapshot, days: i64, now_ms: i64) -> Vec<StaleFlag> {
+    let today = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000)
+        .map(|t| t.date())
+        .ok();
+    let envs: Vec<&str> = snapshot.environments().map(|e| e.name.as_str()).collect();
+    let mut out = Vec::new();
+    for flag in snapshot.flags() {
+        let def = flag.definition;
+        let key = def.key.as_str();
+        let age_days = (now_ms - flag.meta.created_at_ms) / DAY_MS;
+        let mut reasons = Vec::new();
+        if flag.meta.archived {
+            let required_by: Vec<&str> = snapshot
+                .flags()
+                .filter(|f| !f.meta.archived)
+                .filter(|f| {
+                    std::iter::once(&f.definition.targeting)
+                        .chain(f.definition.environments.values())
+                        .flat_map(|t| t.prerequisites.iter().flatten())
+                        .any(|p| p.flag == key)
+                })
+                .map(|f| f.definition.key.as_str())
+                .collect();
+            if !required_by.is_empty() {
+                reasons.push(format!(
+                    "archived, but still a prerequisite of {}",
+                    required_by.join(", ")
+                ));
+            }
+        } else {
+            if age_days >= days && !envs.is_empty() {
+                let served: Vec<(&str, Option<&str>)> = envs
+                    .iter()
+                    .map(|e| (*e, snapshot.ruleset.uniform_variant(key, e)))
+                    .collect();
+                if served.iter().all(|(_, v)| v.is_some()) {
+                    let list = served
+                        .iter()
+                        .map(|(e, v)| format!("{e}: `{}`", v.unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    reasons.push(format!(
+                        "{age_days} days old and serves one variant to everyone in every environment ({list}): remove it from the code"
+                    ));
+                }
+            }
+            let removal = def
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.expected_removal.as_deref());
+            if let (Some(text), Some(today)) = (removal, today) {
+                let format = time::macros::format_description!("[year]-[month]-[day]");
+                let date = time::Date::parse(text.get(..10).unwrap_or(text), &format).ok();
+                if date.is_some_and(|d| d < today) {
+                    reasons.push(format!("past its expected removal date ({text})"));
+                }
+            }
+        }
+        if !reasons.is_empty() {
+            out.push(StaleFlag {
+                key: key.to_owned(),
+                owner: def.owner.clone(),
+                age_days,
+                reasons,
+            });
+        }
+    }
+    out
+}
+
+impl Control {
+    /// [`stale_flags`] over the served snapshot.
+    pub fn stale_flags(&self, days: i64, now_ms: i64) -> Vec<StaleFlag> {
+        stale_flags(&self.snapshot(), days, now_ms)
+    }
+}
