@@ -47,13 +47,14 @@ fn admin(server: &Server, method: &str, path: &str, body: Value) -> Value {
     reply
 }
 
+/// An OFREP evaluation's body, whatever its status (a replica that has not heard of a flag
+/// yet answers 404 with FLAG_NOT_FOUND).
 fn ofrep(server: &Server, key: &str, flag: &str, unit: &str) -> Value {
     let mut r = agent()
         .post(format!("{}/ofrep/v1/evaluate/flags/{flag}", server.url))
         .header("Authorization", &format!("Bearer {key}"))
         .send_json(json!({"context": {"targetingKey": unit}}))
         .expect("OFREP answers");
-    assert_eq!(r.status().as_u16(), 200);
     r.body_mut().read_json().expect("json")
 }
 

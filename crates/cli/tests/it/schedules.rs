@@ -57,7 +57,12 @@ fn a_schedule_runs_once_across_two_replicas() {
         r#"{"name": "web", "role": "sdk", "environment": "production"}"#,
     );
     let key = token["token"].as_str().unwrap().to_owned();
-    assert_eq!(ofrep_value(&b.url, &key), json!(false));
+    // B serves the new flag once the change reaches it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ofrep_value(&b.url, &key) != json!(false) {
+        assert!(Instant::now() < deadline, "B never served the new flag");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let (code, _, err) = cli(
         &a.url,
