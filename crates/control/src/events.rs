@@ -48,17 +48,12 @@ impl Control {
             Some(key) => key.hash(unit),
             None => unit.to_owned(),
         };
-        let experiments: Vec<String> = store
-            .list_experiments()
+        let experiments: Vec<String> = self
+            .experiments()
             .await?
             .into_iter()
-            .filter(|r| {
-                r.definition
-                    .pointer("/spec/environment")
-                    .and_then(|v| v.as_str())
-                    == Some(environment)
-            })
-            .map(|r| r.id)
+            .filter(|e| e.spec.environment == environment)
+            .map(|e| e.spec.id)
             .collect();
         let rows = store.erase_unit(environment, &stored, &experiments).await?;
         tracing::info!(actor = %actor.id, environment, rows, "a unit's events were erased");

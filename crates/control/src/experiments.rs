@@ -12,20 +12,18 @@
 //! remove it, so the flag serves its own targeting again; completing can ship a variant (it
 //! becomes the environment's fallthrough).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use switchyard_api_types::experiments::{
     ExperimentResource, ExperimentSpec, ExperimentStatus, MetricRole, Transition,
 };
 use switchyard_engine::document::{ConditionDef, ExperimentDef, LayerSliceDef, ServeDef};
 use switchyard_engine::{normalize, FlagDef};
-use switchyard_storage::{Expect, ExperimentRecord, Write};
+use switchyard_storage::{Expect, ItemRecord, Write};
 
 use crate::draft::Draft;
-use crate::flags::{audit, require_environment, require_flag};
+use crate::flags::{audit, check_version, require_environment, require_flag};
 use crate::tokens::Actor;
-use crate::{Control, ControlError, Result, Written};
+use crate::{rfc3339, Control, ControlError, Result, Written};
 
 /// What the store keeps for an experiment (its record's JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,7 +79,7 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    fn from_record(record: &ExperimentRecord) -> Result<Experiment> {
+    fn from_record(record: &ItemRecord) -> Result<Experiment> {
         let stored: Stored = serde_json::from_value(record.definition.clone()).map_err(|e| {
             ControlError::Internal(format!(
                 "the stored experiment `{}` does not read: {e}",
@@ -202,20 +200,6 @@ impl Experiment {
             ExperimentStatus::Running | ExperimentStatus::Paused
         )
     }
-}
-
-pub(crate) fn rfc3339_ms(ms: i64) -> String {
-    rfc3339(ms)
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// Parses a planned date: RFC 3339 or `YYYY-MM-DD` (midnight UTC). Unix ms.
@@ -466,7 +450,7 @@ impl Control {
         self.timed(async {
             let mut draft = self.begin().await?;
             let mut current = load(&mut draft, id).await?;
-            check_version(id, current.version, if_match)?;
+            check_version(&format!("experiment `{id}`"), current.version, if_match, false)?;
             if current.status != ExperimentStatus::Draft {
                 return Err(ControlError::Refused {
                     message: format!(
@@ -688,17 +672,6 @@ async fn write(
     Experiment::from_record(&record)
 }
 
-fn check_version(id: &str, current: i64, if_match: Option<i64>) -> Result<()> {
-    match if_match {
-        Some(expected) if expected != current => Err(ControlError::Stale {
-            what: format!("experiment `{id}`"),
-            expected,
-            current,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// The environment and flag exist, and the flag compiles with the experiment's block (the
 /// engine checks the arms, weights and segments, with the paths of the flag format).
 fn validate_against_flag(
@@ -847,24 +820,19 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The running experiment on each flag of an environment, from the served definitions: what
-/// evaluation assigns with (flag key → experiment id).
-pub fn running_experiments(
-    snapshot: &crate::Snapshot,
+/// The id of the experiment running on `flag` in `environment`, from the served definition:
+/// what evaluation assigns with.
+pub fn running_experiment<'s>(
+    snapshot: &'s crate::Snapshot,
     environment: &str,
-) -> BTreeMap<String, String> {
-    snapshot
-        .flags()
-        .filter_map(|f| {
-            let block = f
-                .definition
-                .environments
-                .get(environment)?
-                .experiment
-                .as_ref()?;
-            Some((f.definition.key.clone(), block.id.clone()))
-        })
-        .collect()
+    flag: &str,
+) -> Option<&'s str> {
+    let targeting = snapshot
+        .flag(flag)?
+        .definition
+        .environments
+        .get(environment)?;
+    Some(targeting.experiment.as_ref()?.id.as_str())
 }
 
 #[cfg(test)]

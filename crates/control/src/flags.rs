@@ -560,7 +560,12 @@ pub(crate) fn require_environment(snap: &Snapshot, env: &str) -> Result<()> {
 }
 
 /// Checks `if_match` against the stored version; with `required`, a missing one is refused.
-fn check_version(what: &str, current: i64, if_match: Option<i64>, required: bool) -> Result<()> {
+pub(crate) fn check_version(
+    what: &str,
+    current: i64,
+    if_match: Option<i64>,
+    required: bool,
+) -> Result<()> {
     let what = if what.contains('`') {
         what.to_owned()
     } else {

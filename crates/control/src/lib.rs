@@ -75,7 +75,7 @@ use tokio::sync::watch;
 
 pub use bootstrap::{AdminToken, BootstrapPlan, BootstrapReport, StartImport};
 pub use error::{ControlError, Result};
-pub use experiments::{parse_date, running_experiments, Experiment, ExperimentAction};
+pub use experiments::{parse_date, running_experiment, Experiment, ExperimentAction};
 pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
 pub use hygiene::{stale_flags, StaleFlag};
 pub use import::{ImportMode, ImportReport};
@@ -464,6 +464,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Unix time in milliseconds.
+/// Unix milliseconds as RFC 3339 (empty for a time out of range).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

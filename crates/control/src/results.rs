@@ -23,7 +23,7 @@ use switchyard_storage::{
 };
 
 use crate::experiments::{parse_date, Experiment};
-use crate::{Control, Result};
+use crate::{rfc3339, Control, Result};
 
 /// Default shortest run before results may be acted on (a full weekly cycle).
 pub const DEFAULT_MIN_DAYS: f64 = 7.0;
@@ -199,16 +199,6 @@ fn date(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 fn pct(x: f64) -> String {
     format!("{:+.2} %", x * 100.0)
 }
@@ -219,7 +209,7 @@ impl Control {
         let exp = self.experiment(id).await?;
         let store = self.require_store()?.clone();
         let spec = &exp.spec;
-        let alpha = spec.alpha.unwrap_or(0.05);
+        let alpha = exp.alpha();
         let arms: Vec<(&String, f64)> = spec.variants.iter().map(|(k, w)| (k, *w)).collect();
         let control = arms
             .iter()

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use switchyard_api_types::webhooks::{WebhookFormat, WebhookSpec, EVENTS};
-use switchyard_storage::{Attempt, AuditInfo, Delivery, Expect, ExperimentRecord, Write};
+use switchyard_storage::{Attempt, AuditInfo, Delivery, Expect, ItemRecord, Write};
 
 use crate::draft::Draft;
 use crate::flags::audit;
@@ -26,7 +26,7 @@ fn secret_key(id: &str) -> String {
     format!("webhook-secret:{id}")
 }
 
-fn from_record(r: &ExperimentRecord) -> Result<Webhook> {
+fn from_record(r: &ItemRecord) -> Result<Webhook> {
     Ok(Webhook {
         spec: serde_json::from_value(r.definition.clone()).map_err(|e| {
             ControlError::Internal(format!("the stored webhook `{}` does not read: {e}", r.id))
@@ -103,13 +103,7 @@ impl Control {
                     archived: false,
                     audit: audit(actor, "webhook.create", spec.environment.as_deref(), reason),
                 })
-                .await
-                .map_err(|e| match ControlError::from(e) {
-                    ControlError::Stale { .. } => ControlError::AlreadyExists {
-                        what: format!("webhook `{}`", spec.id),
-                    },
-                    other => other,
-                })?
+                .await?
                 .ok_or_else(|| {
                     ControlError::Internal("a written webhook was not returned".into())
                 })?;
@@ -149,13 +143,7 @@ impl Control {
                     archived: false,
                     audit: audit(actor, "webhook.delete", None, reason),
                 })
-                .await
-                .map_err(|e| match ControlError::from(e) {
-                    ControlError::NotFound { .. } => {
-                        ControlError::not_found(format!("webhook `{id}`"))
-                    }
-                    other => other,
-                })?;
+                .await?;
             draft.finish((), true).await
         })
         .await
@@ -247,7 +235,7 @@ impl Draft {
         }
         let payload = json!({
             "event": event,
-            "at": crate::experiments::rfc3339_ms(self.tx.now_ms()),
+            "at": crate::rfc3339(self.tx.now_ms()),
             "actor": info.actor,
             "actorName": info.actor_name,
             "subject": {"kind": subject_kind, "key": subject},

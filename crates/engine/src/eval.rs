@@ -639,10 +639,7 @@ impl<'r> Evaluator<'r> {
     /// attribute present), when the flag has one here: what an exposure is recorded for.
     pub fn experiment_unit<'c>(&self, key: &str, ctx: &'c Context) -> Option<&'c Value> {
         let flag = self.flag_by_key(key)?;
-        let exp = self.targeting_of(flag)?.experiment.as_deref()?;
-        exp.unit
-            .iter()
-            .find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
+        self.targeting_of(flag)?.experiment.as_deref()?.unit_of(ctx)
     }
 
     /// The served flag `key`, if there is one.

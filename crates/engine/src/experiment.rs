@@ -46,6 +46,15 @@ pub(crate) struct Experiment {
     pub ranges: Box<[(u32, u16)]>,
 }
 
+impl Experiment {
+    /// The unit `ctx` is bucketed by: the first of the bucketing attributes present.
+    pub(crate) fn unit_of<'c>(&self, ctx: &'c Context) -> Option<&'c Value> {
+        self.unit
+            .iter()
+            .find_map(|attr| ctx.lookup(attr).filter(|v| crate::eval::is_unit(v)))
+    }
+}
+
 /// A rollout-domain draw: in when `from ≤ bucket < to`.
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
@@ -109,10 +118,7 @@ pub(crate) fn assign(exp: &Experiment, env: &Env<'_>, probe: &mut impl Probe) ->
     if exp.has_audience && !exp.audience.matches(env) {
         return Outcome::NotInAudience;
     }
-    let unit = exp
-        .unit
-        .iter()
-        .find_map(|attr| ctx.lookup(attr).filter(|v| crate::eval::is_unit(v)));
+    let unit = exp.unit_of(ctx);
     probe.unit(unit);
     let Some(unit) = unit else {
         return Outcome::NoUnit;

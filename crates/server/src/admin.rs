@@ -45,14 +45,15 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 
 /// `If-Match`: a version (`"3"`, from an ETag), or `*` to replace whatever is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Precondition {
+pub(crate) enum Precondition {
     None,
     Version(i64),
     Any,
 }
 
 impl Precondition {
-    fn version(self) -> Option<i64> {
+    /// The version insisted on (`None` for no `If-Match` or `*`).
+    pub(crate) fn version(self) -> Option<i64> {
         match self {
             Precondition::Version(v) => Some(v),
             Precondition::None | Precondition::Any => None,
@@ -60,7 +61,7 @@ impl Precondition {
     }
 }
 
-fn if_match(headers: &HeaderMap) -> ApiResult<Precondition> {
+pub(crate) fn if_match(headers: &HeaderMap) -> ApiResult<Precondition> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(Precondition::None);
     };
@@ -96,7 +97,7 @@ fn flag_resource(definition: &FlagDef, meta: &FlagMeta, unchanged: bool) -> Flag
     }
 }
 
-fn with_etag(status: StatusCode, version: i64, body: impl serde::Serialize) -> Response {
+pub(crate) fn with_etag(status: StatusCode, version: i64, body: impl serde::Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
         response.headers_mut().insert(header::ETAG, v);
@@ -280,6 +281,43 @@ const RESOURCE_FIELDS: &[&str] = &[
     "unchanged",
 ];
 
+/// Removes the optional `reason` (for the audit log) from beside a body's fields.
+pub(crate) fn take_reason(
+    fields: &mut serde_json::Map<String, Value>,
+) -> ApiResult<Option<String>> {
+    match fields.remove("reason") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(r)) => Ok(Some(r)),
+        Some(_) => Err(ApiError::bad_request("`reason` must be a string")),
+    }
+}
+
+/// A body of `T`'s fields with an optional `reason` beside them; a wrong field is named by its
+/// path (and no line or column: they would be the JSON's, not the file the person wrote).
+pub(crate) fn parse_with_reason<T: DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> ApiResult<(T, Option<String>)> {
+    let mut value: Value = parse_body(body)?;
+    let Value::Object(fields) = &mut value else {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a JSON object: the {what}'s fields"
+        )));
+    };
+    let reason = take_reason(fields)?;
+    let parsed = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid {what}: {detail}"))
+        } else {
+            ApiError::bad_request(format!("invalid {what} at `{path}`: {detail}"))
+                .with_details(serde_json::json!({ "field": path }))
+        }
+    })?;
+    Ok((parsed, reason))
+}
+
 fn read_write_body(body: &[u8], what: &str) -> ApiResult<WriteBody> {
     let mut value: Value = parse_body(body)?;
     let Value::Object(fields) = &mut value else {
@@ -287,11 +325,7 @@ fn read_write_body(body: &[u8], what: &str) -> ApiResult<WriteBody> {
             "the body must be a {what} object"
         )));
     };
-    let reason = match fields.remove("reason") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) => Some(r),
-        Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
-    };
+    let reason = take_reason(fields)?;
     if !matches!(fields.get("definition"), Some(Value::Object(_))) {
         return Ok(WriteBody {
             definition: value,

@@ -117,7 +117,7 @@ pub async fn ingest(
     }
     let environment = principal.environment.clone().unwrap_or_default();
     let now_ms = crate::now_secs().saturating_mul(1000);
-    let running = switchyard_control::running_experiments(&state.control.snapshot(), &environment);
+    let snapshot = state.control.snapshot();
     let mut exposures = Vec::new();
     let mut metrics = Vec::new();
     let mut rejected = Vec::new();
@@ -129,9 +129,10 @@ pub async fn ingest(
         let checked = event.and_then(|event| match event {
             SdkEvent::Exposure(e) => check_exposure(&e, now_ms).map(|()| {
                 // Counted for an experiment only while it runs on that flag here.
-                let experiment = e
-                    .experiment
-                    .filter(|id| running.get(&e.flag).is_some_and(|r| r == id));
+                let experiment = e.experiment.filter(|id| {
+                    switchyard_control::running_experiment(&snapshot, &environment, &e.flag)
+                        == Some(id.as_str())
+                });
                 exposures.push(ExposureRow {
                     environment: environment.clone(),
                     flag: e.flag,

@@ -5,16 +5,15 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::Value;
 use switchyard_api_types::experiments::{
     ExperimentList, ExperimentResults, ExperimentSpec, ExperimentStatus, TransitionRequest,
 };
 use switchyard_control::{Experiment, ExperimentAction, Written};
 
-use crate::admin::parse_body;
+use crate::admin::{if_match, parse_body, parse_with_reason, with_etag};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -39,53 +38,7 @@ fn resource(status: StatusCode, written: &Written<Experiment>) -> Response {
     } else {
         StatusCode::OK
     };
-    let mut response = (status, Json(exp.to_resource())).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", exp.version)) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
-/// A spec body with an optional `reason` beside its fields.
-fn read_spec(body: &[u8]) -> ApiResult<(ExperimentSpec, Option<String>)> {
-    let mut value: Value = parse_body(body)?;
-    let Value::Object(fields) = &mut value else {
-        return Err(ApiError::bad_request(
-            "the body must be an experiment object",
-        ));
-    };
-    let reason = match fields.remove("reason") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) => Some(r),
-        Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
-    };
-    let spec = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let detail = e.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid experiment: {detail}"))
-        } else {
-            ApiError::bad_request(format!("invalid experiment at `{path}`: {detail}"))
-                .with_details(serde_json::json!({ "field": path }))
-        }
-    })?;
-    Ok((spec, reason))
-}
-
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::bad_request(format!(
-            "If-Match must be a version such as \"3\" (from the ETag), or *, not `{text}`"
-        ))
-    })
+    with_etag(status, exp.version, exp.to_resource())
 }
 
 /// `GET /api/v1/experiments`.
@@ -117,7 +70,7 @@ pub async fn create(
     Caller(caller): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (spec, reason) = read_spec(&body)?;
+    let (spec, reason) = parse_with_reason::<ExperimentSpec>(&body, "experiment")?;
     let id = spec.id.clone();
     let written = state
         .control
@@ -155,10 +108,16 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (spec, reason) = read_spec(&body)?;
+    let (spec, reason) = parse_with_reason::<ExperimentSpec>(&body, "experiment")?;
     let written = state
         .control
-        .update_experiment(&id, spec, if_match(&headers)?, &caller.actor(), reason)
+        .update_experiment(
+            &id,
+            spec,
+            if_match(&headers)?.version(),
+            &caller.actor(),
+            reason,
+        )
         .await?;
     Ok(resource(StatusCode::OK, &written))
 }
@@ -308,16 +267,10 @@ pub async fn erase_unit(
 /// `Control::check_experiments`); every replica runs it, the pauses are idempotent.
 pub async fn monitor(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let every = std::time::Duration::from_secs(state.settings.experiment_check_secs);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if state.control.store().is_none()
-            || state.control.store_status() != switchyard_control::StoreStatus::Up
-        {
+    let mut tick = crate::ticker(every);
+    tick.reset(); // the first check one interval after start, not at once
+    while crate::tick_or_stop(&mut tick, &mut stop).await {
+        if !crate::store_is_up(&state) {
             continue;
         }
         match state.control.check_experiments(crate::now_millis()).await {

@@ -105,6 +105,30 @@ const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
 const STREAM_URL: Access = Access::SignedStreamUrl;
 
+/// An interval for a background loop (a missed tick waits for the next).
+pub(crate) fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Waits for `tick`; `false` once the server is stopping.
+pub(crate) async fn tick_or_stop(
+    tick: &mut tokio::time::Interval,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tick.tick() => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+/// Whether the store is attached and answering (background writers wait otherwise).
+pub(crate) fn store_is_up(state: &AppState) -> bool {
+    state.control.store().is_some()
+        && state.control.store_status() == switchyard_control::StoreStatus::Up
+}
+
 /// Unix time in milliseconds.
 pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()

@@ -140,15 +140,9 @@ pub async fn cancel(
 /// Runs due schedules every second until `stop` (and at once after a start, so a schedule
 /// missed while every server was down runs as soon as one is up).
 pub async fn run(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if state.control.store().is_none()
-            || state.control.store_status() != switchyard_control::StoreStatus::Up
+    let mut tick = crate::ticker(std::time::Duration::from_secs(1));
+    while crate::tick_or_stop(&mut tick, &mut stop).await {
+        if !crate::store_is_up(&state)
             || !matches!(state.control.source(), switchyard_control::Source::Store)
         {
             continue;

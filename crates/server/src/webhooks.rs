@@ -23,9 +23,9 @@ use switchyard_api_types::webhooks::{
 use switchyard_control::Webhook;
 use switchyard_storage::{Attempt, Delivery};
 
-use crate::admin::parse_body;
+use crate::admin::parse_with_reason;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::{rfc3339, AppState};
 
 fn resource(w: &Webhook, secret: Option<String>) -> WebhookResource {
@@ -37,29 +37,13 @@ fn resource(w: &Webhook, secret: Option<String>) -> WebhookResource {
     }
 }
 
-/// A spec with an optional `reason` beside its fields.
-fn read_spec(body: &[u8]) -> ApiResult<(WebhookSpec, Option<String>)> {
-    let mut value: Value = parse_body(body)?;
-    let reason = match value.as_object_mut().and_then(|o| o.remove("reason")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) => Some(r),
-        Some(_) => return Err(ApiError::bad_request("`reason` must be a string")),
-    };
-    let spec = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad_request(format!("invalid webhook at `{path}`: {}", e.into_inner()))
-            .with_details(json!({ "field": path }))
-    })?;
-    Ok((spec, reason))
-}
-
 /// `POST /api/v1/webhooks` (admin): the answer carries the signing secret, once.
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<WebhookResource>)> {
-    let (spec, reason) = read_spec(&body)?;
+    let (spec, reason) = parse_with_reason::<WebhookSpec>(&body, "webhook")?;
     let (written, secret) = state
         .control
         .create_webhook(spec, &caller.actor(), reason)
@@ -217,12 +201,12 @@ pub fn signature(secret: &str, unix_secs: i64, body: &str) -> String {
     )
 }
 
-fn post(url: &str, body: &str, headers: &[(&str, String)]) -> Result<u16, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Result<u16, String> {
     let mut req = agent.post(url).header("Content-Type", "application/json");
     for (k, v) in headers {
         req = req.header(*k, v.as_str());
@@ -232,7 +216,44 @@ fn post(url: &str, body: &str, headers: &[(&str, String)]) -> Result<u16, String
         .map_err(|e| e.to_string())
 }
 
-async fn attempt_one(state: &AppState, hooks: &HashMap<String, Webhook>, d: &Delivery) -> Attempt {
+/// A subscription with its signing secret, read once per batch of deliveries.
+struct Target {
+    spec: WebhookSpec,
+    secret: String,
+}
+
+/// The subscriptions `due` goes to, each read once.
+async fn targets(state: &AppState, due: &[Delivery]) -> Option<HashMap<String, Target>> {
+    let hooks = state.control.webhooks().await.ok()?;
+    let mut out = HashMap::new();
+    for hook in hooks {
+        if !due.iter().any(|d| d.webhook == hook.spec.id) {
+            continue;
+        }
+        let secret = state
+            .control
+            .webhook_secret(&hook.spec.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        out.insert(
+            hook.spec.id.clone(),
+            Target {
+                spec: hook.spec,
+                secret,
+            },
+        );
+    }
+    Some(out)
+}
+
+async fn attempt_one(
+    state: &AppState,
+    agent: &ureq::Agent,
+    targets: &HashMap<String, Target>,
+    d: &Delivery,
+) -> Attempt {
     let settings = &state.settings;
     let retry = || {
         let attempts = d.attempts + 1;
@@ -244,35 +265,29 @@ async fn attempt_one(state: &AppState, hooks: &HashMap<String, Webhook>, d: &Del
                     .min(3_600_000)
         })
     };
-    let Some(hook) = hooks.get(&d.webhook) else {
+    let Some(target) = targets.get(&d.webhook) else {
         return Attempt::Failed {
             status: None,
             error: "the webhook was deleted".into(),
             retry_at_ms: None,
         };
     };
-    let body = body(&hook.spec, d).to_string();
-    let secret = state
-        .control
-        .webhook_secret(&d.webhook)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let body = body(&target.spec, d).to_string();
     let headers = vec![
         ("Switchyard-Event", d.event.clone()),
         ("Switchyard-Delivery", d.id.to_string()),
         (
             "Switchyard-Signature",
-            signature(&secret, crate::now_secs(), &body),
+            signature(&target.secret, crate::now_secs(), &body),
         ),
         (
             "User-Agent",
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         ),
     ];
-    let url = hook.spec.url.clone();
-    let sent = tokio::task::spawn_blocking(move || post(&url, &body, &headers)).await;
+    let url = target.spec.url.clone();
+    let agent = agent.clone();
+    let sent = tokio::task::spawn_blocking(move || post(&agent, &url, &body, &headers)).await;
     match sent {
         Ok(Ok(status)) if (200..300).contains(&status) => Attempt::Delivered {
             status: i64::from(status),
@@ -297,17 +312,15 @@ async fn attempt_one(state: &AppState, hooks: &HashMap<String, Webhook>, d: &Del
 
 /// Delivers due outbox rows until `stop`.
 pub async fn deliver(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut tick = crate::ticker(Duration::from_millis(500));
     let mut last_prune = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if state.control.store().is_none()
-            || state.control.store_status() != switchyard_control::StoreStatus::Up
-        {
+    while crate::tick_or_stop(&mut tick, &mut stop).await {
+        if !crate::store_is_up(&state) {
             continue;
         }
         if last_prune.elapsed() > Duration::from_secs(600) {
@@ -330,12 +343,11 @@ pub async fn deliver(state: AppState, mut stop: tokio::sync::watch::Receiver<boo
         if due.is_empty() {
             continue;
         }
-        let hooks: HashMap<String, Webhook> = match state.control.webhooks().await {
-            Ok(list) => list.into_iter().map(|w| (w.spec.id.clone(), w)).collect(),
-            Err(_) => continue,
+        let Some(targets) = targets(&state, &due).await else {
+            continue;
         };
         for d in &due {
-            let attempt = attempt_one(&state, &hooks, d).await;
+            let attempt = attempt_one(&state, &agent, &targets, d).await;
             let outcome = match &attempt {
                 Attempt::Delivered { .. } => "delivered",
                 Attempt::Failed {

@@ -138,41 +138,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Erases every exposure and metric event of `unit` in `environment` (a privacy
-    /// request): flag exposures, experiment exposures (of experiments in that environment,
-    /// `experiments`) and metric events. Returns how many rows went.
-    pub async fn erase_unit(
-        &self,
-        environment: &str,
-        unit: &str,
-        experiments: &[String],
-    ) -> Result<u64> {
-        let mut tx = self.pool().begin().await?;
-        let mut erased = sqlx::query("DELETE FROM exposures WHERE environment = $1 AND unit = $2")
-            .bind(environment)
-            .bind(unit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        erased += sqlx::query("DELETE FROM metric_events WHERE environment = $1 AND unit = $2")
-            .bind(environment)
-            .bind(unit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        for experiment in experiments {
-            erased +=
-                sqlx::query("DELETE FROM experiment_exposures WHERE experiment = $1 AND unit = $2")
-                    .bind(experiment.as_str())
-                    .bind(unit)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(erased)
-    }
 }
 
 /// How a metric turns a unit's events into its value (see [`Store::experiment_summary`]).

@@ -257,6 +257,41 @@ impl Store {
             .collect()
     }
 
+    /// Erases every exposure and metric event of `unit` in `environment` (a privacy
+    /// request): flag exposures, experiment exposures (of experiments in that environment,
+    /// `experiments`) and metric events. Returns how many rows went.
+    pub async fn erase_unit(
+        &self,
+        environment: &str,
+        unit: &str,
+        experiments: &[String],
+    ) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut erased = sqlx::query("DELETE FROM exposures WHERE environment = $1 AND unit = $2")
+            .bind(environment)
+            .bind(unit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        erased += sqlx::query("DELETE FROM metric_events WHERE environment = $1 AND unit = $2")
+            .bind(environment)
+            .bind(unit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for experiment in experiments {
+            erased +=
+                sqlx::query("DELETE FROM experiment_exposures WHERE experiment = $1 AND unit = $2")
+                    .bind(experiment.as_str())
+                    .bind(unit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(erased)
+    }
+
     /// How many metric events `environment` has (all names, or one).
     pub async fn metric_event_count(&self, environment: &str, event: Option<&str>) -> Result<i64> {
         let row =

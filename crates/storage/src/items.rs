@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::audit::{self, Change};
 use crate::store::subject;
-use crate::{Expect, ExperimentRecord, FlagRecord, Result, SegmentRecord, StoreError, Write};
+use crate::{Expect, FlagRecord, ItemRecord, Result, SegmentRecord, StoreError, Write};
 
 /// The statements for one kind of item. The key column is selected as `key` for both.
 pub(crate) struct Table {
@@ -123,13 +123,9 @@ impl Item {
         }
     }
 
-    /// Webhooks share the experiment record's shape: an id, a version, a JSON definition.
-    pub(crate) fn into_webhook(self) -> ExperimentRecord {
-        self.into_experiment()
-    }
-
-    pub(crate) fn into_experiment(self) -> ExperimentRecord {
-        ExperimentRecord {
+    /// An experiment or a webhook subscription.
+    pub(crate) fn into_record(self) -> ItemRecord {
+        ItemRecord {
             id: self.key,
             version: self.version,
             definition: self.definition,

@@ -84,8 +84,8 @@ pub use error::{Result, StoreError};
 pub use events::{Appended, ExposureRow, MetricRow, VariantUnits};
 pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};
 pub use model::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, ExperimentRecord, FlagRecord,
-    NewToken, Role, SegmentRecord, TokenRecord, Write,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, ItemRecord, NewToken,
+    Role, SegmentRecord, TokenRecord, Write,
 };
 pub use notify::ListenerState;
 pub use outbox::{Attempt, Delivery};

@@ -46,14 +46,15 @@ pub struct SegmentRecord {
     pub updated_at_ms: i64,
 }
 
-/// A stored experiment: its definition (opaque JSON to the store) and bookkeeping.
+/// A stored experiment or webhook subscription: its definition (opaque JSON to the store) and
+/// bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExperimentRecord {
-    /// Unique experiment id.
+pub struct ItemRecord {
+    /// Unique id.
     pub id: String,
     /// Starts at 1, increases by exactly 1 on every write.
     pub version: i64,
-    /// The experiment as the control layer wrote it.
+    /// The definition as the control layer wrote it.
     pub definition: Value,
     /// When it was created, in unix milliseconds.
     pub created_at_ms: i64,

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use crate::items::{self, WEBHOOKS};
-use crate::{ExperimentRecord, Result, Store};
+use crate::{ItemRecord, Result, Store};
 
 /// A delivery of one event to one subscription.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,11 +75,11 @@ fn delivery(row: &sqlx::any::AnyRow) -> Result<Delivery> {
 
 impl Store {
     /// Every webhook subscription, by id.
-    pub async fn list_webhooks(&self) -> Result<Vec<ExperimentRecord>> {
+    pub async fn list_webhooks(&self) -> Result<Vec<ItemRecord>> {
         Ok(items::list(self.pool(), &WEBHOOKS)
             .await?
             .into_iter()
-            .map(items::Item::into_webhook)
+            .map(items::Item::into_record)
             .collect())
     }
 

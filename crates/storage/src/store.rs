@@ -18,8 +18,8 @@ use crate::notify::{ListenerState, Signal};
 use crate::tx::WriteTx;
 use crate::url::{self, Location};
 use crate::{
-    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken,
-    Result, Role, SegmentRecord, StoreError, TokenRecord, Write,
+    AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, FlagRecord, ItemRecord, NewToken, Result,
+    Role, SegmentRecord, StoreError, TokenRecord, Write,
 };
 
 /// Which database a [`Store`] talks to; chosen by the URL scheme.
@@ -393,20 +393,20 @@ impl Store {
     }
 
     /// Every experiment, by id.
-    pub async fn list_experiments(&self) -> Result<Vec<ExperimentRecord>> {
+    pub async fn list_experiments(&self) -> Result<Vec<ItemRecord>> {
         Ok(items::list(&self.pool, &EXPERIMENTS)
             .await?
             .into_iter()
-            .map(items::Item::into_experiment)
+            .map(items::Item::into_record)
             .collect())
     }
 
     /// The experiment `id`, if it exists.
-    pub async fn get_experiment(&self, id: &str) -> Result<Option<ExperimentRecord>> {
+    pub async fn get_experiment(&self, id: &str) -> Result<Option<ItemRecord>> {
         let mut conn = self.pool.acquire().await?;
         Ok(items::get(&mut conn, &EXPERIMENTS, id)
             .await?
-            .map(items::Item::into_experiment))
+            .map(items::Item::into_record))
     }
 
     /// Creates, updates or deletes one segment as `write` says (`write.archived` is ignored).

@@ -9,7 +9,7 @@ use crate::feed::{self, Changes, FeedKind, FeedOp, StoreState};
 use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS, WEBHOOKS};
 use crate::store::{fetch_token, read_state, subject, token_audit_json};
 use crate::{
-    AuditInfo, Backend, EnvironmentRecord, ExperimentRecord, FlagRecord, NewToken, Result, Role,
+    AuditInfo, Backend, EnvironmentRecord, FlagRecord, ItemRecord, NewToken, Result, Role,
     SegmentRecord, Store, StoreError, TokenRecord, Write,
 };
 
@@ -219,43 +219,43 @@ impl WriteTx {
     }
 
     /// The experiment `id`, if it exists.
-    pub async fn experiment(&mut self, id: &str) -> Result<Option<ExperimentRecord>> {
+    pub async fn experiment(&mut self, id: &str) -> Result<Option<ItemRecord>> {
         Ok(items::get(&mut self.tx, &EXPERIMENTS, id)
             .await?
-            .map(items::Item::into_experiment))
+            .map(items::Item::into_record))
     }
 
     /// Every experiment, by id (a few hundred at most: callers filter).
-    pub async fn experiments(&mut self) -> Result<Vec<ExperimentRecord>> {
+    pub async fn experiments(&mut self) -> Result<Vec<ItemRecord>> {
         Ok(items::list_on(&mut self.tx, &EXPERIMENTS)
             .await?
             .into_iter()
-            .map(items::Item::into_experiment)
+            .map(items::Item::into_record)
             .collect())
     }
 
     /// Like [`WriteTx::write_flag`], for an experiment (`write.archived` is ignored). Audited;
     /// not in the change feed (what it serves changes through its flag).
-    pub async fn write_experiment(&mut self, write: &Write) -> Result<Option<ExperimentRecord>> {
+    pub async fn write_experiment(&mut self, write: &Write) -> Result<Option<ItemRecord>> {
         let item = items::write(&mut self.tx, &EXPERIMENTS, write, self.now).await?;
         self.wrote = true;
-        Ok(item.map(items::Item::into_experiment))
+        Ok(item.map(items::Item::into_record))
     }
 
     /// Every webhook subscription, by id.
-    pub async fn webhooks(&mut self) -> Result<Vec<ExperimentRecord>> {
+    pub async fn webhooks(&mut self) -> Result<Vec<ItemRecord>> {
         Ok(items::list_on(&mut self.tx, &WEBHOOKS)
             .await?
             .into_iter()
-            .map(items::Item::into_webhook)
+            .map(items::Item::into_record)
             .collect())
     }
 
     /// Creates, updates or deletes a webhook subscription, audited (not in the feed).
-    pub async fn write_webhook(&mut self, write: &Write) -> Result<Option<ExperimentRecord>> {
+    pub async fn write_webhook(&mut self, write: &Write) -> Result<Option<ItemRecord>> {
         let item = items::write(&mut self.tx, &WEBHOOKS, write, self.now).await?;
         self.wrote = true;
-        Ok(item.map(items::Item::into_webhook))
+        Ok(item.map(items::Item::into_record))
     }
 
     /// Queues `payload` for delivery to `webhook` (the outbox): committed with the change it
