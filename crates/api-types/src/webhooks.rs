@@ -15,6 +15,15 @@ pub const EVENTS: &[&str] = &[
     "experiment.stopped",
     "schedule.ran",
     "schedule.failed",
+    "rollout.started",
+    "rollout.advanced",
+    "rollout.awaiting_approval",
+    "rollout.paused",
+    "rollout.resumed",
+    "rollout.rolled_back",
+    "rollout.aborted",
+    "rollout.completed",
+    "guard.tripped",
 ];
 
 /// The body a subscription receives.

@@ -8,6 +8,7 @@ mod explain_cmd;
 mod exposures_cmd;
 mod flags_cmd;
 mod remote;
+mod rollouts_cmd;
 mod schedule_cmd;
 mod segments_cmd;
 mod serve_cmd;
@@ -75,6 +76,12 @@ enum Command {
     Webhooks(webhooks_cmd::WebhooksArgs),
     /// Schedule a flag operation for a time in one environment; list and cancel schedules.
     Schedule(schedule_cmd::ScheduleArgs),
+    /// Progressive rollouts: start one (stages, holds, health gates), follow, pause, resume,
+    /// advance (approve), abort.
+    Rollouts(rollouts_cmd::RolloutsArgs),
+    /// Guards (automatic kill switches on an error rate or a Prometheus query): create, list,
+    /// delete.
+    Guards(rollouts_cmd::GuardsArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
     /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
@@ -84,7 +91,7 @@ enum Command {
 
 const AFTER_HELP: &str = "\
 Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures,
-experiments, erase-unit, webhooks, schedule) talk
+experiments, erase-unit, webhooks, schedule, rollouts, guards) talk
 to a running server over its HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -173,6 +180,8 @@ fn main() -> ExitCode {
         Command::EraseUnit(args) => experiments_cmd::erase(&args),
         Command::Webhooks(args) => webhooks_cmd::run(&args),
         Command::Schedule(args) => schedule_cmd::run(&args),
+        Command::Rollouts(args) => rollouts_cmd::run(&args),
+        Command::Guards(args) => rollouts_cmd::guards(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

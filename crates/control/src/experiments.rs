@@ -18,7 +18,7 @@ use switchyard_api_types::experiments::{
 };
 use switchyard_engine::document::{ConditionDef, ExperimentDef, LayerSliceDef, ServeDef};
 use switchyard_engine::{normalize, FlagDef};
-use switchyard_storage::{Expect, ItemRecord, Write};
+use switchyard_storage::{Expect, ItemKind, ItemRecord, Write};
 
 use crate::draft::Draft;
 use crate::flags::{audit, check_version, require_environment, require_flag};
@@ -371,13 +371,13 @@ fn with_block(def: &FlagDef, environment: &str, block: Option<ExperimentDef>) ->
 impl Control {
     /// Every experiment, by id.
     pub async fn experiments(&self) -> Result<Vec<Experiment>> {
-        let records = self.require_store()?.list_experiments().await?;
+        let records = self.require_store()?.list_items(ItemKind::Experiment).await?;
         records.iter().map(Experiment::from_record).collect()
     }
 
     /// The experiment `id`.
     pub async fn experiment(&self, id: &str) -> Result<Experiment> {
-        match self.require_store()?.get_experiment(id).await? {
+        match self.require_store()?.get_item(ItemKind::Experiment, id).await? {
             Some(record) => Experiment::from_record(&record),
             None => Err(ControlError::not_found(format!("experiment `{id}`"))),
         }
@@ -394,7 +394,7 @@ impl Control {
         check_spec(&spec)?;
         self.timed(async {
             let mut draft = self.begin().await?;
-            if draft.tx.experiment(&spec.id).await?.is_some() {
+            if draft.tx.item(ItemKind::Experiment, &spec.id).await?.is_some() {
                 return Err(ControlError::AlreadyExists {
                     what: format!("experiment `{}`", spec.id),
                 });
@@ -525,7 +525,7 @@ impl Control {
                         format!("experiment `{id}` has no primary metric: add one (`metrics: [{{event: purchase, role: primary}}]`) before starting it"),
                     ));
                 }
-                let others = draft.tx.experiments().await?;
+                let others = draft.tx.items(ItemKind::Experiment).await?;
                 let others: Vec<Experiment> = others
                     .iter()
                     .filter(|r| r.id != exp.spec.id)
@@ -644,7 +644,7 @@ impl Control {
 }
 
 async fn load(draft: &mut Draft, id: &str) -> Result<Experiment> {
-    match draft.tx.experiment(id).await? {
+    match draft.tx.item(ItemKind::Experiment, id).await? {
         Some(record) => Experiment::from_record(&record),
         None => Err(ControlError::not_found(format!("experiment `{id}`"))),
     }
@@ -660,7 +660,7 @@ async fn write(
         .map_err(|e| ControlError::Internal(format!("an experiment does not serialize: {e}")))?;
     let record = draft
         .tx
-        .write_experiment(&Write {
+        .write_item(ItemKind::Experiment, &Write {
             key: exp.spec.id.clone(),
             expect,
             definition: Some(definition),

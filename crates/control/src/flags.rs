@@ -243,7 +243,7 @@ fn rollout(
 }
 
 impl Control {
-    fn ensure_flags_writable(&self) -> Result<()> {
+    pub(crate) fn ensure_flags_writable(&self) -> Result<()> {
         match self.source() {
             Source::File(path) => Err(ControlError::ReadOnly {
                 path: path.display().to_string(),

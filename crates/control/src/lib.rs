@@ -52,10 +52,12 @@ mod error;
 mod events;
 mod experiments;
 mod flags;
+mod guards;
 mod hygiene;
 mod import;
 mod manage;
 mod results;
+mod rollouts;
 mod snapfile;
 pub use snapfile::SnapshotFileError;
 mod schedules;
@@ -77,10 +79,17 @@ pub use bootstrap::{AdminToken, BootstrapPlan, BootstrapReport, StartImport};
 pub use error::{ControlError, Result};
 pub use experiments::{parse_date, running_experiment, Experiment, ExperimentAction};
 pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
+pub use guards::{
+    Guard, GuardState, GuardTrip, DEFAULT_COOLDOWN_MS, DEFAULT_GUARD_MIN_SAMPLE, DEFAULT_WINDOW_MS,
+};
 pub use hygiene::{stale_flags, StaleFlag};
 pub use import::{ImportMode, ImportReport};
 pub use manage::{CreatedToken, NewTokenRequest};
 pub use results::{AutoStop, GUARDRAIL_MIN_UNITS, SRM_MIN_UNITS};
+pub use rollouts::{
+    Probe, Rollout, RolloutAction, RolloutState, RolloutStatus, RolloutStep, DEFAULT_HOLD_MS,
+    DEFAULT_MIN_SAMPLE, DEFAULT_STAGES, GATE_ALPHA,
+};
 pub use schedules::{Schedule, ScheduleRun, ScheduledOp, LATE_MS};
 pub use snapshot::{Changed, FlagMeta, FlagView, SegmentMeta, SegmentView, Snapshot, Source};
 pub use tokens::{Actor, Principal, TokenCache};
@@ -204,6 +213,8 @@ struct Inner {
     ready: AtomicBool,
     recent: Mutex<Recent>,
     stream_key: OnceLock<[u8; 32]>,
+    /// Exposure keys of the active rollouts, by environment and flag.
+    rollout_exposures: ArcSwap<rollouts::ExposureKeys>,
 }
 
 /// The flags and segments changed in the last published snapshots, so a stream that has
@@ -250,6 +261,7 @@ impl Control {
                 ready: AtomicBool::new(false),
                 recent: Mutex::new(Recent::default()),
                 stream_key: OnceLock::new(),
+                rollout_exposures: ArcSwap::from_pointee(rollouts::ExposureKeys::new()),
             }),
         }
     }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use switchyard_api_types::webhooks::{WebhookFormat, WebhookSpec, EVENTS};
-use switchyard_storage::{Attempt, AuditInfo, Delivery, Expect, ItemRecord, Write};
+use switchyard_storage::{Attempt, AuditInfo, Delivery, Expect, ItemKind, ItemRecord, Write};
 
 use crate::draft::Draft;
 use crate::flags::audit;
@@ -96,7 +96,7 @@ impl Control {
             })?;
             let record = draft
                 .tx
-                .write_webhook(&Write {
+                .write_item(ItemKind::Webhook, &Write {
                     key: spec.id.clone(),
                     expect: Expect::Absent,
                     definition: Some(definition),
@@ -118,7 +118,7 @@ impl Control {
     /// Every subscription, by id.
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
         self.require_store()?
-            .list_webhooks()
+            .list_items(ItemKind::Webhook)
             .await?
             .iter()
             .map(from_record)
@@ -136,7 +136,7 @@ impl Control {
             let mut draft = self.begin().await?;
             draft
                 .tx
-                .write_webhook(&Write {
+                .write_item(ItemKind::Webhook, &Write {
                     key: id.to_owned(),
                     expect: Expect::Exists,
                     definition: None,
@@ -211,7 +211,7 @@ impl Draft {
         data: Value,
     ) -> Result<()> {
         if self.webhooks.is_none() {
-            let records = self.tx.webhooks().await?;
+            let records = self.tx.items(ItemKind::Webhook).await?;
             self.webhooks = Some(
                 records
                     .iter()

@@ -36,6 +36,8 @@
 //! | `log.level` | `SWITCHYARD_LOG` | | `info` |
 //! | `experiments.unit_hash_key` | `SWITCHYARD_UNIT_HASH_KEY` | | none (units stored as sent) |
 //! | `experiments.check_interval_secs` | `SWITCHYARD_EXPERIMENT_CHECK_SECS` | | `60` |
+//! | `rollouts.check_interval_ms` | `SWITCHYARD_ROLLOUT_CHECK_MS` | | `10000` (rollout gates and guards) |
+//! | `rollouts.probe_timeout_ms` | | | `5000` (a Prometheus query or health check) |
 //! | `webhooks.retry_base_ms` | `SWITCHYARD_WEBHOOK_RETRY_BASE_MS` | | `1000` |
 //! | `webhooks.max_attempts` | `SWITCHYARD_WEBHOOK_MAX_ATTEMPTS` | | `8` |
 //! | | `SWITCHYARD_ADMIN_TOKEN` | | generated and printed on first start |
@@ -86,6 +88,19 @@ pub struct ServerConfig {
     /// Webhook delivery settings.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// `[rollouts]`.
+    #[serde(default)]
+    pub rollouts: RolloutsConfig,
+}
+
+/// `[rollouts]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutsConfig {
+    /// Milliseconds between checks of running rollouts' gates and of guards.
+    pub check_interval_ms: Option<u64>,
+    /// Milliseconds a Prometheus query or health check may take.
+    pub probe_timeout_ms: Option<u64>,
 }
 
 /// `[webhooks]`.
@@ -262,6 +277,10 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// Webhook attempts before giving up.
     pub webhook_max_attempts: u32,
+    /// Milliseconds between rollout and guard checks.
+    pub rollout_check_ms: u64,
+    /// Milliseconds a gate's HTTP request may take.
+    pub probe_timeout_ms: u64,
 }
 
 /// A configuration problem, naming the setting and where it came from.
@@ -742,9 +761,17 @@ impl Settings {
             file.webhooks.max_attempts.map(u64::from),
         )?
         .unwrap_or(8);
+        let rollout_check_ms = number(
+            "SWITCHYARD_ROLLOUT_CHECK_MS",
+            file.rollouts.check_interval_ms,
+        )?
+        .unwrap_or(10_000);
+        let probe_timeout_ms = file.rollouts.probe_timeout_ms.unwrap_or(5_000);
         for (setting, value, range) in [
             ("webhook retry base", webhook_retry_base_ms, 1..=3_600_000),
             ("webhook max attempts", webhook_max_attempts, 1..=100),
+            ("rollout check interval", rollout_check_ms, 100..=3_600_000),
+            ("gate probe timeout", probe_timeout_ms, 100..=60_000),
         ] {
             if !range.contains(&value) {
                 return Err(ConfigError::Invalid {
@@ -757,6 +784,8 @@ impl Settings {
         }
 
         Ok(Settings {
+            rollout_check_ms,
+            probe_timeout_ms,
             webhook_retry_base_ms,
             webhook_max_attempts: webhook_max_attempts as u32,
             experiment_check_secs,

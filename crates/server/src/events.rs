@@ -128,11 +128,20 @@ pub async fn ingest(
         let event = read_event(raw);
         let checked = event.and_then(|event| match event {
             SdkEvent::Exposure(e) => check_exposure(&e, now_ms).map(|()| {
-                // Counted for an experiment only while it runs on that flag here.
-                let experiment = e.experiment.filter(|id| {
-                    switchyard_control::running_experiment(&snapshot, &environment, &e.flag)
-                        == Some(id.as_str())
-                });
+                // Counted for an experiment only while it runs on that flag here; otherwise
+                // for the stage of a progressive rollout of the flag, if one runs.
+                let experiment = e
+                    .experiment
+                    .filter(|id| {
+                        switchyard_control::running_experiment(&snapshot, &environment, &e.flag)
+                            == Some(id.as_str())
+                    })
+                    .or_else(|| {
+                        state
+                            .control
+                            .rollout_exposures(&environment, &e.flag)
+                            .map(|k| k.to_string())
+                    });
                 exposures.push(ExposureRow {
                     environment: environment.clone(),
                     flag: e.flag,

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
 pub mod recorder;
+pub mod rollouts;
 pub mod schedules;
 pub mod state;
 pub mod stream;
@@ -206,6 +207,13 @@ routes! {
     post "/api/v1/webhooks" => webhooks::create, ADMIN, "Create a webhook subscription; its signing secret is shown once.";
     delete "/api/v1/webhooks/{id}" => webhooks::delete, ADMIN, "Delete a webhook subscription.";
     get "/api/v1/webhooks/{id}/deliveries" => webhooks::deliveries, ADMIN, "A subscription's deliveries, newest first: state, attempts, last answer.";
+    get "/api/v1/rollouts" => rollouts::list, VIEWER, "List progressive rollouts, newest first; filter by status, flag.";
+    post "/api/v1/rollouts" => rollouts::create, EDITOR, "Start a progressive rollout of a flag in one environment: stages, holds, health gates, what a red gate does.";
+    get "/api/v1/rollouts/{id}" => rollouts::get, VIEWER, "A progressive rollout: status, stage, stage history, the latest gate readings.";
+    post "/api/v1/rollouts/{id}/{action}" => rollouts::act, EDITOR, "Pause, resume, advance (approving a stage that waits for approval) or abort a progressive rollout.";
+    get "/api/v1/guards" => rollouts::list_guards, VIEWER, "List guards (automatic kill switches) with their latest reading.";
+    post "/api/v1/guards" => rollouts::create_guard, EDITOR, "Set up a guard: the flag's kill switch turns on when an error rate or a Prometheus query is above a limit.";
+    delete "/api/v1/guards/{id}" => rollouts::delete_guard, EDITOR, "Remove a guard (the flag stays as it is).";
     delete "/api/v1/units/{unit}/events" => experiments::erase_unit, ADMIN, "Erase every exposure and metric event of one unit in an environment (privacy).";
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
@@ -557,10 +565,11 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         }
     }
 
-    let rollouts = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
+    let follower = tokio::spawn(metrics::follow_snapshots(state.clone(), stop_rx.clone()));
     let monitor = tokio::spawn(experiments::monitor(state.clone(), stop_rx.clone()));
     let deliverer = tokio::spawn(webhooks::deliver(state.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedules::run(state.clone(), stop_rx.clone()));
+    let gatekeeper = tokio::spawn(rollouts::monitor(state.clone(), stop_rx.clone()));
     let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
         control.clone(),
         state.metrics.clone(),
@@ -590,10 +599,11 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     .await
     .map_err(StartError::Serve)?;
     stop_tx.send_replace(true);
-    let _ = rollouts.await;
+    let _ = follower.await;
     let _ = monitor.await;
     let _ = deliverer.await;
     let _ = scheduler.await;
+    let _ = gatekeeper.await;
     let _ = hub.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");

@@ -1,7 +1,7 @@
 //! Prometheus metrics: evaluations, HTTP latency, flag changes, kill switches, rollouts.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The server's metrics, registered in their own registry.
@@ -41,6 +41,11 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// `switchyard_schedule_runs_total{state}`: scheduled changes run (`done`, `failed`).
     pub schedule_runs: IntCounterVec,
+    /// `switchyard_rollout_steps_total{action}`: automatic rollout steps (`advanced`,
+    /// `awaiting_approval`, `completed`, `rolled_back`).
+    pub rollout_steps: IntCounterVec,
+    /// `switchyard_guard_trips_total`: kill switches turned on by guards.
+    pub guard_trips: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -162,6 +167,22 @@ impl Metrics {
             schedule_runs.with_label_values(&[state]).inc_by(0);
         }
         registry.register(Box::new(schedule_runs.clone()))?;
+        let rollout_steps = IntCounterVec::new(
+            Opts::new(
+                "switchyard_rollout_steps_total",
+                "Automatic progressive-rollout steps, by action (advanced, awaiting_approval, completed, rolled_back)",
+            ),
+            &["action"],
+        )?;
+        for action in ["advanced", "awaiting_approval", "completed", "rolled_back"] {
+            rollout_steps.with_label_values(&[action]).inc_by(0);
+        }
+        registry.register(Box::new(rollout_steps.clone()))?;
+        let guard_trips = IntCounter::new(
+            "switchyard_guard_trips_total",
+            "Kill switches turned on by guards",
+        )?;
+        registry.register(Box::new(guard_trips.clone()))?;
         for kind in ["sdk", "ofrep"] {
             sse_clients.with_label_values(&[kind]).set(0);
             sse_dropped.with_label_values(&[kind]).inc_by(0);
@@ -193,6 +214,8 @@ impl Metrics {
             experiment_stops,
             webhook_deliveries,
             schedule_runs,
+            rollout_steps,
+            guard_trips,
         })
     }
 

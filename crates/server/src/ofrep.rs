@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use switchyard_engine::{Context, ErrorCode, Evaluation};
+use switchyard_engine::{Context, ErrorCode, Evaluation, Reason};
 
 use crate::auth::{Caller, Denied};
 use crate::listen::Limits;
@@ -219,15 +219,32 @@ fn expose(
     ctx: &Context,
     eval: &Evaluation<'_>,
 ) {
-    let Some(experiment) = eval.detail.as_ref().and_then(|d| d.experiment_id()) else {
+    let Some(variant) = eval.variant else {
         return;
     };
-    let (Some(unit), Some(variant)) = (evaluator.experiment_unit(key, ctx), eval.variant) else {
-        return;
-    };
-    let unit = match unit {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    let (unit, experiment) = match eval.detail.as_ref().and_then(|d| d.experiment_id()) {
+        Some(experiment) => {
+            let unit = match evaluator.experiment_unit(key, ctx) {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => return,
+            };
+            (unit, experiment.to_owned())
+        }
+        // A progressive rollout's stage counts the units its fallthrough decided for (in the
+        // rollout or not), not those a target or rule sent elsewhere.
+        None if matches!(eval.reason, Reason::Split | Reason::Default)
+            && eval.error.is_none() =>
+        {
+            let Some(key) = state.control.rollout_exposures(env, key) else {
+                return;
+            };
+            let Some(unit) = ctx.targeting_key() else {
+                return;
+            };
+            (unit.to_owned(), key.to_string())
+        }
+        None => return,
     };
     let row = switchyard_storage::ExposureRow {
         environment: env.to_owned(),
@@ -235,7 +252,7 @@ fn expose(
         unit,
         variant: variant.to_owned(),
         at_ms: crate::now_millis(),
-        experiment: Some(experiment.to_owned()),
+        experiment: Some(experiment),
     };
     if !state.recorder.record(row) {
         state

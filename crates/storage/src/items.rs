@@ -1,5 +1,5 @@
-//! Flags, segments and experiments: the same versioned, audited create/update/delete over
-//! three tables.
+//! Flags, segments and id-keyed records (experiments, webhooks, rollouts, guards): the same
+//! versioned, audited create/update/delete over several tables.
 //!
 //! A flag row has an `archived` bit that a segment row lacks; otherwise the two behave alike,
 //! so one implementation serves both, driven by a [`Table`] of SQL statements.
@@ -66,41 +66,74 @@ pub(crate) const SEGMENTS: Table = Table {
     delete: "DELETE FROM segments WHERE name = $1",
 };
 
-pub(crate) const EXPERIMENTS: Table = Table {
-    kind: "experiment",
-    has_archived: false,
-    select_all: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
-                 FROM experiments ORDER BY id",
-    select_one: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
-                 FROM experiments WHERE id = $1",
-    select_base: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
-                  FROM experiments",
-    key_column: "id",
-    insert: "INSERT INTO experiments (id, version, definition, created_at_ms, updated_at_ms) \
-             VALUES ($1, 1, $2, $3, $3)",
-    update: "UPDATE experiments SET definition = $2, updated_at_ms = $3, version = $4 \
-             WHERE id = $1",
-    delete: "DELETE FROM experiments WHERE id = $1",
-};
+/// A table of records keyed by `id` with a JSON definition (experiments, webhooks, rollouts,
+/// guards): the same five columns, so one macro writes their statements.
+macro_rules! id_table {
+    ($table:literal, $kind:literal) => {
+        Table {
+            kind: $kind,
+            has_archived: false,
+            select_all: concat!(
+                "SELECT id AS key, version, definition, created_at_ms, updated_at_ms FROM ",
+                $table,
+                " ORDER BY id"
+            ),
+            select_one: concat!(
+                "SELECT id AS key, version, definition, created_at_ms, updated_at_ms FROM ",
+                $table,
+                " WHERE id = $1"
+            ),
+            select_base: concat!(
+                "SELECT id AS key, version, definition, created_at_ms, updated_at_ms FROM ",
+                $table
+            ),
+            key_column: "id",
+            insert: concat!(
+                "INSERT INTO ",
+                $table,
+                " (id, version, definition, created_at_ms, updated_at_ms) VALUES ($1, 1, $2, $3, $3)"
+            ),
+            update: concat!(
+                "UPDATE ",
+                $table,
+                " SET definition = $2, updated_at_ms = $3, version = $4 WHERE id = $1"
+            ),
+            delete: concat!("DELETE FROM ", $table, " WHERE id = $1"),
+        }
+    };
+}
 
-pub(crate) const WEBHOOKS: Table = Table {
-    kind: "webhook",
-    has_archived: false,
-    select_all: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
-                 FROM webhooks ORDER BY id",
-    select_one: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
-                 FROM webhooks WHERE id = $1",
-    select_base: "SELECT id AS key, version, definition, created_at_ms, updated_at_ms \
-                  FROM webhooks",
-    key_column: "id",
-    insert: "INSERT INTO webhooks (id, version, definition, created_at_ms, updated_at_ms) \
-             VALUES ($1, 1, $2, $3, $3)",
-    update: "UPDATE webhooks SET definition = $2, updated_at_ms = $3, version = $4 \
-             WHERE id = $1",
-    delete: "DELETE FROM webhooks WHERE id = $1",
-};
+pub(crate) const EXPERIMENTS: Table = id_table!("experiments", "experiment");
+pub(crate) const WEBHOOKS: Table = id_table!("webhooks", "webhook");
+pub(crate) const ROLLOUTS: Table = id_table!("rollouts", "rollout");
+pub(crate) const GUARDS: Table = id_table!("guards", "guard");
 
-/// A stored flag, segment, experiment or webhook.
+/// The kinds of [`ItemRecord`]: records keyed by id, versioned and audited like flags, that
+/// are not in the change feed (what they serve changes through their flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// An experiment.
+    Experiment,
+    /// A webhook subscription.
+    Webhook,
+    /// A progressive rollout.
+    Rollout,
+    /// A guard (automatic kill switch).
+    Guard,
+}
+
+impl ItemKind {
+    pub(crate) fn table(self) -> &'static Table {
+        match self {
+            ItemKind::Experiment => &EXPERIMENTS,
+            ItemKind::Webhook => &WEBHOOKS,
+            ItemKind::Rollout => &ROLLOUTS,
+            ItemKind::Guard => &GUARDS,
+        }
+    }
+}
+
+/// A stored flag, segment or id-keyed record.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Item {
     key: String,

@@ -66,6 +66,7 @@ mod audit;
 mod error;
 mod events;
 mod feed;
+mod gates;
 mod items;
 mod migrate;
 mod model;
@@ -82,6 +83,8 @@ pub use analysis::{
 };
 pub use error::{Result, StoreError};
 pub use events::{Appended, ExposureRow, MetricRow, VariantUnits};
+pub use items::ItemKind;
+pub use gates::{Arm, ValuesQuery};
 pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};
 pub use model::{
     AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, ItemRecord, NewToken,

@@ -53,6 +53,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "automation",
         sql: include_str!("../migrations/sqlite/0005_automation.sql"),
     },
+    Migration {
+        version: 6,
+        name: "rollouts",
+        sql: include_str!("../migrations/sqlite/0006_rollouts.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first; the same versions as [`SQLITE`].
@@ -81,6 +86,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "automation",
         sql: include_str!("../migrations/postgres/0005_automation.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "rollouts",
+        sql: include_str!("../migrations/postgres/0006_rollouts.sql"),
     },
 ];
 

@@ -4,8 +4,7 @@
 
 use sqlx::Row;
 
-use crate::items::{self, WEBHOOKS};
-use crate::{ItemRecord, Result, Store};
+use crate::{Result, Store};
 
 /// A delivery of one event to one subscription.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,15 +73,6 @@ fn delivery(row: &sqlx::any::AnyRow) -> Result<Delivery> {
 }
 
 impl Store {
-    /// Every webhook subscription, by id.
-    pub async fn list_webhooks(&self) -> Result<Vec<ItemRecord>> {
-        Ok(items::list(self.pool(), &WEBHOOKS)
-            .await?
-            .into_iter()
-            .map(items::Item::into_record)
-            .collect())
-    }
-
     /// Claims up to `limit` due deliveries for `lease_ms` (no other replica claims them
     /// meanwhile; a concurrent claim of the same row re-checks the lease and skips it).
     pub async fn claim_deliveries(

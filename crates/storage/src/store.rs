@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::audit;
 use crate::feed::{self, Changes, StoreState};
-use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS};
+use crate::items::{self, ItemKind, FLAGS, SEGMENTS};
 use crate::notify::{ListenerState, Signal};
 use crate::tx::WriteTx;
 use crate::url::{self, Location};
@@ -392,19 +392,19 @@ impl Store {
             .map(items::Item::into_segment))
     }
 
-    /// Every experiment, by id.
-    pub async fn list_experiments(&self) -> Result<Vec<ItemRecord>> {
-        Ok(items::list(&self.pool, &EXPERIMENTS)
+    /// Every record of `kind`, by id.
+    pub async fn list_items(&self, kind: ItemKind) -> Result<Vec<ItemRecord>> {
+        Ok(items::list(&self.pool, kind.table())
             .await?
             .into_iter()
             .map(items::Item::into_record)
             .collect())
     }
 
-    /// The experiment `id`, if it exists.
-    pub async fn get_experiment(&self, id: &str) -> Result<Option<ItemRecord>> {
+    /// The record `id` of `kind`, if it exists.
+    pub async fn get_item(&self, kind: ItemKind, id: &str) -> Result<Option<ItemRecord>> {
         let mut conn = self.pool.acquire().await?;
-        Ok(items::get(&mut conn, &EXPERIMENTS, id)
+        Ok(items::get(&mut conn, kind.table(), id)
             .await?
             .map(items::Item::into_record))
     }

@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use crate::audit::{self, Change};
 use crate::feed::{self, Changes, FeedKind, FeedOp, StoreState};
-use crate::items::{self, EXPERIMENTS, FLAGS, SEGMENTS, WEBHOOKS};
+use crate::items::{self, ItemKind, FLAGS, SEGMENTS};
 use crate::store::{fetch_token, read_state, subject, token_audit_json};
 use crate::{
     AuditInfo, Backend, EnvironmentRecord, FlagRecord, ItemRecord, NewToken, Result, Role,
@@ -218,42 +218,26 @@ impl WriteTx {
         Ok(item.map(items::Item::into_segment))
     }
 
-    /// The experiment `id`, if it exists.
-    pub async fn experiment(&mut self, id: &str) -> Result<Option<ItemRecord>> {
-        Ok(items::get(&mut self.tx, &EXPERIMENTS, id)
+    /// The record `id` of `kind`, if it exists.
+    pub async fn item(&mut self, kind: ItemKind, id: &str) -> Result<Option<ItemRecord>> {
+        Ok(items::get(&mut self.tx, kind.table(), id)
             .await?
             .map(items::Item::into_record))
     }
 
-    /// Every experiment, by id (a few hundred at most: callers filter).
-    pub async fn experiments(&mut self) -> Result<Vec<ItemRecord>> {
-        Ok(items::list_on(&mut self.tx, &EXPERIMENTS)
+    /// Every record of `kind`, by id (a few hundred at most: callers filter).
+    pub async fn items(&mut self, kind: ItemKind) -> Result<Vec<ItemRecord>> {
+        Ok(items::list_on(&mut self.tx, kind.table())
             .await?
             .into_iter()
             .map(items::Item::into_record)
             .collect())
     }
 
-    /// Like [`WriteTx::write_flag`], for an experiment (`write.archived` is ignored). Audited;
-    /// not in the change feed (what it serves changes through its flag).
-    pub async fn write_experiment(&mut self, write: &Write) -> Result<Option<ItemRecord>> {
-        let item = items::write(&mut self.tx, &EXPERIMENTS, write, self.now).await?;
-        self.wrote = true;
-        Ok(item.map(items::Item::into_record))
-    }
-
-    /// Every webhook subscription, by id.
-    pub async fn webhooks(&mut self) -> Result<Vec<ItemRecord>> {
-        Ok(items::list_on(&mut self.tx, &WEBHOOKS)
-            .await?
-            .into_iter()
-            .map(items::Item::into_record)
-            .collect())
-    }
-
-    /// Creates, updates or deletes a webhook subscription, audited (not in the feed).
-    pub async fn write_webhook(&mut self, write: &Write) -> Result<Option<ItemRecord>> {
-        let item = items::write(&mut self.tx, &WEBHOOKS, write, self.now).await?;
+    /// Like [`WriteTx::write_flag`], for a record of `kind` (`write.archived` is ignored).
+    /// Audited; not in the change feed (what it serves changes through its flag).
+    pub async fn write_item(&mut self, kind: ItemKind, write: &Write) -> Result<Option<ItemRecord>> {
+        let item = items::write(&mut self.tx, kind.table(), write, self.now).await?;
         self.wrote = true;
         Ok(item.map(items::Item::into_record))
     }

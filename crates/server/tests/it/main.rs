@@ -46,6 +46,8 @@ pub(crate) fn settings(dir: &Path) -> Settings {
         log_level: "warn".to_owned(),
         unit_hash_key: None,
         experiment_check_secs: 60,
+        rollout_check_ms: 10_000,
+        probe_timeout_ms: 5_000,
         webhook_retry_base_ms: 1000,
         webhook_max_attempts: 8,
     }

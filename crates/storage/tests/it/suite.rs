@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sqlx::{Executor, Row};
 use switchyard_storage::{
     Appended, AuditEntry, AuditInfo, AuditQuery, Backend, Expect, ExposureRow, FeedKind, FeedOp,
-    ListenerState, MetricRow, NewToken, Role, Store, StoreError, Write,
+    ItemKind, ListenerState, MetricRow, NewToken, Role, Store, StoreError, Write,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -1781,7 +1781,7 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
     let store = &ctx.store;
     let mut tx = store.begin_write().await.unwrap();
     let record = tx
-        .write_experiment(&Write {
+        .write_item(ItemKind::Experiment, &Write {
             key: "exp-1".into(),
             expect: Expect::Absent,
             definition: Some(json!({"spec": {"environment": "production"}})),
@@ -1807,7 +1807,7 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         .unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].action, "experiment.create");
-    assert_eq!(store.list_experiments().await.unwrap().len(), 1);
+    assert_eq!(store.list_items(ItemKind::Experiment).await.unwrap().len(), 1);
 
     let day = switchyard_storage::DAY_MS;
     let start = 1_000 * day;

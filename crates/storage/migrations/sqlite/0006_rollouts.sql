@@ -1,0 +1,34 @@
+-- Switchyard storage schema, version 6 (SQLite): progressive rollouts and guards. Keep in
+-- step with ../postgres/0006_rollouts.sql.
+
+-- A progressive rollout: its plan (stages, gates, what to do on red) and its state (stage,
+-- status, history), versioned and audited (subject kind `rollout`) like flags. Every
+-- automatic step is a version-checked write, so two replicas never both advance it.
+CREATE TABLE rollouts (
+    id            TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL CHECK (version >= 1),
+    definition    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+-- A guard: the automatic kill switch of one flag in one environment.
+CREATE TABLE guards (
+    id            TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL CHECK (version >= 1),
+    definition    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+
+-- The latest gate readings of a rollout or guard (`rollout:<id>`, `guard:<id>`): written at
+-- every check, so not audited and not a revision (a reading changes nothing that is served).
+CREATE TABLE gate_readings (
+    subject  TEXT PRIMARY KEY,
+    readings TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL
+);
+
+-- Guards count an environment's recent events by name; events arrive in received order, so
+-- this index grows at its end instead of in the middle.
+CREATE INDEX metric_events_recent ON metric_events (environment, received_at_ms, event);
