@@ -5,6 +5,7 @@ mod experiments;
 mod harness;
 mod ops;
 mod replicas;
+mod rollouts;
 mod schedules;
 
 /// Instantiates each listed test function for both backends.
@@ -61,4 +62,10 @@ on_both!(experiment_runs = experiments:
 on_both!(scheduled_changes = schedules:
     schedules_run_once_late_or_fail_cleanly,
     the_stale_report_lists_exactly_the_stale_flags,
+);
+
+on_both!(progressive_rollouts = rollouts:
+    a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_red,
+    probes_gate_rollouts_and_last_healthy_is_honoured,
+    a_guard_trips_the_kill_switch_once_and_cools_down,
 );
