@@ -347,7 +347,7 @@ pub struct GuardSpec {
 pub struct GuardResource {
     /// Its id.
     pub id: String,
-    /// What was written.
+    /// What was written (its `id` is the one above).
     #[serde(flatten)]
     pub spec: GuardSpec,
     /// `armed`, or `cooling_down` for a while after a trip.

@@ -337,7 +337,13 @@ impl ApiFailure {
                     .and_then(|p| serde_json::from_value(p).ok())
                     .unwrap_or_default();
                 failure.code = Some(error.code);
-                failure.message = error.message;
+                // A one-field mistake names its field, as a validation problem names its path.
+                failure.message = match error.details.get("field").and_then(Value::as_str) {
+                    Some(field) if failure.problems.is_empty() && !error.message.contains(field) => {
+                        format!("{field}: {}", error.message)
+                    }
+                    _ => error.message,
+                };
                 failure.details = error.details;
             }
             Err(_) => {

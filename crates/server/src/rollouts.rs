@@ -134,7 +134,11 @@ fn guard_resource(g: &Guard, now_ms: i64) -> GuardResource {
     let s = &g.state;
     GuardResource {
         id: s.id().to_owned(),
-        spec: s.spec.clone(),
+        // The id is said once, at the top.
+        spec: GuardSpec {
+            id: None,
+            ..s.spec.clone()
+        },
         state: if s.cooling_down(now_ms) {
             "cooling_down"
         } else {

@@ -6,6 +6,7 @@ mod experiments;
 mod outage;
 mod protocol;
 mod replicas;
+mod rollouts;
 mod schedules;
 mod serve;
 mod stats;
