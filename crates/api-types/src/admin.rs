@@ -79,6 +79,9 @@ pub struct Environment {
     pub name: String,
     /// RFC 3339.
     pub created_at: String,
+    /// Whether a person's flag change here waits for someone else's approval.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_approval: bool,
 }
 
 /// `POST /api/v1/environments` body.
@@ -348,4 +351,17 @@ pub struct StaleReport {
     pub days: i64,
     /// The stale flags, by key.
     pub flags: Vec<StaleFlag>,
+}
+
+/// `PUT /api/v1/environments/{name}` body: an environment's policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentPolicy {
+    /// Whether a person's change to a flag here waits for someone else's approval (the kill
+    /// switch never waits).
+    pub require_approval: bool,
+    /// Why (audited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

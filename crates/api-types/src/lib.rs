@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod experiments;
 pub mod ofrep;
+pub mod requests;
 pub mod rollouts;
 pub mod schedules;
 pub mod sdk;

@@ -24,6 +24,10 @@ pub const EVENTS: &[&str] = &[
     "rollout.aborted",
     "rollout.completed",
     "guard.tripped",
+    "request.created",
+    "request.approved",
+    "request.rejected",
+    "request.stale",
 ];
 
 /// The body a subscription receives.

@@ -8,6 +8,7 @@ mod explain_cmd;
 mod exposures_cmd;
 mod flags_cmd;
 mod remote;
+mod requests_cmd;
 mod rollouts_cmd;
 mod schedule_cmd;
 mod segments_cmd;
@@ -82,6 +83,8 @@ enum Command {
     /// Guards (automatic kill switches on an error rate or a Prometheus query): create, list,
     /// delete.
     Guards(rollouts_cmd::GuardsArgs),
+    /// Change requests (four-eyes approvals): list, show with the diff, approve, reject.
+    Requests(requests_cmd::RequestsArgs),
     /// Print the server's OpenAPI 3.1 document (what `GET /api/v1/openapi.json` serves).
     Openapi,
     /// Experiment calculator on summary numbers, offline: proportions, means, srm, adjust,
@@ -91,7 +94,7 @@ enum Command {
 
 const AFTER_HELP: &str = "\
 Remote commands (flags, segments, envs, audit, tokens, import, export, seed, exposures,
-experiments, erase-unit, webhooks, schedule, rollouts, guards) talk
+experiments, erase-unit, webhooks, schedule, rollouts, guards, requests) talk
 to a running server over its HTTP API and take these options before or after the subcommand:
   --server URL   the server [env: SWITCHYARD_SERVER] [default: http://127.0.0.1:8080]
   --token TOKEN  an API token [env: SWITCHYARD_TOKEN]
@@ -103,7 +106,9 @@ Exit status:
   0  success
   1  the server refused the request (HTTP 4xx or 5xx), or `validate` found invalid files,
      or `eval` met invalid context lines
-  2  usage error, unreadable file, or the server could not be reached";
+  2  usage error, unreadable file, or the server could not be reached
+  3  the change was not applied: its environment requires approval, and it waits as a
+     change request (switchyard requests list)";
 
 #[derive(Debug, Args)]
 struct ValidateArgs {
@@ -182,6 +187,7 @@ fn main() -> ExitCode {
         Command::Schedule(args) => schedule_cmd::run(&args),
         Command::Rollouts(args) => rollouts_cmd::run(&args),
         Command::Guards(args) => rollouts_cmd::guards(&args),
+        Command::Requests(args) => requests_cmd::run(&args),
         Command::Openapi => {
             print!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use switchyard_api_types::requests::PendingChange;
 use switchyard_api_types::{ErrorBody, FieldProblem};
 
 /// Where the server is and who is asking; `global`, so they go before or after the subcommand.
@@ -84,6 +85,7 @@ pub struct Call<'c> {
 #[derive(Debug)]
 pub struct Reply {
     server: String,
+    status: u16,
     text: String,
 }
 
@@ -99,6 +101,13 @@ pub enum RemoteError {
     },
     /// The server answered 4xx or 5xx.
     Refused(Box<ApiFailure>),
+    /// The change was accepted as a change request waiting for someone's approval (202).
+    Pending {
+        /// What the server said.
+        message: String,
+        /// The request's id.
+        id: String,
+    },
     /// A 2xx answer that is not what the admin API sends.
     Unexpected {
         /// Base URL.
@@ -249,6 +258,7 @@ impl Call<'_> {
         if (200..300).contains(&status) {
             return Ok(Reply {
                 server: client.base.clone(),
+                status,
                 text,
             });
         }
@@ -290,6 +300,14 @@ fn send_payload(
 impl Reply {
     /// The body, parsed.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, RemoteError> {
+        if self.status == 202 {
+            if let Ok(p) = serde_json::from_str::<PendingChange>(&self.text) {
+                return Err(RemoteError::Pending {
+                    message: p.message,
+                    id: p.request.id,
+                });
+            }
+        }
         serde_json::from_str(&self.text).map_err(|err| RemoteError::Unexpected {
             server: self.server.clone(),
             what: format!("its answer is not the expected JSON ({err})"),
@@ -339,7 +357,9 @@ impl ApiFailure {
                 failure.code = Some(error.code);
                 // A one-field mistake names its field, as a validation problem names its path.
                 failure.message = match error.details.get("field").and_then(Value::as_str) {
-                    Some(field) if failure.problems.is_empty() && !error.message.contains(field) => {
+                    Some(field)
+                        if failure.problems.is_empty() && !error.message.contains(field) =>
+                    {
                         format!("{field}: {}", error.message)
                     }
                     _ => error.message,
@@ -405,6 +425,7 @@ impl fmt::Display for RemoteError {
                 write!(f, "cannot reach the server at {server}: {source}")
             }
             RemoteError::Refused(failure) => f.write_str(&failure.message),
+            RemoteError::Pending { message, .. } => f.write_str(message),
             RemoteError::Unexpected { server, what } => {
                 write!(f, "unexpected answer from {server}: {what}")
             }
@@ -462,6 +483,11 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
                 eprintln!("hint: {hint}");
             }
             ExitCode::from(1)
+        }
+        Some(RemoteError::Pending { message, id }) => {
+            println!("pending approval: {message}");
+            println!("see it with: switchyard requests get {id}");
+            ExitCode::from(3)
         }
         Some(RemoteError::Unexpected { .. }) => {
             eprintln!("error: {}", chain_text(err));

@@ -152,7 +152,9 @@ fn plan_body(
             bail!("--approval-at names stages by percentage: give --stages too (e.g. --stages 5,25,50,100)");
         };
         for p in approval_at {
-            let Some(stage) = list.iter_mut().find(|s| s["percentage"].as_f64() == Some(*p))
+            let Some(stage) = list
+                .iter_mut()
+                .find(|s| s["percentage"].as_f64() == Some(*p))
             else {
                 bail!("--approval-at {p}: no stage serves {p} %");
             };
@@ -253,7 +255,10 @@ fn render(r: &RolloutResource) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table::render(&["GATE", "KIND", "STATUS", "READING"], &rows));
+        out.push_str(&table::render(
+            &["GATE", "KIND", "STATUS", "READING"],
+            &rows,
+        ));
     }
     let _ = writeln!(out, "history:");
     let rows: Vec<Vec<String>> = r
@@ -281,7 +286,9 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
     let json = args.remote.json;
     let path = |id: &str| format!("/api/v1/rollouts/{}", segment(id));
     match &args.command {
-        c @ RolloutsCommand::Start { flag, env, file, .. } => {
+        c @ RolloutsCommand::Start {
+            flag, env, file, ..
+        } => {
             let body = plan_body(flag, env, file.as_deref(), c)?;
             let reply = client
                 .post("/api/v1/rollouts")

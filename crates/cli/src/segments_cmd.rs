@@ -77,6 +77,17 @@ enum EnvsCommand {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
+    /// Set an environment's policy (admin).
+    Update {
+        /// Environment name.
+        name: String,
+        /// Whether a person's flag change there waits for someone else's approval.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        require_approval: bool,
+        /// Why (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
 }
 
 fn count(v: &[Value]) -> String {
@@ -216,9 +227,39 @@ pub fn envs(args: &EnvsArgs) -> Result<ExitCode> {
             let envs: Vec<Environment> = reply.parse()?;
             let rows: Vec<Vec<String>> = envs
                 .iter()
-                .map(|e| vec![e.name.clone(), e.created_at.clone()])
+                .map(|e| {
+                    vec![
+                        e.name.clone(),
+                        e.created_at.clone(),
+                        if e.require_approval { "required" } else { NONE }.to_owned(),
+                    ]
+                })
                 .collect();
-            print!("{}", table::render(&["NAME", "CREATED"], &rows));
+            print!("{}", table::render(&["NAME", "CREATED", "APPROVAL"], &rows));
+        }
+        EnvsCommand::Update {
+            name,
+            require_approval,
+            reason,
+        } => {
+            let reply = client
+                .put(format!(
+                    "/api/v1/environments/{}",
+                    crate::remote::segment(name)
+                ))
+                .json(&switchyard_api_types::admin::EnvironmentPolicy {
+                    require_approval: *require_approval,
+                    reason: reason.clone(),
+                })
+                .send()
+                .with_context(|| format!("cannot update environment `{name}`"))?;
+            if json {
+                reply.print();
+            } else if *require_approval {
+                println!("flag changes in `{name}` now wait for someone else's approval");
+            } else {
+                println!("flag changes in `{name}` apply at once");
+            }
         }
         EnvsCommand::Create { name, reason } => {
             let reply = client

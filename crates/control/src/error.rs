@@ -90,6 +90,13 @@ pub enum ControlError {
     /// An internal failure (a panicked compile task); logged.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The change was not applied: the environment requires approval, and it now waits as
+    /// this change request for someone else to approve.
+    #[error("flag `{}` in {} requires approval: the change waits as request {}", .request.flag, .request.environments.join(", "), .request.id)]
+    ApprovalRequired {
+        /// The request written.
+        request: Box<switchyard_api_types::requests::ChangeRequest>,
+    },
 }
 
 fn summary(diagnostics: &[Diagnostic]) -> String {

@@ -371,13 +371,20 @@ fn with_block(def: &FlagDef, environment: &str, block: Option<ExperimentDef>) ->
 impl Control {
     /// Every experiment, by id.
     pub async fn experiments(&self) -> Result<Vec<Experiment>> {
-        let records = self.require_store()?.list_items(ItemKind::Experiment).await?;
+        let records = self
+            .require_store()?
+            .list_items(ItemKind::Experiment)
+            .await?;
         records.iter().map(Experiment::from_record).collect()
     }
 
     /// The experiment `id`.
     pub async fn experiment(&self, id: &str) -> Result<Experiment> {
-        match self.require_store()?.get_item(ItemKind::Experiment, id).await? {
+        match self
+            .require_store()?
+            .get_item(ItemKind::Experiment, id)
+            .await?
+        {
             Some(record) => Experiment::from_record(&record),
             None => Err(ControlError::not_found(format!("experiment `{id}`"))),
         }
@@ -394,7 +401,12 @@ impl Control {
         check_spec(&spec)?;
         self.timed(async {
             let mut draft = self.begin().await?;
-            if draft.tx.item(ItemKind::Experiment, &spec.id).await?.is_some() {
+            if draft
+                .tx
+                .item(ItemKind::Experiment, &spec.id)
+                .await?
+                .is_some()
+            {
                 return Err(ControlError::AlreadyExists {
                     what: format!("experiment `{}`", spec.id),
                 });
@@ -660,13 +672,16 @@ async fn write(
         .map_err(|e| ControlError::Internal(format!("an experiment does not serialize: {e}")))?;
     let record = draft
         .tx
-        .write_item(ItemKind::Experiment, &Write {
-            key: exp.spec.id.clone(),
-            expect,
-            definition: Some(definition),
-            archived: false,
-            audit,
-        })
+        .write_item(
+            ItemKind::Experiment,
+            &Write {
+                key: exp.spec.id.clone(),
+                expect,
+                definition: Some(definition),
+                archived: false,
+                audit,
+            },
+        )
         .await?
         .ok_or_else(|| ControlError::Internal("a written experiment was not returned".into()))?;
     Experiment::from_record(&record)

@@ -297,20 +297,40 @@ impl Control {
                 format!("the definition's key `{}` differs from `{key}`", def.key),
             ));
         }
-        self.timed(async {
-            let mut draft = self.begin().await?;
-            let current = require_flag(&draft.snap, key)?;
-            check_version(key, current.meta.version, if_match, !force)?;
-            def.archived = current.meta.archived;
-            managed_experiments(&mut def, Some(current.definition))?;
-            if same_definition(&def, current.definition) {
-                return finish(draft, key, false).await;
-            }
-            let audit = audit(actor, "flag.update", None, reason);
-            draft.put_flag(def, audit).await?;
-            finish(draft, key, true).await
-        })
-        .await
+        let written = self
+            .timed(async {
+                let mut draft = self.begin().await?;
+                let current = require_flag(&draft.snap, key)?;
+                let version = current.meta.version;
+                check_version(key, version, if_match, !force)?;
+                def.archived = current.meta.archived;
+                managed_experiments(&mut def, Some(current.definition))?;
+                if same_definition(&def, current.definition) {
+                    let value = stored_flag(&draft.snap, key)?;
+                    return draft.finish(Ok(value), false).await;
+                }
+                if crate::requests::is_person(actor) {
+                    let (before, _) = normalize(current.definition);
+                    if let Some(request) = crate::requests::hold_if_required(
+                        &mut draft,
+                        key,
+                        (before, def.clone(), version),
+                        "flag.update",
+                        actor,
+                        reason.clone(),
+                    )
+                    .await?
+                    {
+                        return draft.finish(Err(request), true).await;
+                    }
+                }
+                let audit = audit(actor, "flag.update", None, reason);
+                draft.put_flag(def, audit).await?;
+                let value = stored_flag(&draft.snap, key)?;
+                draft.finish(Ok(value), true).await
+            })
+            .await?;
+        crate::requests::applied_or_held(written)
     }
 
     /// Deletes a flag (refused, with the flags that need it, while others require it).
@@ -358,13 +378,36 @@ impl Control {
         reason: Option<String>,
     ) -> Result<Written<StoredFlag>> {
         self.ensure_flags_writable()?;
-        self.timed(async {
-            let mut draft = self.begin().await?;
-            let info = audit(actor, change.action(), change.environment(), reason);
-            let changed = change_in(&mut draft, key, change, if_match, info).await?;
-            finish(draft, key, changed).await
-        })
-        .await
+        let written = self
+            .timed(async {
+                let mut draft = self.begin().await?;
+                // The kill switch never waits for approval: stopping harm is always allowed.
+                let emergency = matches!(change, FlagChange::Kill { on: true, .. });
+                if !emergency && crate::requests::is_person(actor) {
+                    if let Some((before, after, version)) =
+                        prepare_change(&draft.snap, key, &change, if_match)?
+                    {
+                        if let Some(request) = crate::requests::hold_if_required(
+                            &mut draft,
+                            key,
+                            (before, after, version),
+                            change.action(),
+                            actor,
+                            reason.clone(),
+                        )
+                        .await?
+                        {
+                            return draft.finish(Err(request), true).await;
+                        }
+                    }
+                }
+                let info = audit(actor, change.action(), change.environment(), reason);
+                let changed = change_in(&mut draft, key, change, if_match, info).await?;
+                let value = stored_flag(&draft.snap, key)?;
+                draft.finish(Ok(value), changed).await
+            })
+            .await?;
+        crate::requests::applied_or_held(written)
     }
 
     /// Creates or replaces a segment. Replacing one needs the version it replaces
@@ -484,19 +527,33 @@ pub(crate) async fn change_in(
     if_match: Option<i64>,
     info: AuditInfo,
 ) -> Result<bool> {
+    let Some((_, after, _)) = prepare_change(&draft.snap, key, &change, if_match)? else {
+        return Ok(false);
+    };
+    draft.put_flag(after, info).await?;
+    Ok(true)
+}
+
+/// The flag's definition before and after `change`, and the version it applies to; `None`
+/// when the change asks for what is already there.
+pub(crate) fn prepare_change(
+    snap: &Snapshot,
+    key: &str,
+    change: &FlagChange,
+    if_match: Option<i64>,
+) -> Result<Option<(FlagDef, FlagDef, i64)>> {
     if let Some(env) = change.environment() {
-        require_environment(&draft.snap, env)?;
+        require_environment(snap, env)?;
     }
-    let current = require_flag(&draft.snap, key)?;
+    let current = require_flag(snap, key)?;
     check_version(key, current.meta.version, if_match, false)?;
     let (before, _) = normalize(current.definition);
     let mut after = before.clone();
-    change.apply(&mut after)?;
+    change.apply_to(&mut after)?;
     if same_definition(&after, &before) {
-        return Ok(false);
+        return Ok(None);
     }
-    draft.put_flag(after, info).await?;
-    Ok(true)
+    Ok(Some((before, after, current.meta.version)))
 }
 
 /// Commits (or, with nothing changed, releases the locks) and returns the flag as stored.
@@ -618,7 +675,7 @@ pub(crate) fn managed_experiments(def: &mut FlagDef, current: Option<&FlagDef>) 
 }
 
 /// Whether two definitions are the same as stored (serialized), whatever their origins.
-fn same_definition(a: &FlagDef, b: &FlagDef) -> bool {
+pub(crate) fn same_definition(a: &FlagDef, b: &FlagDef) -> bool {
     match (serde_json::to_value(a), serde_json::to_value(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,

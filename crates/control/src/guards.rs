@@ -126,7 +126,10 @@ fn normalize(mut spec: GuardSpec) -> Result<GuardSpec> {
             if !(0.0..1.0).contains(&spec.max) {
                 return Err(bad(
                     "max",
-                    format!("an error rate limit is at least 0 and below 1, not {}", spec.max),
+                    format!(
+                        "an error rate limit is at least 0 and below 1, not {}",
+                        spec.max
+                    ),
                 ));
             }
         }
@@ -206,7 +209,9 @@ impl Control {
         let mut out = Vec::new();
         for record in self.require_store()?.list_items(ItemKind::Guard).await? {
             let (state, version) = from_record(&record)?;
-            let (mut readings, _) = self.stored_readings(&format!("guard:{}", record.id)).await?;
+            let (mut readings, _) = self
+                .stored_readings(&format!("guard:{}", record.id))
+                .await?;
             out.push(Guard {
                 state,
                 version,
@@ -259,8 +264,9 @@ impl Control {
                 Ok(r) => r,
                 Err(err) => reading(&gate_kind(state), "hold", format!("cannot be read: {err}")),
             };
-            let text = serde_json::to_string(&[&reading])
-                .map_err(|e| ControlError::Internal(format!("a reading does not serialize: {e}")))?;
+            let text = serde_json::to_string(&[&reading]).map_err(|e| {
+                ControlError::Internal(format!("a reading does not serialize: {e}"))
+            })?;
             store
                 .put_readings(&format!("guard:{id}"), &text, now_ms)
                 .await?;
@@ -268,9 +274,9 @@ impl Control {
                 continue;
             }
             let snap = self.snapshot();
-            let killed = snap.flag(&state.spec.flag).is_none_or(|f| {
-                f.definition.state_in(Some(&state.spec.environment)).1
-            });
+            let killed = snap
+                .flag(&state.spec.flag)
+                .is_none_or(|f| f.definition.state_in(Some(&state.spec.environment)).1);
             if killed {
                 continue;
             }

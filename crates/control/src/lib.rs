@@ -56,6 +56,7 @@ mod guards;
 mod hygiene;
 mod import;
 mod manage;
+mod requests;
 mod results;
 mod rollouts;
 mod snapfile;

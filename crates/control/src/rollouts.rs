@@ -301,7 +301,10 @@ fn check_url(url: &str, field: &str) -> Result<()> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
     } else {
-        Err(bad(field, format!("`{url}` is not an http:// or https:// URL")))
+        Err(bad(
+            field,
+            format!("`{url}` is not an http:// or https:// URL"),
+        ))
     }
 }
 
@@ -533,7 +536,9 @@ impl Control {
         let mut out = Vec::new();
         for record in store.list_items(ItemKind::Rollout).await? {
             let (state, version) = from_record(&record)?;
-            let (readings, at) = self.stored_readings(&format!("rollout:{}", record.id)).await?;
+            let (readings, at) = self
+                .stored_readings(&format!("rollout:{}", record.id))
+                .await?;
             out.push(Rollout {
                 state,
                 version,
@@ -762,7 +767,10 @@ impl Control {
                         actor,
                         "flag.rollout",
                         Some(&env),
-                        Some(format!("rollout {id} {}: {p} %", t.action.replace('_', " "))),
+                        Some(format!(
+                            "rollout {id} {}: {p} %",
+                            t.action.replace('_', " ")
+                        )),
                     ),
                 )
                 .await?;
@@ -840,7 +848,10 @@ impl Control {
     ) -> Vec<GateReading> {
         let mut out = Vec::with_capacity(state.plan.gates.len());
         for (i, gate) in state.plan.gates.iter().enumerate() {
-            let reading = match self.read_gate(state, gate, now_ms, probe, previous.get(i)).await {
+            let reading = match self
+                .read_gate(state, gate, now_ms, probe, previous.get(i))
+                .await
+            {
                 Ok(r) => r,
                 Err(err) => hold(gate, format!("cannot be read: {err}")),
             };
@@ -958,7 +969,9 @@ impl Control {
                             ..reading(
                                 gate,
                                 status,
-                                format!("{n} consecutive failed checks of {url} (red at {limit}): {e}"),
+                                format!(
+                                    "{n} consecutive failed checks of {url} (red at {limit}): {e}"
+                                ),
                             )
                         }
                     }
@@ -1061,7 +1074,11 @@ async fn write_state(
         .ok_or_else(|| ControlError::Internal("a written rollout was not returned".into()))
 }
 
-fn with_readings(record: ItemRecord, readings: Vec<GateReading>, at: Option<i64>) -> Result<Rollout> {
+fn with_readings(
+    record: ItemRecord,
+    readings: Vec<GateReading>,
+    at: Option<i64>,
+) -> Result<Rollout> {
     let (state, version) = from_record(&record)?;
     Ok(Rollout {
         state,
@@ -1165,10 +1182,7 @@ pub(crate) mod gates {
             r
         };
         if n1 < min {
-            return with(hold(
-                gate,
-                format!("{n1} of {min} {noun} so far"),
-            ));
+            return with(hold(gate, format!("{n1} of {min} {noun} so far")));
         }
         match (max, margin) {
             (Some(limit), _) => {
@@ -1189,10 +1203,7 @@ pub(crate) mod gates {
             }
             (None, Some(m)) => {
                 if n0 < min {
-                    return with(hold(
-                        gate,
-                        format!("{n0} of {min} baseline {noun} so far"),
-                    ));
+                    return with(hold(gate, format!("{n0} of {min} baseline {noun} so far")));
                 }
                 let diff = p1 - p0;
                 let s = (se(x1, n1).powi(2) + se(x0, n0).powi(2)).sqrt();
@@ -1230,7 +1241,10 @@ pub(crate) mod gates {
         min: u64,
     ) -> GateReading {
         let mut r = if n < min {
-            hold(gate, format!("{n} of {min} values from the new variant so far"))
+            hold(
+                gate,
+                format!("{n} of {min} values from the new variant so far"),
+            )
         } else {
             let share = k as f64 / n as f64;
             let allowed = 1.0 - q;
@@ -1243,7 +1257,11 @@ pub(crate) mod gates {
                 pct(allowed)
             );
             if lb > 0.0 {
-                reading(gate, "red", format!("{facts}: above the limit beyond doubt"))
+                reading(
+                    gate,
+                    "red",
+                    format!("{facts}: above the limit beyond doubt"),
+                )
             } else if share <= allowed {
                 reading(gate, "green", facts)
             } else {
@@ -1270,7 +1288,10 @@ pub(crate) mod gates {
         min: u64,
     ) -> GateReading {
         let mut r = match limit {
-            _ if n1 < min => hold(gate, format!("{n1} of {min} values from the new variant so far")),
+            _ if n1 < min => hold(
+                gate,
+                format!("{n1} of {min} values from the new variant so far"),
+            ),
             _ if n0 < min => hold(gate, format!("{n0} of {min} baseline values so far")),
             None => hold(gate, "no baseline values".into()),
             Some(t) => {
@@ -1302,7 +1323,12 @@ pub(crate) mod gates {
 
     /// A value against `max` / `min` (a Prometheus query): one reading decides, since the
     /// query carries its own window.
-    pub(crate) fn threshold(gate: &GateSpec, v: f64, max: Option<f64>, min: Option<f64>) -> GateReading {
+    pub(crate) fn threshold(
+        gate: &GateSpec,
+        v: f64,
+        max: Option<f64>,
+        min: Option<f64>,
+    ) -> GateReading {
         let mut r = match (max, min) {
             (Some(m), _) if v > m => reading(gate, "red", format!("{v} is above {m}")),
             (_, Some(m)) if v < m => reading(gate, "red", format!("{v} is below {m}")),
@@ -1326,23 +1352,55 @@ pub(crate) mod gates {
 
         #[test]
         fn too_few_units_hold_whatever_they_show() {
-            let r = error_rate(&gate(), (10, 10.0), (0, 0.0), Some(0.05), None, 100, "units");
+            let r = error_rate(
+                &gate(),
+                (10, 10.0),
+                (0, 0.0),
+                Some(0.05),
+                None,
+                100,
+                "units",
+            );
             assert_eq!(r.status, "hold");
             assert!(r.detail.contains("10 of 100 units so far"), "{}", r.detail);
         }
 
         #[test]
         fn a_burst_of_errors_is_red_and_a_clean_stage_green() {
-            let red = error_rate(&gate(), (200, 60.0), (0, 0.0), Some(0.05), None, 100, "units");
+            let red = error_rate(
+                &gate(),
+                (200, 60.0),
+                (0, 0.0),
+                Some(0.05),
+                None,
+                100,
+                "units",
+            );
             assert_eq!(red.status, "red", "{}", red.detail);
-            let green = error_rate(&gate(), (200, 4.0), (0, 0.0), Some(0.05), None, 100, "units");
+            let green = error_rate(
+                &gate(),
+                (200, 4.0),
+                (0, 0.0),
+                Some(0.05),
+                None,
+                100,
+                "units",
+            );
             assert_eq!(green.status, "green", "{}", green.detail);
         }
 
         #[test]
         fn slightly_above_the_limit_is_not_yet_red() {
             // 7 % of 200 against 5 %: above, but well within chance for an always-valid test.
-            let r = error_rate(&gate(), (200, 14.0), (0, 0.0), Some(0.05), None, 100, "units");
+            let r = error_rate(
+                &gate(),
+                (200, 14.0),
+                (0, 0.0),
+                Some(0.05),
+                None,
+                100,
+                "units",
+            );
             assert_eq!(r.status, "hold", "{}", r.detail);
         }
 
@@ -1353,9 +1411,25 @@ pub(crate) mod gates {
                 max: None,
                 margin: Some(0.01),
             };
-            let same = error_rate(&margin, (500, 25.0), (5000, 240.0), None, Some(0.01), 100, "units");
+            let same = error_rate(
+                &margin,
+                (500, 25.0),
+                (5000, 240.0),
+                None,
+                Some(0.01),
+                100,
+                "units",
+            );
             assert_eq!(same.status, "green", "{}", same.detail);
-            let worse = error_rate(&margin, (500, 100.0), (5000, 240.0), None, Some(0.01), 100, "units");
+            let worse = error_rate(
+                &margin,
+                (500, 100.0),
+                (5000, 240.0),
+                None,
+                Some(0.01),
+                100,
+                "units",
+            );
             assert_eq!(worse.status, "red", "{}", worse.detail);
         }
 

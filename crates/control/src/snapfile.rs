@@ -60,6 +60,8 @@ struct FileSegment {
 struct FileEnvironment {
     name: String,
     created_at_ms: i64,
+    #[serde(default)]
+    require_approval: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -160,6 +162,7 @@ impl Control {
                 .map(|e| EnvironmentRecord {
                     name: e.name,
                     created_at_ms: e.created_at_ms,
+                    require_approval: e.require_approval,
                 })
                 .collect(),
             tokens: file
@@ -231,6 +234,7 @@ impl Control {
                 .map(|e| FileEnvironment {
                     name: e.name.clone(),
                     created_at_ms: e.created_at_ms,
+                    require_approval: e.require_approval,
                 })
                 .collect(),
             tokens: snapshot

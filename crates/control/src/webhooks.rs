@@ -96,13 +96,16 @@ impl Control {
             })?;
             let record = draft
                 .tx
-                .write_item(ItemKind::Webhook, &Write {
-                    key: spec.id.clone(),
-                    expect: Expect::Absent,
-                    definition: Some(definition),
-                    archived: false,
-                    audit: audit(actor, "webhook.create", spec.environment.as_deref(), reason),
-                })
+                .write_item(
+                    ItemKind::Webhook,
+                    &Write {
+                        key: spec.id.clone(),
+                        expect: Expect::Absent,
+                        definition: Some(definition),
+                        archived: false,
+                        audit: audit(actor, "webhook.create", spec.environment.as_deref(), reason),
+                    },
+                )
                 .await?
                 .ok_or_else(|| {
                     ControlError::Internal("a written webhook was not returned".into())
@@ -136,13 +139,16 @@ impl Control {
             let mut draft = self.begin().await?;
             draft
                 .tx
-                .write_item(ItemKind::Webhook, &Write {
-                    key: id.to_owned(),
-                    expect: Expect::Exists,
-                    definition: None,
-                    archived: false,
-                    audit: audit(actor, "webhook.delete", None, reason),
-                })
+                .write_item(
+                    ItemKind::Webhook,
+                    &Write {
+                        key: id.to_owned(),
+                        expect: Expect::Exists,
+                        definition: None,
+                        archived: false,
+                        audit: audit(actor, "webhook.delete", None, reason),
+                    },
+                )
                 .await?;
             draft.finish((), true).await
         })

@@ -437,9 +437,31 @@ pub async fn replace_flag(
             &caller.actor(),
             reason,
         )
-        .await
-        .map_err(|e| about_flag(&key, e))?;
+        .await;
+    let written = match written {
+        Err(ControlError::ApprovalRequired { request }) => return Ok(pending(*request)),
+        other => other.map_err(|e| about_flag(&key, e))?,
+    };
     Ok(written_flag(&state, StatusCode::OK, written, "flag.update"))
+}
+
+/// `202 Accepted`: the change waits for approval as `request` (its URL in `Location`).
+pub(crate) fn pending(request: switchyard_api_types::requests::ChangeRequest) -> Response {
+    let body = switchyard_api_types::requests::PendingChange {
+        message: format!(
+            "{} requires approval: the change was not applied; it waits as request {} for someone else to approve (switchyard requests approve {})",
+            request.environments.join(", "),
+            request.id,
+            request.id
+        ),
+        request,
+    };
+    let location = format!("/api/v1/requests/{}", body.request.id);
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }
 
 /// `DELETE /api/v1/flags/{key}` (`If-Match` optional).
@@ -498,8 +520,11 @@ async fn change(
             &caller.0.actor(),
             reason,
         )
-        .await
-        .map_err(|e| about_flag(key, e))?;
+        .await;
+    let written = match written {
+        Err(ControlError::ApprovalRequired { request }) => return Ok(pending(*request)),
+        other => other.map_err(|e| about_flag(key, e))?,
+    };
     if let Some(env) = kill.filter(|_| written.changed) {
         state
             .metrics
@@ -957,14 +982,33 @@ pub async fn list_environments(
     _caller: Caller,
 ) -> ApiResult<Json<Vec<Environment>>> {
     let snap = state.control.snapshot();
-    Ok(Json(
-        snap.environments()
-            .map(|e| Environment {
-                name: e.name.clone(),
-                created_at: rfc3339(e.created_at_ms),
-            })
-            .collect(),
-    ))
+    Ok(Json(snap.environments().map(environment).collect()))
+}
+
+fn environment(e: &switchyard_storage::EnvironmentRecord) -> Environment {
+    Environment {
+        name: e.name.clone(),
+        created_at: rfc3339(e.created_at_ms),
+        require_approval: e.require_approval,
+    }
+}
+
+/// `PUT /api/v1/environments/{name}`: set an environment's approval policy (admin).
+pub async fn set_environment_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Environment>> {
+    let switchyard_api_types::admin::EnvironmentPolicy {
+        require_approval,
+        reason,
+    } = parse_body(&body)?;
+    let written = state
+        .control
+        .set_environment_policy(&name, require_approval, &caller.actor(), reason)
+        .await?;
+    Ok(Json(environment(&written.value)))
 }
 
 /// `POST /api/v1/environments`.
@@ -978,14 +1022,7 @@ pub async fn create_environment(
         .control
         .create_environment(&name, &caller.actor(), reason)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Environment {
-            name: written.value.name,
-            created_at: rfc3339(written.value.created_at_ms),
-        }),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(environment(&written.value))).into_response())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -249,6 +249,16 @@ impl From<ControlError> for ApiError {
                 }
             }
             err @ (ControlError::Store(_) | ControlError::Internal(_)) => ApiError::internal(err),
+            // The flag handlers answer 202 with the request; elsewhere it is still no success.
+            err @ ControlError::ApprovalRequired { .. } => {
+                let details = match &err {
+                    ControlError::ApprovalRequired { request } => {
+                        serde_json::json!({ "request": request })
+                    }
+                    _ => Value::Null,
+                };
+                ApiError::new(ErrorCode::Conflict, err.to_string()).with_details(details)
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics: evaluations, HTTP latency, flag changes, kill switches, rollouts.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The server's metrics, registered in their own registry.

@@ -233,9 +233,7 @@ fn expose(
         }
         // A progressive rollout's stage counts the units its fallthrough decided for (in the
         // rollout or not), not those a target or rule sent elsewhere.
-        None if matches!(eval.reason, Reason::Split | Reason::Default)
-            && eval.error.is_none() =>
-        {
+        None if matches!(eval.reason, Reason::Split | Reason::Default) && eval.error.is_none() => {
             let Some(key) = state.control.rollout_exposures(env, key) else {
                 return;
             };

@@ -83,7 +83,11 @@ pub async fn list(
         .rollouts()
         .await?
         .iter()
-        .filter(|r| q.status.as_ref().is_none_or(|v| v == r.state.status.as_str()))
+        .filter(|r| {
+            q.status
+                .as_ref()
+                .is_none_or(|v| v == r.state.status.as_str())
+        })
         .filter(|r| q.flag.as_ref().is_none_or(|v| *v == r.state.plan.flag))
         .map(resource)
         .collect();
@@ -349,9 +353,7 @@ mod tests {
 
     #[test]
     fn prometheus_answers_read_as_one_number() {
-        let vector = |result: serde_json::Value| {
-            json!({"status": "success", "data": {"resultType": "vector", "result": result}})
-        };
+        let vector = |result: serde_json::Value| json!({"status": "success", "data": {"resultType": "vector", "result": result}});
         assert_eq!(
             prometheus_value(&vector(json!([{"metric": {}, "value": [1.0, "0.25"]}]))),
             Ok(Some(0.25))
@@ -361,9 +363,11 @@ mod tests {
             prometheus_value(&vector(json!([{"value": [1.0, "NaN"]}]))),
             Ok(None)
         );
-        assert!(prometheus_value(&vector(json!([{"value": [1, "1"]}, {"value": [1, "2"]}])))
-            .unwrap_err()
-            .contains("2 series"));
+        assert!(
+            prometheus_value(&vector(json!([{"value": [1, "1"]}, {"value": [1, "2"]}])))
+                .unwrap_err()
+                .contains("2 series")
+        );
         assert_eq!(
             prometheus_value(
                 &json!({"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}})

@@ -228,7 +228,7 @@ pub(crate) async fn since(conn: &mut AnyConnection, since: i64) -> Result<Option
     }
     if has(FeedKind::Environment) {
         let rows = sqlx::query(&format!(
-            "SELECT name, created_at_ms FROM environments WHERE name IN {} ORDER BY name",
+            "SELECT name, created_at_ms, require_approval FROM environments WHERE name IN {} ORDER BY name",
             changed(FeedKind::Environment)
         ))
         .bind(since)
@@ -236,12 +236,7 @@ pub(crate) async fn since(conn: &mut AnyConnection, since: i64) -> Result<Option
         .await?;
         changes.environments = rows
             .iter()
-            .map(|row| {
-                Ok(EnvironmentRecord {
-                    name: row.try_get("name")?,
-                    created_at_ms: row.try_get("created_at_ms")?,
-                })
-            })
+            .map(crate::store::environment_from_row)
             .collect::<Result<_>>()?;
     }
     Ok(Some(changes))

@@ -107,6 +107,7 @@ pub(crate) const EXPERIMENTS: Table = id_table!("experiments", "experiment");
 pub(crate) const WEBHOOKS: Table = id_table!("webhooks", "webhook");
 pub(crate) const ROLLOUTS: Table = id_table!("rollouts", "rollout");
 pub(crate) const GUARDS: Table = id_table!("guards", "guard");
+pub(crate) const REQUESTS: Table = id_table!("change_requests", "request");
 
 /// The kinds of [`ItemRecord`]: records keyed by id, versioned and audited like flags, that
 /// are not in the change feed (what they serve changes through their flag).
@@ -120,6 +121,8 @@ pub enum ItemKind {
     Rollout,
     /// A guard (automatic kill switch).
     Guard,
+    /// A change request waiting for (or decided by) someone's approval.
+    Request,
 }
 
 impl ItemKind {
@@ -129,6 +132,7 @@ impl ItemKind {
             ItemKind::Webhook => &WEBHOOKS,
             ItemKind::Rollout => &ROLLOUTS,
             ItemKind::Guard => &GUARDS,
+            ItemKind::Request => &REQUESTS,
         }
     }
 }
@@ -202,7 +206,7 @@ fn item_from_row(table: &Table, row: &AnyRow) -> Result<Item> {
 
 /// Reads a boolean column: PostgreSQL returns a `BOOLEAN`, SQLite (which has no boolean
 /// storage class) the integer 0 or 1.
-fn get_bool(row: &AnyRow, column: &str) -> Result<bool> {
+pub(crate) fn get_bool(row: &AnyRow, column: &str) -> Result<bool> {
     match row.try_get::<bool, _>(column) {
         Ok(value) => Ok(value),
         Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),

@@ -83,9 +83,9 @@ pub use analysis::{
 };
 pub use error::{Result, StoreError};
 pub use events::{Appended, ExposureRow, MetricRow, VariantUnits};
-pub use items::ItemKind;
-pub use gates::{Arm, ValuesQuery};
 pub use feed::{Changes, FeedEntry, FeedKind, FeedOp, StoreState};
+pub use gates::{Arm, ValuesQuery};
+pub use items::ItemKind;
 pub use model::{
     AuditEntry, AuditInfo, AuditQuery, EnvironmentRecord, Expect, FlagRecord, ItemRecord, NewToken,
     Role, SegmentRecord, TokenRecord, Write,

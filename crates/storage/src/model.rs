@@ -12,6 +12,8 @@ pub struct EnvironmentRecord {
     pub name: String,
     /// When it was created, in unix milliseconds.
     pub created_at_ms: i64,
+    /// Whether a person's change to a flag here waits for someone else's approval.
+    pub require_approval: bool,
 }
 
 /// A stored flag: its definition (opaque JSON to the store) and bookkeeping.

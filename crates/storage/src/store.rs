@@ -559,17 +559,19 @@ pub(crate) async fn read_state(conn: &mut AnyConnection) -> Result<StoreState> {
 }
 
 pub(crate) async fn fetch_environments(conn: &mut AnyConnection) -> Result<Vec<EnvironmentRecord>> {
-    let rows = sqlx::query("SELECT name, created_at_ms FROM environments ORDER BY name")
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(EnvironmentRecord {
-                name: row.try_get("name")?,
-                created_at_ms: row.try_get("created_at_ms")?,
-            })
-        })
-        .collect()
+    let rows =
+        sqlx::query("SELECT name, created_at_ms, require_approval FROM environments ORDER BY name")
+            .fetch_all(conn)
+            .await?;
+    rows.iter().map(environment_from_row).collect()
+}
+
+pub(crate) fn environment_from_row(row: &sqlx::any::AnyRow) -> Result<EnvironmentRecord> {
+    Ok(EnvironmentRecord {
+        name: row.try_get("name")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        require_approval: crate::items::get_bool(row, "require_approval")?,
+    })
 }
 
 /// The tokens whose id is in `ids` (a subquery taking `$1` = `param`).

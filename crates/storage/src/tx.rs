@@ -236,7 +236,11 @@ impl WriteTx {
 
     /// Like [`WriteTx::write_flag`], for a record of `kind` (`write.archived` is ignored).
     /// Audited; not in the change feed (what it serves changes through its flag).
-    pub async fn write_item(&mut self, kind: ItemKind, write: &Write) -> Result<Option<ItemRecord>> {
+    pub async fn write_item(
+        &mut self,
+        kind: ItemKind,
+        write: &Write,
+    ) -> Result<Option<ItemRecord>> {
         let item = items::write(&mut self.tx, kind.table(), write, self.now).await?;
         self.wrote = true;
         Ok(item.map(items::Item::into_record))
@@ -304,6 +308,55 @@ impl WriteTx {
         Ok(EnvironmentRecord {
             name: name.to_owned(),
             created_at_ms: self.now,
+            require_approval: false,
+        })
+    }
+
+    /// Sets whether a person's flag change in environment `name` waits for approval; audited
+    /// and in the feed (every replica applies the policy). [`StoreError::NotFound`] if there
+    /// is no such environment.
+    pub async fn set_environment_policy(
+        &mut self,
+        name: &str,
+        require_approval: bool,
+        audit: &AuditInfo,
+    ) -> Result<EnvironmentRecord> {
+        let row = sqlx::query(
+            "SELECT name, created_at_ms, require_approval FROM environments WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                subject: subject("environment", name),
+            });
+        };
+        let before = crate::store::environment_from_row(&row)?;
+        sqlx::query("UPDATE environments SET require_approval = $2 WHERE name = $1")
+            .bind(name)
+            .bind(require_approval)
+            .execute(&mut *self.tx)
+            .await?;
+        let json_of = |r: bool| json!({ "name": name, "requireApproval": r });
+        audit::append(
+            &mut self.tx,
+            self.now,
+            Change {
+                subject_kind: "environment",
+                subject: name,
+                info: audit,
+                before: Some(&json_of(before.require_approval)),
+                after: Some(&json_of(require_approval)),
+            },
+        )
+        .await?;
+        self.feed(FeedKind::Environment, name, Some(name), FeedOp::Put)
+            .await?;
+        self.wrote = true;
+        Ok(EnvironmentRecord {
+            require_approval,
+            ..before
         })
     }
 

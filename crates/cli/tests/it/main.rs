@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 mod admin;
 mod api_schema;
+mod approvals;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))

@@ -106,7 +106,10 @@ fn prometheus(target: &str) -> Prometheus {
     let port = free_port();
     let child = Command::new(binary)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -127,11 +130,18 @@ fn prometheus(target: &str) -> Prometheus {
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-            .is_some_and(|v| v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()));
+            .is_some_and(|v| {
+                v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            });
         if ready {
             return p;
         }
-        assert!(Instant::now() < deadline, "Prometheus did not scrape the exporter");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not scrape the exporter"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -154,7 +164,10 @@ fn rollout(url: &str, id: &str) -> Value {
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !ok() {
-        assert!(started.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     started.elapsed()
@@ -192,7 +205,10 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
         // Off to begin with: the fallthrough at 0 %.
         let (status, r) = send_json(
             "PUT",
-            &format!("{}/api/v1/flags/{flag}/environments/production/rollout", a.url),
+            &format!(
+                "{}/api/v1/flags/{flag}/environments/production/rollout",
+                a.url
+            ),
             ADMIN,
             r#"{"percentage": 0}"#,
         );
@@ -229,7 +245,15 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     .unwrap();
     let (code, _, err) = cli(
         &a.url,
-        &["rollouts", "start", "new-checkout", "--env", "production", "--file", bad.to_str().unwrap()],
+        &[
+            "rollouts",
+            "start",
+            "new-checkout",
+            "--env",
+            "production",
+            "--file",
+            bad.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 1);
     assert!(err.contains("gates[0]") && err.contains("max"), "{err}");
@@ -237,8 +261,15 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     let (code, out, err) = cli(
         &a.url,
         &[
-            "rollouts", "start", "new-checkout", "--env", "production", "--file",
-            plan.to_str().unwrap(), "--reason", "canary per the release plan",
+            "rollouts",
+            "start",
+            "new-checkout",
+            "--env",
+            "production",
+            "--file",
+            plan.to_str().unwrap(),
+            "--reason",
+            "canary per the release plan",
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -259,7 +290,13 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     // A person approves on the other replica.
     let (code, out, err) = cli(
         &b.url,
-        &["rollouts", "advance", "checkout-canary", "--reason", "error budget fine"],
+        &[
+            "rollouts",
+            "advance",
+            "checkout-canary",
+            "--reason",
+            "error budget fine",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("serving 50 %"), "{out}");
@@ -281,7 +318,10 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     assert_eq!(r["percentage"], 0.0);
     let last = r["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "rollout:checkout-canary");
-    assert!(last["note"].as_str().unwrap().contains("above 0.05"), "{last}");
+    assert!(
+        last["note"].as_str().unwrap().contains("above 0.05"),
+        "{last}"
+    );
     let (code, out, _) = cli(&a.url, &["rollouts", "get", "checkout-canary"]);
     assert_eq!(code, 0);
     for needle in ["rolled_back", "approved", "token:", "red"] {
@@ -299,19 +339,38 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
         .unwrap();
     let count = |text: &str, action: &str| -> f64 {
         text.lines()
-            .find(|l| l.starts_with(&format!("switchyard_rollout_steps_total{{action=\"{action}\"}}")))
+            .find(|l| {
+                l.starts_with(&format!(
+                    "switchyard_rollout_steps_total{{action=\"{action}\"}}"
+                ))
+            })
             .and_then(|l| l.split_whitespace().last())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     };
-    assert_eq!(count(&m, "rolled_back") + count(&mb, "rolled_back"), 1.0, "one rollback");
+    assert_eq!(
+        count(&m, "rolled_back") + count(&mb, "rolled_back"),
+        1.0,
+        "one rollback"
+    );
 
     // An event-gated rollout: units served the new search send errors through the event API.
     let (code, out, err) = cli(
         &a.url,
         &[
-            "rollouts", "start", "new-search", "--env", "production", "--stages", "30,100",
-            "--hold", "1h", "--max-error-rate", "search_error=0.05", "--min-sample", "50",
+            "rollouts",
+            "start",
+            "new-search",
+            "--env",
+            "production",
+            "--stages",
+            "30,100",
+            "--hold",
+            "1h",
+            "--max-error-rate",
+            "search_error=0.05",
+            "--min-sample",
+            "50",
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -367,9 +426,21 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     let (code, out, err) = cli(
         &a.url,
         &[
-            "guards", "create", "payments", "--env", "production", "--errors", "payment_error",
-            "--requests", "payment_request", "--max", "0.05", "--min-sample", "100",
-            "--id", "payments-errors",
+            "guards",
+            "create",
+            "payments",
+            "--env",
+            "production",
+            "--errors",
+            "payment_error",
+            "--requests",
+            "payment_request",
+            "--max",
+            "0.05",
+            "--min-sample",
+            "100",
+            "--id",
+            "payments-errors",
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -401,5 +472,8 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     assert_eq!(kill["actor"], "guard:payments-errors", "{kill}");
     let (code, out, _) = cli(&b.url, &["guards", "list"]);
     assert_eq!(code, 0);
-    assert!(out.contains("payments-errors") && out.contains("cooling_down"), "{out}");
+    assert!(
+        out.contains("payments-errors") && out.contains("cooling_down"),
+        "{out}"
+    );
 }

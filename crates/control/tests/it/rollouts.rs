@@ -128,15 +128,25 @@ fn fallthrough_percentage(c: &Control) -> Option<f64> {
 pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_red(db: Db) {
     let a = db.replica().await;
     a.bootstrap(&plan()).await.unwrap();
-    a.import(FLAGS, Format::Yaml, "f.yaml", ImportMode::Merge, &person("alice"), None)
-        .await
-        .unwrap();
+    a.import(
+        FLAGS,
+        Format::Yaml,
+        "f.yaml",
+        ImportMode::Merge,
+        &person("alice"),
+        None,
+    )
+    .await
+    .unwrap();
     let b = db.replica().await;
     let probe = Scripted::default();
 
     // Mistakes are refused, each naming its field.
     for (bad, field) in [
-        (json!({"flag": "checkot", "environment": "production"}), None),
+        (
+            json!({"flag": "checkot", "environment": "production"}),
+            None,
+        ),
         (json!({"flag": "checkout", "environment": "prod"}), None),
         (
             json!({"flag": "checkout", "environment": "production", "stages": [{"percentage": 50}, {"percentage": 25}]}),
@@ -226,13 +236,20 @@ pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_re
 
     // Both replicas check at once after the hold: one step is taken, not two.
     let later = now_ms() + 61_000;
-    let (sa, sb) = tokio::join!(a.check_rollouts(later, &probe), b.check_rollouts(later, &probe));
+    let (sa, sb) = tokio::join!(
+        a.check_rollouts(later, &probe),
+        b.check_rollouts(later, &probe)
+    );
     let taken = sa.unwrap().len() + sb.unwrap().len();
     assert_eq!(taken, 1, "exactly one replica takes the step");
     let r = a.rollout("checkout-canary").await.unwrap();
     assert_eq!(r.state.status, RolloutStatus::AwaitingApproval);
     assert_eq!(r.state.stage, 0);
-    assert_eq!(fallthrough_percentage(&a), Some(20.0), "no change before approval");
+    assert_eq!(
+        fallthrough_percentage(&a),
+        Some(20.0),
+        "no change before approval"
+    );
 
     // Waiting: no check advances it.
     assert!(a
@@ -266,14 +283,23 @@ pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_re
     let steps = a.check_rollouts(now_ms(), &probe).await.unwrap();
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0].action, "rolled_back");
-    assert!(steps[0].note.contains("checkout_error") || steps[0].note.contains("error"), "{}", steps[0].note);
+    assert!(
+        steps[0].note.contains("checkout_error") || steps[0].note.contains("error"),
+        "{}",
+        steps[0].note
+    );
     let r = b.rollout("checkout-canary").await.unwrap();
     assert_eq!(r.state.status, RolloutStatus::RolledBack);
     assert_eq!(r.state.percentage, 0.0);
     assert_eq!(fallthrough_percentage(&a), Some(0.0));
     assert!(a.rollout_exposures("production", "checkout").is_none());
     // The rollback is audited as the rollout, naming who set it up, and with the readings.
-    let log = a.store().unwrap().audit(&AuditQuery::default()).await.unwrap();
+    let log = a
+        .store()
+        .unwrap()
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap();
     let rollback = log
         .iter()
         .find(|e| e.action == "rollout.rolled_back")
@@ -284,15 +310,28 @@ pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_re
         .as_deref()
         .unwrap_or_default()
         .contains("alice"));
-    assert!(rollback.reason.as_deref().unwrap_or_default().contains("red"));
+    assert!(rollback
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("red"));
     let flag_change = log
         .iter()
         .find(|e| e.action == "flag.rollout" && e.actor == "rollout:checkout-canary")
         .expect("the flag change audited as the rollout");
-    assert!(flag_change.reason.as_deref().unwrap_or_default().contains("0 %"));
+    assert!(flag_change
+        .reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("0 %"));
     // It is over: a person cannot advance it any more.
     let err = a
-        .rollout_action("checkout-canary", RolloutAction::Advance, &person("bob"), None)
+        .rollout_action(
+            "checkout-canary",
+            RolloutAction::Advance,
+            &person("bob"),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("rolled_back"), "{err}");
@@ -301,9 +340,16 @@ pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_re
 pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
     let c = db.replica().await;
     c.bootstrap(&plan()).await.unwrap();
-    c.import(FLAGS, Format::Yaml, "f.yaml", ImportMode::Merge, &person("alice"), None)
-        .await
-        .unwrap();
+    c.import(
+        FLAGS,
+        Format::Yaml,
+        "f.yaml",
+        ImportMode::Merge,
+        &person("alice"),
+        None,
+    )
+    .await
+    .unwrap();
     c.start_rollout(
         rollout_plan(json!({
             "id": "search-rollout",
@@ -324,7 +370,11 @@ pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
     let probe = Scripted::default();
     // No sample yet from Prometheus: holds.
     *probe.prometheus.lock().unwrap() = vec![Ok(None)];
-    assert!(c.check_rollouts(now_ms() + 2_000, &probe).await.unwrap().is_empty());
+    assert!(c
+        .check_rollouts(now_ms() + 2_000, &probe)
+        .await
+        .unwrap()
+        .is_empty());
     // Both healthy: advances to 30 %.
     *probe.prometheus.lock().unwrap() = vec![Ok(Some(0.01))];
     let steps = c.check_rollouts(now_ms() + 2_000, &probe).await.unwrap();
@@ -334,7 +384,10 @@ pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
     *probe.http.lock().unwrap() = vec![Err("answered 503".into())];
     for n in 1..=2 {
         assert!(
-            c.check_rollouts(now_ms() + 2_000, &probe).await.unwrap().is_empty(),
+            c.check_rollouts(now_ms() + 2_000, &probe)
+                .await
+                .unwrap()
+                .is_empty(),
             "check {n}"
         );
         let r = c.rollout("search-rollout").await.unwrap();
@@ -345,7 +398,11 @@ pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0].action, "rolled_back");
     assert_eq!(steps[0].percentage, 10.0);
-    assert!(steps[0].note.contains("3 consecutive failed checks"), "{}", steps[0].note);
+    assert!(
+        steps[0].note.contains("3 consecutive failed checks"),
+        "{}",
+        steps[0].note
+    );
 
     // A prometheus value above its limit is red at once (the query carries its own window).
     c.start_rollout(
@@ -363,7 +420,11 @@ pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
     *probe.prometheus.lock().unwrap() = vec![Ok(Some(0.2))];
     let steps = c.check_rollouts(now_ms(), &probe).await.unwrap();
     assert_eq!(steps.len(), 1);
-    assert!(steps[0].note.contains("0.2 is above 0.05"), "{}", steps[0].note);
+    assert!(
+        steps[0].note.contains("0.2 is above 0.05"),
+        "{}",
+        steps[0].note
+    );
 
     // Pause holds a rollout whatever its gates say; abort sets it to 0 %.
     c.start_rollout(
@@ -382,7 +443,12 @@ pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
         .unwrap()
         .is_empty());
     let aborted = c
-        .rollout_action("third", RolloutAction::Abort, &person("bob"), Some("wrong flag".into()))
+        .rollout_action(
+            "third",
+            RolloutAction::Abort,
+            &person("bob"),
+            Some("wrong flag".into()),
+        )
         .await
         .unwrap();
     assert_eq!(aborted.value.state.status, RolloutStatus::Aborted);
@@ -392,9 +458,16 @@ pub async fn probes_gate_rollouts_and_last_healthy_is_honoured(db: Db) {
 pub async fn a_guard_trips_the_kill_switch_once_and_cools_down(db: Db) {
     let c = db.replica().await;
     c.bootstrap(&plan()).await.unwrap();
-    c.import(FLAGS, Format::Yaml, "f.yaml", ImportMode::Merge, &person("alice"), None)
-        .await
-        .unwrap();
+    c.import(
+        FLAGS,
+        Format::Yaml,
+        "f.yaml",
+        ImportMode::Merge,
+        &person("alice"),
+        None,
+    )
+    .await
+    .unwrap();
     let probe = Scripted::default();
     let spec: GuardSpec = serde_json::from_value(json!({
         "id": "checkout-errors",
@@ -452,10 +525,19 @@ pub async fn a_guard_trips_the_kill_switch_once_and_cools_down(db: Db) {
     let trips = c.check_guards(now_ms(), &probe).await.unwrap();
     assert_eq!(trips.len(), 1, "{trips:?}");
     assert!(killed(&c));
-    let log = c.store().unwrap().audit(&AuditQuery::default()).await.unwrap();
+    let log = c
+        .store()
+        .unwrap()
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap();
     let kill = log.iter().find(|e| e.action == "flag.kill").unwrap();
     assert_eq!(kill.actor, "guard:checkout-errors");
-    assert!(kill.reason.as_deref().unwrap().contains("limit 5.00 %"), "{:?}", kill.reason);
+    assert!(
+        kill.reason.as_deref().unwrap().contains("limit 5.00 %"),
+        "{:?}",
+        kill.reason
+    );
     // A person releases it; the errors are still in the window, but the guard cools down.
     c.change_flag(
         "checkout",
@@ -470,11 +552,20 @@ pub async fn a_guard_trips_the_kill_switch_once_and_cools_down(db: Db) {
     .await
     .unwrap();
     assert!(c.check_guards(now_ms(), &probe).await.unwrap().is_empty());
-    assert!(!killed(&c), "no flapping: the release stands through the cool-down");
+    assert!(
+        !killed(&c),
+        "no flapping: the release stands through the cool-down"
+    );
     let g = &c.guards().await.unwrap()[0];
     assert_eq!(g.state.trips, 1);
     assert!(g.state.cooling_down(now_ms()));
     // After the cool-down it would trip again.
-    assert_eq!(c.check_guards(now_ms() + 3_700_000, &probe).await.unwrap().len(), 0,
-        "the window (10 m) has emptied by then");
+    assert_eq!(
+        c.check_guards(now_ms() + 3_700_000, &probe)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "the window (10 m) has emptied by then"
+    );
 }

@@ -1,4 +1,4 @@
--- Switchyard storage schema, version 6 (PostgreSQL): progressive rollouts and guards. Keep in
+-- Switchyard storage schema, version 6 (PostgreSQL): progressive rollouts, guards and approvals. Keep in
 -- step with ../sqlite/0006_rollouts.sql.
 
 -- A progressive rollout: its plan (stages, gates, what to do on red) and its state (stage,
@@ -32,3 +32,16 @@ CREATE TABLE gate_readings (
 -- Guards count an environment's recent events by name; events arrive in received order, so
 -- this index grows at its end instead of in the middle.
 CREATE INDEX metric_events_recent ON metric_events (environment, received_at_ms, event);
+
+-- Four-eyes: in an environment that requires approval, a person's change to a flag becomes a
+-- change request (the proposed definition, the version it was made against) that someone
+-- else approves or rejects.
+ALTER TABLE environments ADD COLUMN require_approval BOOLEAN NOT NULL DEFAULT FALSE;
+
+CREATE TABLE change_requests (
+    id            TEXT PRIMARY KEY,
+    version       BIGINT NOT NULL CHECK (version >= 1),
+    definition    TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);

@@ -1781,13 +1781,16 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
     let store = &ctx.store;
     let mut tx = store.begin_write().await.unwrap();
     let record = tx
-        .write_item(ItemKind::Experiment, &Write {
-            key: "exp-1".into(),
-            expect: Expect::Absent,
-            definition: Some(json!({"spec": {"environment": "production"}})),
-            archived: false,
-            audit: AuditInfo::new("token:t1", "experiment.create"),
-        })
+        .write_item(
+            ItemKind::Experiment,
+            &Write {
+                key: "exp-1".into(),
+                expect: Expect::Absent,
+                definition: Some(json!({"spec": {"environment": "production"}})),
+                archived: false,
+                audit: AuditInfo::new("token:t1", "experiment.create"),
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -1807,7 +1810,10 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         .unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].action, "experiment.create");
-    assert_eq!(store.list_items(ItemKind::Experiment).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_items(ItemKind::Experiment).await.unwrap().len(),
+        1
+    );
 
     let day = switchyard_storage::DAY_MS;
     let start = 1_000 * day;

@@ -1,0 +1,255 @@
+//! Four-eyes approvals with the real binary on two PostgreSQL replicas: in an environment that
+//! requires approval an editor's change waits as a change request (the CLI says so and exits
+//! 3), its author cannot approve it, someone else can (on the other replica), a request whose
+//! flag changed meanwhile is refused as stale, and the kill switch never waits.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::serve::{agent, get_json, send_json, start, PgSchema};
+
+const ADMIN: &str = "approvals-admin-token-0123";
+
+fn cli(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_SERVER", url)
+        .env("SWITCHYARD_TOKEN", token)
+        .output()
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn token(url: &str, name: &str, role: &str) -> String {
+    let (status, t) = send_json(
+        "POST",
+        &format!("{url}/api/v1/tokens"),
+        ADMIN,
+        &json!({"name": name, "role": role}).to_string(),
+    );
+    assert_eq!(status, 201, "{t}");
+    t["token"].as_str().unwrap().to_owned()
+}
+
+fn served(url: &str, key: &str) -> Value {
+    let mut r = agent()
+        .post(format!("{url}/ofrep/v1/evaluate/flags/checkout"))
+        .header("Authorization", &format!("Bearer {key}"))
+        .send_json(json!({"context": {"targetingKey": "u1"}}))
+        .expect("OFREP answers");
+    r.body_mut().read_json::<Value>().expect("json")
+}
+
+fn pending_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("see it with: switchyard requests get "))
+        .expect("the request id is printed")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn changes_in_a_guarded_environment_wait_for_someone_else() {
+    let schema = PgSchema::new("approvals");
+    let env = [
+        ("SWITCHYARD_ADMIN_TOKEN", ADMIN),
+        ("SWITCHYARD_SEED_EXAMPLES", "false"),
+        ("SWITCHYARD_SYNC_INTERVAL_MS", "100"),
+    ];
+    let a = start(&["--db", &schema.url], &env);
+    let b = start(&["--db", &schema.url], &env);
+    let (status, r) = send_json(
+        "POST",
+        &format!("{}/api/v1/flags", a.url),
+        ADMIN,
+        r#"{"key": "checkout", "environments": {"production": {"enabled": false}, "staging": {"enabled": false}}}"#,
+    );
+    assert_eq!(status, 201, "{r}");
+    let alice = token(&a.url, "alice", "editor");
+    let bob = token(&a.url, "bob", "editor");
+    let viewer = token(&a.url, "vera", "viewer");
+    let (_, sdk) = send_json(
+        "POST",
+        &format!("{}/api/v1/tokens", a.url),
+        ADMIN,
+        r#"{"name": "web", "role": "sdk", "environment": "production"}"#,
+    );
+    let sdk = sdk["token"].as_str().unwrap().to_owned();
+
+    // Only an admin sets the policy.
+    let (code, _, err) = cli(
+        &a.url,
+        &alice,
+        &["envs", "update", "production", "--require-approval", "true"],
+    );
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = cli(
+        &a.url,
+        ADMIN,
+        &[
+            "envs",
+            "update",
+            "production",
+            "--require-approval",
+            "true",
+            "--reason",
+            "SOX",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, envs) = get_json(&format!("{}/api/v1/environments", b.url), ADMIN);
+        if envs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "production" && e["requireApproval"] == true)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never learned the policy: {envs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Staging has no policy: alice's change applies at once.
+    let (code, out, err) = cli(
+        &b.url,
+        &alice,
+        &["flags", "toggle", "checkout", "--on", "--env", "staging"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // In production (asked on B, where the policy arrived through the feed) it waits.
+    let (code, out, err) = cli(
+        &b.url,
+        &alice,
+        &[
+            "flags",
+            "toggle",
+            "checkout",
+            "--on",
+            "--env",
+            "production",
+            "--reason",
+            "launch",
+        ],
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("pending approval") && out.contains("production requires approval"),
+        "{out}"
+    );
+    let id = pending_id(&out);
+    assert_eq!(served(&a.url, &sdk)["value"], json!(false), "not applied");
+
+    let (code, out, _) = cli(&a.url, &viewer, &["requests", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&id) && out.contains("environments.production.enabled: false → true"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&a.url, &viewer, &["requests", "approve", &id]);
+    assert_eq!(code, 1, "a viewer cannot approve: {err}");
+    let (code, _, err) = cli(&a.url, &alice, &["requests", "approve", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("someone else"), "{err}");
+
+    let (code, out, err) = cli(
+        &a.url,
+        &bob,
+        &["requests", "approve", &id, "--reason", "checked"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("is applied"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(&b.url, &sdk)["value"] != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the approved change never reached B"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, log) = get_json(&format!("{}/api/v1/audit?flag=checkout", a.url), ADMIN);
+    let enable = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "flag.enable" && e["environment"] == "production")
+        .expect("the change is audited")
+        .clone();
+    assert!(
+        enable["actorName"]
+            .as_str()
+            .unwrap()
+            .contains("approving alice's request"),
+        "{enable}"
+    );
+
+    // Two requests on the same version: the second approved is stale.
+    let (code, out, _) = cli(
+        &a.url,
+        &alice,
+        &["flags", "rollout", "checkout", "50", "--env", "production"],
+    );
+    assert_eq!(code, 3, "{out}");
+    let first = pending_id(&out);
+    let (code, out, _) = cli(
+        &a.url,
+        &bob,
+        &["flags", "rollout", "checkout", "10", "--env", "production"],
+    );
+    assert_eq!(code, 3, "{out}");
+    let second = pending_id(&out);
+    let (code, _, err) = cli(&b.url, &bob, &["requests", "approve", &first]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(&b.url, &alice, &["requests", "approve", &second]);
+    assert_eq!(code, 1);
+    assert!(err.contains("changed since the request"), "{err}");
+    let (_, r) = get_json(&format!("{}/api/v1/requests/{second}", a.url), ADMIN);
+    assert_eq!(r["status"], "stale", "{r}");
+
+    // The kill switch never waits.
+    let (code, out, err) = cli(
+        &a.url,
+        &alice,
+        &["flags", "kill", "checkout", "--env", "production"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(&b.url, &sdk)["reason"] != "DISABLED" {
+        assert!(Instant::now() < deadline, "the kill never reached B");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Releasing it does.
+    let (code, out, _) = cli(
+        &a.url,
+        &alice,
+        &[
+            "flags",
+            "kill",
+            "checkout",
+            "--env",
+            "production",
+            "--release",
+        ],
+    );
+    assert_eq!(code, 3, "{out}");
+    let released = pending_id(&out);
+    let (code, out, _) = cli(
+        &a.url,
+        &alice,
+        &["requests", "reject", &released, "--reason", "withdrawn"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is rejected"), "{out}");
+}

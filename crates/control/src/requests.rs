@@ -1,0 +1,348 @@
+//! Four-eyes approvals. In an environment that requires approval, a person's change to a flag
+//! (other than turning a kill switch on: stopping harm never waits) is not applied: it is
+//! validated, then kept as a change request — the definition before and after, and the
+//! version it was made against — in the same transaction as its audit entry. Someone else
+//! with the editor or admin role approves it (applied through the control layer like any
+//! change, audited as the approver naming the author) or rejects it; the author never
+//! approves their own. A request whose flag changed meanwhile is refused as stale and marked
+//! so: approving it would silently undo the newer change.
+//!
+//! Automatic actors (the scheduler, rollouts, guards) are not held: a person set each of them
+//! up, and a rollback or a kill switch waiting for a second person would defeat its purpose.
+
+use serde_json::json;
+use switchyard_api_types::requests::ChangeRequest;
+use switchyard_engine::FlagDef;
+use switchyard_storage::{AuditInfo, Expect, ItemKind, ItemRecord, Write};
+
+use crate::draft::Draft;
+use crate::flags::{audit, require_flag, same_definition};
+use crate::snapshot::Snapshot;
+use crate::tokens::Actor;
+use crate::{Control, ControlError, Result, StoredFlag, Written};
+
+/// Whether `actor` is a person (an API token), whose changes approval policies apply to.
+pub(crate) fn is_person(actor: &Actor) -> bool {
+    actor.id.starts_with("token:")
+}
+
+/// The environments requiring approval whose served configuration `before` → `after`
+/// changes (all of them when anything outside the environments' own blocks changes).
+fn guarded_environments(snap: &Snapshot, before: &FlagDef, after: &FlagDef) -> Vec<String> {
+    let strip = |d: &FlagDef| {
+        let mut d = d.clone();
+        d.environments.clear();
+        d
+    };
+    let everywhere = !same_definition(&strip(before), &strip(after));
+    let block = |d: &FlagDef, e: &str| {
+        d.environments
+            .get(e)
+            .and_then(|t| serde_json::to_value(t).ok())
+    };
+    snap.environments()
+        .filter(|e| e.require_approval)
+        .filter(|e| everywhere || block(before, &e.name) != block(after, &e.name))
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+fn new_id() -> Result<String> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ControlError::Internal(format!("no randomness for an id: {e}")))?;
+    Ok(format!("req_{}", hex::encode(bytes)))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v)
+        .map_err(|e| ControlError::Internal(format!("a change request does not serialize: {e}")))
+}
+
+/// Keeps `before → after` (at `version`) as a pending request when a guarded environment is
+/// touched; `None` when the change may be applied at once. The proposed definition is
+/// validated first, so an approval never fails on a mistake the author could have seen.
+pub(crate) async fn hold_if_required(
+    draft: &mut Draft,
+    key: &str,
+    (before, after, version): (FlagDef, FlagDef, i64),
+    action: &str,
+    actor: &Actor,
+    reason: Option<String>,
+) -> Result<Option<ChangeRequest>> {
+    let environments = guarded_environments(&draft.snap, &before, &after);
+    if environments.is_empty() {
+        return Ok(None);
+    }
+    draft.validate_flag(after.clone()).await?;
+    let request = ChangeRequest {
+        id: new_id()?,
+        flag: key.to_owned(),
+        environments,
+        action: action.to_owned(),
+        status: "pending".into(),
+        base_version: version,
+        before: to_value(&before)?,
+        after: to_value(&after)?,
+        author: actor.id.clone(),
+        author_name: actor.name.clone(),
+        reason: reason.clone(),
+        created_at: crate::rfc3339(draft.tx.now_ms()),
+        decided_by: None,
+        decided_at: None,
+        note: None,
+    };
+    let info = audit(
+        actor,
+        "request.create",
+        request.environments.first().map(String::as_str),
+        reason,
+    );
+    write(draft, &request, Expect::Absent, &info).await?;
+    draft
+        .emit(
+            "request.created",
+            "request",
+            &request.id,
+            &info,
+            json!({"flag": key, "action": action, "environments": request.environments}),
+        )
+        .await?;
+    Ok(Some(request))
+}
+
+/// A held change as the error that says so; an applied one as it is.
+pub(crate) fn applied_or_held(
+    written: Written<std::result::Result<StoredFlag, ChangeRequest>>,
+) -> Result<Written<StoredFlag>> {
+    match written.value {
+        Ok(value) => Ok(Written {
+            value,
+            changed: written.changed,
+            revision: written.revision,
+        }),
+        Err(request) => Err(ControlError::ApprovalRequired {
+            request: Box::new(request),
+        }),
+    }
+}
+
+async fn write(
+    draft: &mut Draft,
+    request: &ChangeRequest,
+    expect: Expect,
+    info: &AuditInfo,
+) -> Result<ItemRecord> {
+    draft
+        .tx
+        .write_item(
+            ItemKind::Request,
+            &Write {
+                key: request.id.clone(),
+                expect,
+                definition: Some(to_value(request)?),
+                archived: false,
+                audit: info.clone(),
+            },
+        )
+        .await?
+        .ok_or_else(|| ControlError::Internal("a written request was not returned".into()))
+}
+
+fn from_record(r: &ItemRecord) -> Result<ChangeRequest> {
+    serde_json::from_value(r.definition.clone()).map_err(|e| {
+        ControlError::Internal(format!("the stored request `{}` does not read: {e}", r.id))
+    })
+}
+
+/// What a decision did, kept apart from the error it may become once committed.
+enum Decided {
+    Done(ChangeRequest),
+    Stale(String),
+}
+
+impl Control {
+    /// Sets whether a person's flag change in `environment` waits for approval.
+    pub async fn set_environment_policy(
+        &self,
+        environment: &str,
+        require_approval: bool,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<switchyard_storage::EnvironmentRecord>> {
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            crate::flags::require_environment(&draft.snap, environment)?;
+            let current = draft
+                .snap
+                .environment(environment)
+                .map(|e| e.require_approval);
+            let info = audit(actor, "environment.policy", Some(environment), reason);
+            let record = draft
+                .tx
+                .set_environment_policy(environment, require_approval, &info)
+                .await?;
+            let changed = current != Some(require_approval);
+            draft.snap.put_environment(record.clone());
+            draft.finish(record, changed).await
+        })
+        .await
+    }
+
+    /// Every change request, newest first.
+    pub async fn requests(&self) -> Result<Vec<ChangeRequest>> {
+        let mut out: Vec<ChangeRequest> = self
+            .require_store()?
+            .list_items(ItemKind::Request)
+            .await?
+            .iter()
+            .map(from_record)
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// The change request `id`.
+    pub async fn request(&self, id: &str) -> Result<ChangeRequest> {
+        match self
+            .require_store()?
+            .get_item(ItemKind::Request, id)
+            .await?
+        {
+            Some(r) => from_record(&r),
+            None => Err(ControlError::not_found(format!("change request `{id}`"))),
+        }
+    }
+
+    /// Approves a pending request: applies its definition if the flag is still at the version
+    /// it was made against (otherwise marks it stale and refuses).
+    pub async fn approve_request(
+        &self,
+        id: &str,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<ChangeRequest>> {
+        self.decide(id, actor, reason, true).await
+    }
+
+    /// Rejects a pending request (its author may withdraw it this way).
+    pub async fn reject_request(
+        &self,
+        id: &str,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<ChangeRequest>> {
+        self.decide(id, actor, reason, false).await
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        actor: &Actor,
+        reason: Option<String>,
+        approve: bool,
+    ) -> Result<Written<ChangeRequest>> {
+        self.ensure_flags_writable()?;
+        let written = self
+            .timed(async {
+                let mut draft = self.begin().await?;
+                let Some(record) = draft.tx.item(ItemKind::Request, id).await? else {
+                    return Err(ControlError::not_found(format!("change request `{id}`")));
+                };
+                let mut request = from_record(&record)?;
+                if request.status != "pending" {
+                    return Err(ControlError::Refused {
+                        message: format!(
+                            "change request `{id}` is {}; only a pending one can be decided",
+                            request.status
+                        ),
+                    });
+                }
+                if approve && actor.id == request.author {
+                    return Err(ControlError::Refused {
+                        message: format!(
+                            "you asked for change request `{id}`: someone else with the editor or admin role must approve it"
+                        ),
+                    });
+                }
+                let now = draft.tx.now_ms();
+                let env = request.environments.first().cloned();
+                request.decided_by = Some(actor.name.clone().unwrap_or_else(|| actor.id.clone()));
+                request.decided_at = Some(crate::rfc3339(now));
+                request.note = reason.clone();
+                let current = draft
+                    .snap
+                    .flag(&request.flag)
+                    .map(|f| f.meta.version);
+                let (action, event, outcome) = if !approve {
+                    request.status = "rejected".into();
+                    ("request.reject", "request.rejected", None)
+                } else if current != Some(request.base_version) {
+                    let why = match current {
+                        Some(v) => format!(
+                            "flag `{}` changed since the request (version {} → {v}); approving it would undo that change — ask again on the current version",
+                            request.flag, request.base_version
+                        ),
+                        None => format!("flag `{}` no longer exists", request.flag),
+                    };
+                    request.status = "stale".into();
+                    request.note = Some(why.clone());
+                    ("request.stale", "request.stale", Some(why))
+                } else {
+                    require_flag(&draft.snap, &request.flag)?;
+                    let after: FlagDef = serde_json::from_value(request.after.clone())
+                        .map_err(|e| {
+                            ControlError::Internal(format!(
+                                "the request's definition does not read: {e}"
+                            ))
+                        })?;
+                    let author = request
+                        .author_name
+                        .clone()
+                        .unwrap_or_else(|| request.author.clone());
+                    let approver = actor.name.clone().unwrap_or_else(|| actor.id.clone());
+                    let why = match (&request.reason, &reason) {
+                        (Some(r), Some(n)) => format!("{r} (approved: {n})"),
+                        (Some(r), None) => r.clone(),
+                        (None, Some(n)) => format!("approved: {n}"),
+                        (None, None) => format!("approved request {id}"),
+                    };
+                    let info = AuditInfo {
+                        actor: actor.id.clone(),
+                        actor_name: Some(format!("{approver}, approving {author}'s request {id}")),
+                        action: request.action.clone(),
+                        environment: env.clone(),
+                        reason: Some(why),
+                    };
+                    draft.put_flag(after, info).await?;
+                    request.status = "applied".into();
+                    ("request.approve", "request.approved", None)
+                };
+                let info = audit(actor, action, env.as_deref(), reason);
+                write(&mut draft, &request, Expect::Version(record.version), &info).await?;
+                draft
+                    .emit(
+                        event,
+                        "request",
+                        id,
+                        &info,
+                        json!({"flag": request.flag, "status": request.status, "author": request.author}),
+                    )
+                    .await?;
+                let value = match outcome {
+                    None => Decided::Done(request),
+                    Some(why) => Decided::Stale(why),
+                };
+                draft.finish(value, true).await
+            })
+            .await?;
+        match written.value {
+            Decided::Done(value) => Ok(Written {
+                value,
+                changed: written.changed,
+                revision: written.revision,
+            }),
+            Decided::Stale(message) => Err(ControlError::Refused { message }),
+        }
+    }
+}
