@@ -15,6 +15,7 @@
 //! ```
 
 pub mod admin;
+pub mod changes;
 pub mod experiments;
 pub mod ofrep;
 pub mod requests;

@@ -58,6 +58,42 @@ enum FlagsCommand {
     Targets(ListFileArgs),
     /// Replace a flag's rules from a YAML or JSON file (a list, or `rules:`).
     Rules(ListFileArgs),
+    /// Copy a flag's configuration from one environment to another, showing the difference
+    /// (only the difference with --dry-run).
+    Promote {
+        /// Flag key.
+        key: String,
+        /// The environment copied from.
+        #[arg(long, value_name = "ENV")]
+        from: String,
+        /// The environment copied to.
+        #[arg(long, value_name = "ENV")]
+        to: String,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// One operation on many flags in one transaction (all or none): archive, unarchive,
+    /// enable, disable (--env for one environment), tag, untag (--tag).
+    Bulk {
+        /// The operation.
+        op: String,
+        /// The flags.
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// For enable / disable: only in this environment.
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        /// For tag / untag: a tag (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Why (recorded on every flag's audit entry).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Evaluate a flag for one context and show why: each step, rule and condition checked,
     /// the bucket and threshold of rollouts and splits, prerequisites followed.
     Explain(crate::explain_cmd::ExplainArgs),
@@ -255,6 +291,20 @@ pub fn run(args: &FlagsArgs) -> Result<ExitCode> {
         FlagsCommand::Rules(a) => replace_list(&client, json, a, "rules"),
         FlagsCommand::Explain(a) => crate::explain_cmd::run(&client, json, a),
         FlagsCommand::Stale { days } => stale(&client, json, *days),
+        FlagsCommand::Promote {
+            key,
+            from,
+            to,
+            dry_run,
+            reason,
+        } => promote(&client, json, key, (from, to), *dry_run, reason),
+        FlagsCommand::Bulk {
+            op,
+            keys,
+            env,
+            tags,
+            reason,
+        } => bulk(&client, json, op, keys, env, tags, reason),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -794,6 +844,84 @@ fn archive(client: &Client, json: bool, args: &ArchiveArgs) -> Result<()> {
         };
         (what.to_owned(), Vec::new())
     })
+}
+
+fn promote(
+    client: &Client,
+    json: bool,
+    key: &str,
+    (from, to): (&str, &str),
+    dry_run: bool,
+    reason: &Option<String>,
+) -> Result<()> {
+    let reply = client
+        .post(flag_path(key, None, "promote"))
+        .json(&switchyard_api_types::changes::PromoteRequest {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            dry_run,
+            reason: reason.clone(),
+        })
+        .send()
+        .with_context(|| format!("cannot promote `{key}` from {from} to {to}"))?;
+    if json {
+        reply.print();
+        return Ok(());
+    }
+    let r: switchyard_api_types::changes::PromoteResult = reply.parse()?;
+    if r.changes.is_empty() {
+        println!("{key}: {to} already has {from}'s configuration; nothing to promote");
+        return Ok(());
+    }
+    let show = |v: &Option<Value>| v.as_ref().map_or("~".to_owned(), Value::to_string);
+    let rows: Vec<Vec<String>> = r
+        .changes
+        .iter()
+        .map(|c| vec![c.path.clone(), show(&c.before), show(&c.after)])
+        .collect();
+    print!(
+        "{}",
+        crate::table::render(&["FIELD", "BEFORE", "AFTER"], &rows)
+    );
+    if r.applied {
+        println!("promoted {key} from {from} to {to} (version {})", r.version);
+    } else {
+        println!("dry run: nothing changed (run without --dry-run to promote)");
+    }
+    Ok(())
+}
+
+fn bulk(
+    client: &Client,
+    json: bool,
+    op: &str,
+    keys: &[String],
+    env: &Option<String>,
+    tags: &[String],
+    reason: &Option<String>,
+) -> Result<()> {
+    let reply = client
+        .post("/api/v1/bulk/flags")
+        .json(&switchyard_api_types::changes::BulkChange {
+            flags: keys.to_vec(),
+            op: op.to_owned(),
+            environment: env.clone(),
+            tags: tags.to_vec(),
+            reason: reason.clone(),
+        })
+        .send()
+        .with_context(|| format!("cannot {op} {} flags", keys.len()))?;
+    if json {
+        reply.print();
+        return Ok(());
+    }
+    let r: switchyard_api_types::changes::BulkResult = reply.parse()?;
+    if r.changed {
+        println!("{op}: {} flags changed in one transaction", r.flags.len());
+    } else {
+        println!("{op}: nothing to change");
+    }
+    Ok(())
 }
 
 /// `flags apply -f FILE`: create the flag, or replace it at the version just read (so a

@@ -54,38 +54,13 @@ enum RequestsCommand {
     },
 }
 
-/// The paths where `before` and `after` differ, with both values (`~` for absent).
+/// The fields where `before` and `after` differ, with both values (`~` for absent).
 pub fn changes(before: &Value, after: &Value) -> Vec<(String, String, String)> {
-    fn walk(
-        path: &str,
-        a: Option<&Value>,
-        b: Option<&Value>,
-        out: &mut Vec<(String, String, String)>,
-    ) {
-        match (a, b) {
-            (Some(Value::Object(x)), Some(Value::Object(y))) => {
-                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                for k in keys {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(&p, x.get(k), y.get(k), out);
-                }
-            }
-            (a, b) if a == b => {}
-            (a, b) => {
-                let show = |v: Option<&Value>| v.map_or("~".to_owned(), Value::to_string);
-                out.push((path.to_owned(), show(a), show(b)));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", Some(before), Some(after), &mut out);
-    out
+    let show = |v: Option<Value>| v.map_or("~".to_owned(), |v| v.to_string());
+    switchyard_api_types::changes::field_changes(before, after)
+        .into_iter()
+        .map(|c| (c.path, show(c.before), show(c.after)))
+        .collect()
 }
 
 fn render(r: &ChangeRequest) -> String {
@@ -210,32 +185,4 @@ pub fn run(args: &RequestsArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::changes;
-    use serde_json::json;
-
-    #[test]
-    fn changes_name_each_differing_field() {
-        let before =
-            json!({"key": "f", "environments": {"production": {"fallthrough": {"percentage": 5}}}});
-        let after = json!({"key": "f", "environments": {"production": {"fallthrough": {"percentage": 25}, "enabled": true}}});
-        assert_eq!(
-            changes(&before, &after),
-            vec![
-                (
-                    "environments.production.enabled".to_owned(),
-                    "~".to_owned(),
-                    "true".to_owned()
-                ),
-                (
-                    "environments.production.fallthrough.percentage".to_owned(),
-                    "5".to_owned(),
-                    "25".to_owned()
-                ),
-            ]
-        );
-    }
 }

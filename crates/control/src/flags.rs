@@ -84,6 +84,22 @@ pub enum FlagChange {
     },
     /// Archive (kept, not served) or bring back.
     Archive(bool),
+    /// Copy environment `from`'s configuration (enabled, kill switch, targets, rules,
+    /// fallthrough, tenants, …) to environment `to`, replacing what `to` had. A running
+    /// experiment's block stays where it is.
+    Promote {
+        /// Copied from.
+        from: String,
+        /// Copied to.
+        to: String,
+    },
+    /// Add and remove tags.
+    Tags {
+        /// Tags added (kept once).
+        add: Vec<String>,
+        /// Tags removed.
+        remove: Vec<String>,
+    },
 }
 
 /// What one tenant gets from [`FlagChange::Tenant`].
@@ -113,6 +129,8 @@ impl FlagChange {
             FlagChange::Tenant { .. } => "flag.tenant",
             FlagChange::Archive(true) => "flag.archive",
             FlagChange::Archive(false) => "flag.unarchive",
+            FlagChange::Promote { .. } => "flag.promote",
+            FlagChange::Tags { .. } => "flag.tags",
         }
     }
 
@@ -125,7 +143,8 @@ impl FlagChange {
             | FlagChange::Targets { environment, .. }
             | FlagChange::Rules { environment, .. }
             | FlagChange::Tenant { environment, .. } => environment.as_deref(),
-            FlagChange::Archive(_) => None,
+            FlagChange::Promote { to, .. } => Some(to),
+            FlagChange::Archive(_) | FlagChange::Tags { .. } => None,
         }
     }
 
@@ -203,6 +222,33 @@ impl FlagChange {
                 }
             }
             FlagChange::Archive(archived) => def.archived = archived,
+            FlagChange::Promote { from, to } => {
+                if from == to {
+                    return Err(ControlError::bad_request(
+                        Some("to"),
+                        format!("promoting `{from}` to itself changes nothing; name another environment"),
+                    ));
+                }
+                let mut copied = def.environments.get(&from).cloned().unwrap_or_default();
+                // An experiment runs where it was started; the target keeps its own (if any).
+                copied.experiment = def.environments.get(&to).and_then(|t| t.experiment.clone());
+                let empty = serde_json::to_value(&copied)
+                    .is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()));
+                if empty {
+                    // Nothing of its own in `from`: `to` inherits the top level too.
+                    def.environments.remove(&to);
+                } else {
+                    def.environments.insert(to, copied);
+                }
+            }
+            FlagChange::Tags { add, remove } => {
+                def.tags.retain(|t| !remove.contains(t));
+                for t in add {
+                    if !def.tags.contains(&t) {
+                        def.tags.push(t);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -410,6 +456,82 @@ impl Control {
         crate::requests::applied_or_held(written)
     }
 
+    /// What `change` would make of the flag now, without making it: the definition before
+    /// and after (`None` when it would change nothing). For previews (promotion's diff).
+    pub fn preview_change(
+        &self,
+        key: &str,
+        change: &FlagChange,
+    ) -> Result<Option<(FlagDef, FlagDef)>> {
+        Ok(prepare_change(&self.snapshot(), key, change, None)?.map(|(b, a, _)| (b, a)))
+    }
+
+    /// Applies one change to many flags in one transaction: every flag changed (each with its
+    /// own audit entry) or none. Refused as a whole when a flag is unknown, when the change
+    /// does not apply to one of them, or when one of them would need approval (change those
+    /// one by one, each becoming a request).
+    pub async fn bulk_change(
+        &self,
+        keys: &[String],
+        change: FlagChange,
+        actor: &Actor,
+        reason: Option<String>,
+    ) -> Result<Written<Vec<StoredFlag>>> {
+        self.ensure_flags_writable()?;
+        if keys.is_empty() {
+            return Err(ControlError::bad_request(
+                Some("flags"),
+                "name at least one flag",
+            ));
+        }
+        let mut unique: Vec<&String> = Vec::new();
+        for k in keys {
+            if !unique.contains(&k) {
+                unique.push(k);
+            }
+        }
+        self.timed(async {
+            let mut draft = self.begin().await?;
+            let mut changed = false;
+            for key in &unique {
+                let Some((before, after, _)) = prepare_change(&draft.snap, key, &change, None)?
+                else {
+                    continue;
+                };
+                if crate::requests::is_person(actor)
+                    && !matches!(change, FlagChange::Kill { on: true, .. })
+                {
+                    let guarded = crate::requests::guarded_environments(&draft.snap, &before, &after);
+                    if !guarded.is_empty() {
+                        return Err(ControlError::Refused {
+                            message: format!(
+                                "flag `{key}` in {} requires approval, which a bulk change cannot wait for; change it on its own (it becomes a change request), or leave it out",
+                                guarded.join(", ")
+                            ),
+                        });
+                    }
+                }
+                let info = audit(
+                    actor,
+                    change.action(),
+                    change.environment(),
+                    Some(match &reason {
+                        Some(r) => format!("{r} (bulk change of {} flags)", unique.len()),
+                        None => format!("bulk change of {} flags", unique.len()),
+                    }),
+                );
+                draft.put_flag(after, info).await?;
+                changed = true;
+            }
+            let flags = unique
+                .iter()
+                .map(|k| stored_flag(&draft.snap, k))
+                .collect::<Result<Vec<_>>>()?;
+            draft.finish(flags, changed).await
+        })
+        .await
+    }
+
     /// Creates or replaces a segment. Replacing one needs the version it replaces
     /// (`if_match`), unless `force`d.
     pub async fn put_segment(
@@ -544,6 +666,9 @@ pub(crate) fn prepare_change(
 ) -> Result<Option<(FlagDef, FlagDef, i64)>> {
     if let Some(env) = change.environment() {
         require_environment(snap, env)?;
+    }
+    if let FlagChange::Promote { from, .. } = change {
+        require_environment(snap, from)?;
     }
     let current = require_flag(snap, key)?;
     check_version(key, current.meta.version, if_match, false)?;

@@ -1,8 +1,20 @@
-//! The stale-flag report, from the served snapshot (no database): flags that have served one
-//! variant to everyone in every environment for longer than N days, flags past their expected
-//! removal date, and archived flags that active flags still require.
+//! The stale-flag report, from the served snapshot and the last-evaluated times: flags that
+//! have served one variant to everyone in every environment for longer than N days, flags not
+//! evaluated anywhere in N days, flags past their expected removal date, and archived flags
+//! that active flags still require.
 
-use crate::{Control, Snapshot};
+use std::collections::HashMap;
+
+use crate::{Control, Result, Snapshot};
+
+/// When each flag was last evaluated, per environment, and since when that is recorded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluations {
+    /// `flag → environment → unix ms`.
+    pub last: HashMap<String, HashMap<String, i64>>,
+    /// Since when evaluations are recorded (unix ms; `None`: not yet).
+    pub since_ms: Option<i64>,
+}
 
 /// One stale flag and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +31,16 @@ pub struct StaleFlag {
 
 const DAY_MS: i64 = 86_400_000;
 
-/// The report over `snapshot` as of `now_ms`, for flags older than `days`.
-pub fn stale_flags(snapshot: &Snapshot, days: i64, now_ms: i64) -> Vec<StaleFlag> {
+/// The report over `snapshot` as of `now_ms`, for flags older than `days`. A flag is called
+/// unevaluated only once `evaluations` reach back `days`.
+pub fn stale_flags(
+    snapshot: &Snapshot,
+    evaluations: &Evaluations,
+    days: i64,
+    now_ms: i64,
+) -> Vec<StaleFlag> {
+    let horizon = now_ms - days * DAY_MS;
+    let tracked = evaluations.since_ms.is_some_and(|s| s <= horizon);
     let today = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000)
         .map(|t| t.date())
         .ok();
@@ -66,6 +86,19 @@ pub fn stale_flags(snapshot: &Snapshot, days: i64, now_ms: i64) -> Vec<StaleFlag
                     ));
                 }
             }
+            if age_days >= days && tracked {
+                let last = evaluations.last.get(key);
+                let latest = last.and_then(|l| l.values().max().copied());
+                if latest.is_none_or(|t| t < horizon) {
+                    let when = match latest {
+                        Some(t) => format!("last evaluated {} days ago", (now_ms - t) / DAY_MS),
+                        None => "never evaluated since evaluations are recorded".to_owned(),
+                    };
+                    reasons.push(format!(
+                        "not evaluated in any environment for {days} days ({when}): nothing reads it any more"
+                    ));
+                }
+            }
             let removal = def
                 .lifecycle
                 .as_ref()
@@ -91,8 +124,24 @@ pub fn stale_flags(snapshot: &Snapshot, days: i64, now_ms: i64) -> Vec<StaleFlag
 }
 
 impl Control {
-    /// [`stale_flags`] over the served snapshot.
-    pub fn stale_flags(&self, days: i64, now_ms: i64) -> Vec<StaleFlag> {
-        stale_flags(&self.snapshot(), days, now_ms)
+    /// [`stale_flags`] over the served snapshot and the store's last-evaluated times.
+    pub async fn stale_flags(&self, days: i64, now_ms: i64) -> Result<Vec<StaleFlag>> {
+        let mut evaluations = Evaluations::default();
+        if let Some(store) = self.store() {
+            let (rows, since) = store.last_evaluations().await?;
+            evaluations.since_ms = since;
+            for (env, flag, at) in rows {
+                evaluations.last.entry(flag).or_default().insert(env, at);
+            }
+        }
+        Ok(stale_flags(&self.snapshot(), &evaluations, days, now_ms))
+    }
+
+    /// Stores last-evaluated times `(environment, flag, unix ms)` (not the flag write path).
+    pub async fn record_evaluations(&self, rows: &[(String, String, i64)]) -> Result<()> {
+        Ok(self
+            .require_store()?
+            .record_evaluations(rows, crate::now_ms())
+            .await?)
     }
 }

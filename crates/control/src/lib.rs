@@ -83,7 +83,7 @@ pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
 pub use guards::{
     Guard, GuardState, GuardTrip, DEFAULT_COOLDOWN_MS, DEFAULT_GUARD_MIN_SAMPLE, DEFAULT_WINDOW_MS,
 };
-pub use hygiene::{stale_flags, StaleFlag};
+pub use hygiene::{stale_flags, Evaluations, StaleFlag};
 pub use import::{ImportMode, ImportReport};
 pub use manage::{CreatedToken, NewTokenRequest};
 pub use results::{AutoStop, GUARDRAIL_MIN_UNITS, SRM_MIN_UNITS};

@@ -28,7 +28,11 @@ pub(crate) fn is_person(actor: &Actor) -> bool {
 
 /// The environments requiring approval whose served configuration `before` → `after`
 /// changes (all of them when anything outside the environments' own blocks changes).
-fn guarded_environments(snap: &Snapshot, before: &FlagDef, after: &FlagDef) -> Vec<String> {
+pub(crate) fn guarded_environments(
+    snap: &Snapshot,
+    before: &FlagDef,
+    after: &FlagDef,
+) -> Vec<String> {
     let strip = |d: &FlagDef| {
         let mut d = d.clone();
         d.environments.clear();

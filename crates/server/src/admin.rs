@@ -536,6 +536,140 @@ async fn change(
     Ok(written_flag(state, StatusCode::OK, written, action))
 }
 
+/// `POST /api/v1/flags/{key}/promote`: copy one environment's configuration to another,
+/// with the difference (only the difference with `dryRun`).
+pub async fn promote_flag(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let switchyard_api_types::changes::PromoteRequest {
+        from,
+        to,
+        dry_run,
+        reason,
+    } = parse_body(&body)?;
+    let change = FlagChange::Promote { from, to };
+    let preview = state
+        .control
+        .preview_change(&key, &change)
+        .map_err(|e| about_flag(&key, e))?;
+    let diff = |(before, after): &(switchyard_engine::FlagDef, switchyard_engine::FlagDef)| {
+        let v = |d| serde_json::to_value(d).unwrap_or(Value::Null);
+        switchyard_api_types::changes::field_changes(&v(before), &v(after))
+    };
+    let changes = preview.as_ref().map(diff).unwrap_or_default();
+    let version = state
+        .control
+        .snapshot()
+        .flag(&key)
+        .map_or(0, |f| f.meta.version);
+    if dry_run || preview.is_none() {
+        return Ok(Json(switchyard_api_types::changes::PromoteResult {
+            flag: key,
+            applied: false,
+            changes,
+            version,
+        })
+        .into_response());
+    }
+    let written = state
+        .control
+        .change_flag(
+            &key,
+            change,
+            if_match(&headers)?.version(),
+            &caller.0.actor(),
+            reason,
+        )
+        .await;
+    let written = match written {
+        Err(ControlError::ApprovalRequired { request }) => return Ok(pending(*request)),
+        other => other.map_err(|e| about_flag(&key, e))?,
+    };
+    state
+        .metrics
+        .flag_changes
+        .with_label_values(&["flag.promote"])
+        .inc();
+    Ok(Json(switchyard_api_types::changes::PromoteResult {
+        flag: key,
+        applied: written.changed,
+        changes,
+        version: written.value.meta.version,
+    })
+    .into_response())
+}
+
+/// `POST /api/v1/bulk/flags`: one operation on many flags, all in one transaction.
+pub async fn bulk_flags(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Bytes,
+) -> ApiResult<Json<switchyard_api_types::changes::BulkResult>> {
+    let req: switchyard_api_types::changes::BulkChange = parse_body(&body)?;
+    let field = |f: &str| serde_json::json!({ "field": f });
+    let env = req.environment.clone();
+    let change = match req.op.as_str() {
+        "archive" => FlagChange::Archive(true),
+        "unarchive" => FlagChange::Archive(false),
+        "enable" | "disable" => FlagChange::Enabled {
+            environment: env,
+            enabled: req.op == "enable",
+        },
+        "tag" | "untag" if req.tags.is_empty() => {
+            return Err(ApiError::bad_request(format!("`{}` needs `tags`", req.op))
+                .with_details(field("tags")))
+        }
+        "tag" => FlagChange::Tags {
+            add: req.tags.clone(),
+            remove: Vec::new(),
+        },
+        "untag" => FlagChange::Tags {
+            add: Vec::new(),
+            remove: req.tags.clone(),
+        },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown operation `{other}`: use archive, unarchive, enable, disable, tag or untag"
+            ))
+            .with_details(field("op")))
+        }
+    };
+    if req.environment.is_some() && !matches!(change, FlagChange::Enabled { .. }) {
+        return Err(ApiError::bad_request(format!(
+            "`environment` goes with enable or disable, not {}",
+            req.op
+        ))
+        .with_details(field("environment")));
+    }
+    let action = change.action();
+    let written = state
+        .control
+        .bulk_change(&req.flags, change, &caller.actor(), req.reason)
+        .await?;
+    if written.changed {
+        state
+            .metrics
+            .flag_changes
+            .with_label_values(&[action])
+            .inc_by(written.value.len() as u64);
+    }
+    Ok(Json(switchyard_api_types::changes::BulkResult {
+        changed: written.changed,
+        flags: written
+            .value
+            .iter()
+            .map(|f| switchyard_api_types::changes::BulkFlag {
+                key: f.definition.key.clone(),
+                version: f.meta.version,
+            })
+            .collect(),
+    }))
+}
+
 /// `POST /api/v1/flags/{key}/archive`.
 pub async fn archive_flag(
     State(state): State<AppState>,
@@ -1344,6 +1478,7 @@ pub async fn stale_flags(
     let flags = state
         .control
         .stale_flags(days, crate::now_millis())
+        .await?
         .into_iter()
         .map(|f| switchyard_api_types::admin::StaleFlag {
             key: f.key,

@@ -37,6 +37,7 @@
 //! | `experiments.unit_hash_key` | `SWITCHYARD_UNIT_HASH_KEY` | | none (units stored as sent) |
 //! | `experiments.check_interval_secs` | `SWITCHYARD_EXPERIMENT_CHECK_SECS` | | `60` |
 //! | `rollouts.check_interval_ms` | `SWITCHYARD_ROLLOUT_CHECK_MS` | | `10000` (rollout gates and guards) |
+//! | `hygiene.evaluation_flush_ms` | `SWITCHYARD_EVALUATION_FLUSH_MS` | | `60000` (last-evaluated times to the store) |
 //! | `rollouts.probe_timeout_ms` | | | `5000` (a Prometheus query or health check) |
 //! | `webhooks.retry_base_ms` | `SWITCHYARD_WEBHOOK_RETRY_BASE_MS` | | `1000` |
 //! | `webhooks.max_attempts` | `SWITCHYARD_WEBHOOK_MAX_ATTEMPTS` | | `8` |
@@ -91,6 +92,17 @@ pub struct ServerConfig {
     /// `[rollouts]`.
     #[serde(default)]
     pub rollouts: RolloutsConfig,
+    /// `[hygiene]`.
+    #[serde(default)]
+    pub hygiene: HygieneConfig,
+}
+
+/// `[hygiene]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HygieneConfig {
+    /// Milliseconds between copies of the last-evaluated times into the store.
+    pub evaluation_flush_ms: Option<u64>,
 }
 
 /// `[rollouts]`.
@@ -281,6 +293,8 @@ pub struct Settings {
     pub rollout_check_ms: u64,
     /// Milliseconds a gate's HTTP request may take.
     pub probe_timeout_ms: u64,
+    /// Milliseconds between copies of last-evaluated times into the store.
+    pub evaluation_flush_ms: u64,
 }
 
 /// A configuration problem, naming the setting and where it came from.
@@ -767,11 +781,21 @@ impl Settings {
         )?
         .unwrap_or(10_000);
         let probe_timeout_ms = file.rollouts.probe_timeout_ms.unwrap_or(5_000);
+        let evaluation_flush_ms = number(
+            "SWITCHYARD_EVALUATION_FLUSH_MS",
+            file.hygiene.evaluation_flush_ms,
+        )?
+        .unwrap_or(60_000);
         for (setting, value, range) in [
             ("webhook retry base", webhook_retry_base_ms, 1..=3_600_000),
             ("webhook max attempts", webhook_max_attempts, 1..=100),
             ("rollout check interval", rollout_check_ms, 100..=3_600_000),
             ("gate probe timeout", probe_timeout_ms, 100..=60_000),
+            (
+                "evaluation flush interval",
+                evaluation_flush_ms,
+                100..=3_600_000,
+            ),
         ] {
             if !range.contains(&value) {
                 return Err(ConfigError::Invalid {
@@ -784,6 +808,7 @@ impl Settings {
         }
 
         Ok(Settings {
+            evaluation_flush_ms,
             rollout_check_ms,
             probe_timeout_ms,
             webhook_retry_base_ms,

@@ -142,6 +142,12 @@ pub async fn ingest(
                             .rollout_exposures(&environment, &e.flag)
                             .map(|k| k.to_string())
                     });
+                // An SDK evaluates locally: its exposures say when a flag was evaluated.
+                if snapshot.flag(&e.flag).is_some() {
+                    state
+                        .evaluated
+                        .seen(&environment, &e.flag, e.timestamp_ms.min(now_ms) / 1000);
+                }
                 exposures.push(ExposureRow {
                     environment: environment.clone(),
                     flag: e.flag,

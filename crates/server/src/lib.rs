@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod evaluated;
 pub mod events;
 pub mod experiments;
 #[doc(hidden)]
@@ -162,6 +163,8 @@ routes! {
     put "/api/v1/flags/{key}" => admin::replace_flag, EDITOR, "Replace a flag's definition (If-Match required; * or ?force=true to override).";
     delete "/api/v1/flags/{key}" => admin::delete_flag, EDITOR, "Delete a flag (If-Match optional).";
     post "/api/v1/flags/{key}/archive" => admin::archive_flag, EDITOR, "Archive a flag (kept, not served).";
+    post "/api/v1/flags/{key}/promote" => admin::promote_flag, EDITOR, "Copy a flag's configuration from one environment to another (`dryRun`: only the field-by-field difference).";
+    post "/api/v1/bulk/flags" => admin::bulk_flags, EDITOR, "Apply one operation (archive, unarchive, enable, disable, tag, untag) to many flags in one audited transaction: all or none.";
     post "/api/v1/flags/{key}/unarchive" => admin::unarchive_flag, EDITOR, "Serve an archived flag again.";
     put "/api/v1/flags/{key}/enabled" => admin::set_enabled_top, EDITOR, "Enable or disable a flag everywhere it is not overridden.";
     post "/api/v1/flags/{key}/kill" => admin::kill_top, EDITOR, "Kill switch on, in every environment.";
@@ -576,6 +579,11 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let deliverer = tokio::spawn(webhooks::deliver(state.clone(), stop_rx.clone()));
     let scheduler = tokio::spawn(schedules::run(state.clone(), stop_rx.clone()));
     let gatekeeper = tokio::spawn(rollouts::monitor(state.clone(), stop_rx.clone()));
+    let recorder = tokio::spawn(evaluated::flush(
+        state.clone(),
+        std::time::Duration::from_millis(state.settings.evaluation_flush_ms),
+        stop_rx.clone(),
+    ));
     let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
         control.clone(),
         state.metrics.clone(),
@@ -610,6 +618,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let _ = deliverer.await;
     let _ = scheduler.await;
     let _ = gatekeeper.await;
+    let _ = recorder.await;
     let _ = hub.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");

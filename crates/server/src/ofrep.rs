@@ -198,10 +198,13 @@ pub(crate) fn check_shape(ctx: &Value, limits: &Limits) -> Result<(), (&'static 
 /// Counts an evaluation. Keys that name no flag share one series: the key comes from the
 /// URL (browser SDK keys are public), and a series per unknown key would let anyone grow the
 /// server's memory and `/metrics` without bound.
-fn record(state: &AppState, key: &str, eval: &Evaluation<'_>) {
+fn record(state: &AppState, env: &str, now_secs: i64, key: &str, eval: &Evaluation<'_>) {
     let key = match &eval.error {
         Some(err) if err.code == ErrorCode::FlagNotFound => UNKNOWN_FLAG,
-        _ => key,
+        _ => {
+            state.evaluated.seen(env, key, now_secs);
+            key
+        }
     };
     state
         .metrics
@@ -277,11 +280,10 @@ pub async fn evaluate_flag(
     };
     let snapshot = state.control.snapshot_guard();
     let env = principal.environment.as_deref().unwrap_or_default();
-    let evaluator = snapshot
-        .ruleset
-        .evaluator(env, time::OffsetDateTime::now_utc());
+    let now = time::OffsetDateTime::now_utc();
+    let evaluator = snapshot.ruleset.evaluator(env, now);
     let eval = evaluator.evaluate(&key, &ctx);
-    record(&state, &key, &eval);
+    record(&state, env, now.unix_timestamp(), &key, &eval);
     expose(&state, env, &evaluator, &key, &ctx, &eval);
     let metadata = snapshot.client_metadata(&key);
     match &eval.error {
@@ -338,14 +340,13 @@ pub async fn evaluate_all(
     };
     let snapshot = state.control.snapshot_guard();
     let env = principal.environment.as_deref().unwrap_or_default();
-    let evaluator = snapshot
-        .ruleset
-        .evaluator(env, time::OffsetDateTime::now_utc());
+    let now = time::OffsetDateTime::now_utc();
+    let evaluator = snapshot.ruleset.evaluator(env, now);
     let evals: Vec<(&str, Evaluation<'_>)> = evaluator.evaluate_all(&ctx).collect();
     let flags = evals
         .iter()
         .map(|(key, eval)| {
-            record(&state, key, eval);
+            record(&state, env, now.unix_timestamp(), key, eval);
             expose(&state, env, &evaluator, key, &ctx, eval);
             let metadata = snapshot.client_metadata(key);
             match &eval.error {

@@ -27,6 +27,8 @@ pub struct Inner {
     pub streams: Arc<crate::stream::Streams>,
     /// Exposures of running experiments, queued for appending.
     pub recorder: crate::recorder::Recorder,
+    /// When each flag was last evaluated here, per environment.
+    pub evaluated: crate::evaluated::LastEvaluated,
 }
 
 impl std::fmt::Debug for Inner {
@@ -73,6 +75,7 @@ impl AppState {
         let streams = Arc::new(crate::stream::Streams::new(settings.streams));
         let recorder = crate::recorder::Recorder::start(control.clone(), metrics.events.clone());
         Self(Arc::new(Inner {
+            evaluated: crate::evaluated::LastEvaluated::default(),
             recorder,
             control,
             settings,

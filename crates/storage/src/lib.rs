@@ -64,6 +64,7 @@
 mod analysis;
 mod audit;
 mod error;
+mod evaluations;
 mod events;
 mod feed;
 mod gates;

@@ -1,6 +1,7 @@
 //! The control layer against real databases: every test runs on SQLite and on the real
 //! PostgreSQL (a fresh schema each), with as many replicas as it needs.
 
+mod changes;
 mod experiments;
 mod harness;
 mod ops;
@@ -68,4 +69,8 @@ on_both!(progressive_rollouts = rollouts:
     a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_red,
     probes_gate_rollouts_and_last_healthy_is_honoured,
     a_guard_trips_the_kill_switch_once_and_cools_down,
+);
+
+on_both!(promotion_and_bulk = changes:
+    promotion_copies_an_environment_and_bulk_changes_are_all_or_nothing,
 );

@@ -228,13 +228,48 @@ flags:
     .await
     .unwrap();
     let later = now_ms() + 100 * 86_400_000;
-    let report = c.stale_flags(90, later);
+    // Before evaluations are recorded, nothing is called unevaluated.
+    let report = c.stale_flags(90, later).await.unwrap();
     let keys: Vec<&str> = report.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["done", "expired", "off-everywhere"], "{report:#?}");
     let done = &report[0];
     assert!(done.reasons[0].contains("production: `on`"), "{done:?}");
+    // Recorded from now on: in 100 days, a flag evaluated the day before is fresh; one never
+    // evaluated (`partial`) is stale, and so is `done` on a second count.
+    let recent = later - 86_400_000;
+    c.record_evaluations(&[
+        ("production".into(), "with-rule".into(), recent),
+        ("staging".into(), "mixed".into(), recent),
+        ("production".into(), "expired".into(), recent),
+    ])
+    .await
+    .unwrap();
+    let report = c.stale_flags(90, later).await.unwrap();
+    let keys: Vec<&str> = report.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["done", "expired", "off-everywhere", "partial"],
+        "{report:#?}"
+    );
+    assert!(
+        report[3].reasons[0].contains("never evaluated"),
+        "{:?}",
+        report[3]
+    );
+    assert!(report[0]
+        .reasons
+        .iter()
+        .any(|r| r.contains("not evaluated in any environment for 90 days")));
+    assert!(
+        !report[1]
+            .reasons
+            .iter()
+            .any(|r| r.contains("not evaluated")),
+        "{:?}",
+        report[1]
+    );
     // Young flags are not stale for serving one variant; a past removal date still is.
-    let now = c.stale_flags(90, now_ms());
+    let now = c.stale_flags(90, now_ms()).await.unwrap();
     let keys: Vec<&str> = now.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["expired"], "{now:#?}");
     assert!(now[0].reasons[0].contains("past its expected removal date (2020-01-01)"));

@@ -45,3 +45,12 @@ CREATE TABLE change_requests (
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
+
+-- When each flag was last evaluated in each environment (to within a minute), for the
+-- stale-flag report. Written by each replica from memory once a minute, never per evaluation.
+CREATE TABLE flag_evaluations (
+    environment TEXT NOT NULL,
+    flag        TEXT NOT NULL,
+    last_at_ms  BIGINT NOT NULL,
+    PRIMARY KEY (environment, flag)
+);
