@@ -353,6 +353,31 @@ pub struct StaleReport {
     pub flags: Vec<StaleFlag>,
 }
 
+/// One flag's last evaluation in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LastEvaluation {
+    /// The flag.
+    pub flag: String,
+    /// The environment.
+    pub environment: String,
+    /// When (RFC 3339; to within the servers' flush interval, a minute by default).
+    pub last_evaluated_at: String,
+}
+
+/// `GET /api/v1/reports/evaluations` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationReport {
+    /// Since when evaluations are recorded (RFC 3339; absent: not yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_since: Option<String>,
+    /// By flag, then environment.
+    pub evaluations: Vec<LastEvaluation>,
+}
+
 /// `PUT /api/v1/environments/{name}` body: an environment's policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -126,6 +126,12 @@ pub fn stale_flags(
 impl Control {
     /// [`stale_flags`] over the served snapshot and the store's last-evaluated times.
     pub async fn stale_flags(&self, days: i64, now_ms: i64) -> Result<Vec<StaleFlag>> {
+        let evaluations = self.evaluations().await?;
+        Ok(stale_flags(&self.snapshot(), &evaluations, days, now_ms))
+    }
+
+    /// The store's last-evaluated times.
+    pub async fn evaluations(&self) -> Result<Evaluations> {
         let mut evaluations = Evaluations::default();
         if let Some(store) = self.store() {
             let (rows, since) = store.last_evaluations().await?;
@@ -134,7 +140,7 @@ impl Control {
                 evaluations.last.entry(flag).or_default().insert(env, at);
             }
         }
-        Ok(stale_flags(&self.snapshot(), &evaluations, days, now_ms))
+        Ok(evaluations)
     }
 
     /// Stores last-evaluated times `(environment, flag, unix ms)` (not the flag write path).

@@ -1455,6 +1455,31 @@ pub async fn export(
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
+/// `GET /api/v1/reports/evaluations` (viewer): when each flag was last evaluated where.
+pub async fn evaluations(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<switchyard_api_types::admin::EvaluationReport>> {
+    let e = state.control.evaluations().await?;
+    let mut rows: Vec<switchyard_api_types::admin::LastEvaluation> = e
+        .last
+        .iter()
+        .flat_map(|(flag, envs)| {
+            envs.iter()
+                .map(move |(env, at)| switchyard_api_types::admin::LastEvaluation {
+                    flag: flag.clone(),
+                    environment: env.clone(),
+                    last_evaluated_at: rfc3339(*at),
+                })
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.flag, &a.environment).cmp(&(&b.flag, &b.environment)));
+    Ok(Json(switchyard_api_types::admin::EvaluationReport {
+        recorded_since: e.since_ms.map(rfc3339),
+        evaluations: rows,
+    }))
+}
+
 /// `?days=` of the stale-flag report.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -208,6 +208,7 @@ routes! {
     post "/api/v1/experiments/{id}/complete" => experiments::complete, EDITOR, "Complete, optionally shipping a variant (it becomes the environment's fallthrough).";
     post "/api/v1/experiments/{id}/cancel" => experiments::cancel, EDITOR, "Cancel an experiment.";
     get "/api/v1/experiments/{id}/results" => experiments::results, VIEWER, "Results: per variant and metric, lifts with intervals, p-values (fixed, sequential, adjusted), Bayesian summaries, SRM, daily series, warnings, a recommendation.";
+    get "/api/v1/reports/evaluations" => admin::evaluations, VIEWER, "When each flag was last evaluated in each environment (to within a minute), and since when that is recorded.";
     get "/api/v1/reports/stale-flags" => admin::stale_flags, VIEWER, "Stale flags: serving one variant everywhere for N days (default 90), past their expected removal, archived but still required.";
     get "/api/v1/schedules" => schedules::list, VIEWER, "List scheduled changes; filter by state, flag.";
     post "/api/v1/schedules" => schedules::create, EDITOR, "Schedule a flag operation (enable, disable, kill, release, rollout, archive) in one environment.";

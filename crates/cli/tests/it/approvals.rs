@@ -253,3 +253,84 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("is rejected"), "{out}");
 }
+
+#[test]
+fn promotion_bulk_changes_and_last_evaluated_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/s.db", dir.path().display());
+    let s = start(
+        &["--db", &db],
+        &[
+            ("SWITCHYARD_ADMIN_TOKEN", ADMIN),
+            ("SWITCHYARD_SEED_EXAMPLES", "false"),
+            ("SWITCHYARD_EVALUATION_FLUSH_MS", "200"),
+        ],
+    );
+    for body in [
+        r#"{"key": "checkout", "environments": {"staging": {"fallthrough": {"percentage": 50, "variant": "on"}}, "production": {"enabled": false}}}"#,
+        r#"{"key": "old-banner", "tags": ["marketing"]}"#,
+        r#"{"key": "old-search"}"#,
+    ] {
+        let (status, r) = send_json("POST", &format!("{}/api/v1/flags", s.url), ADMIN, body);
+        assert_eq!(status, 201, "{r}");
+    }
+    let (code, out, err) = cli(
+        &s.url,
+        ADMIN,
+        &["flags", "promote", "checkout", "--from", "staging", "--to", "production", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("environments.production.enabled") && out.contains("dry run"), "{out}");
+    let (_, f) = get_json(&format!("{}/api/v1/flags/checkout", s.url), ADMIN);
+    assert_eq!(f["version"], 1, "a dry run changes nothing: {f}");
+    let (code, out, err) = cli(
+        &s.url,
+        ADMIN,
+        &["flags", "promote", "checkout", "--from", "staging", "--to", "production", "--reason", "staging soaked"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("promoted checkout from staging to production (version 2)"), "{out}");
+
+    // Bulk: a mistyped flag refuses the whole change.
+    let (code, _, err) = cli(&s.url, ADMIN, &["flags", "bulk", "archive", "old-banner", "old-serch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("old-serch") && err.contains("old-search"), "{err}");
+    let (code, out, err) = cli(
+        &s.url,
+        ADMIN,
+        &["flags", "bulk", "archive", "old-banner", "old-search", "--reason", "cleanup"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 flags changed in one transaction"), "{out}");
+    for flag in ["old-banner", "old-search"] {
+        let (_, log) = get_json(&format!("{}/api/v1/audit?flag={flag}", s.url), ADMIN);
+        let archived = log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "flag.archive")
+            .count();
+        assert_eq!(archived, 1, "{log}");
+    }
+
+    // Evaluations are recorded per environment, off the request path.
+    let (_, sdk) = send_json(
+        "POST",
+        &format!("{}/api/v1/tokens", s.url),
+        ADMIN,
+        r#"{"name": "web", "role": "sdk", "environment": "production"}"#,
+    );
+    let sdk = sdk["token"].as_str().unwrap().to_owned();
+    assert_eq!(served(&s.url, &sdk)["key"], "checkout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, r) = get_json(&format!("{}/api/v1/reports/evaluations", s.url), ADMIN);
+        let rows = r["evaluations"].as_array().unwrap();
+        if rows.iter().any(|e| e["flag"] == "checkout" && e["environment"] == "production") {
+            assert!(r["recordedSince"].is_string(), "{r}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no evaluation recorded: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
