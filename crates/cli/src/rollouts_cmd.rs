@@ -28,44 +28,7 @@ pub struct RolloutsArgs {
 enum RolloutsCommand {
     /// Start a progressive rollout of a flag in one environment. The plan's stages and gates
     /// come from --file (YAML or JSON, see docs/rollouts.md) and/or the options here.
-    Start {
-        /// Flag key.
-        flag: String,
-        /// The environment.
-        #[arg(long, value_name = "ENV")]
-        env: String,
-        /// A plan file (`stages`, `gates`, `hold`, `minSample`, `onRed`, `variant`, `id`).
-        #[arg(long, value_name = "FILE")]
-        file: Option<PathBuf>,
-        /// The variant rolled out (default: what the fallthrough serves, or `on`).
-        #[arg(long, value_name = "VARIANT")]
-        variant: Option<String>,
-        /// The stages' percentages, e.g. 5,25,50,100 (the default).
-        #[arg(long, value_name = "P,P,…", value_delimiter = ',')]
-        stages: Vec<f64>,
-        /// The minimum hold of every stage, e.g. 10m, 1h.
-        #[arg(long, value_name = "DURATION")]
-        hold: Option<String>,
-        /// A stage (by percentage) that waits for a person's approval before it starts.
-        #[arg(long = "approval-at", value_name = "P")]
-        approval_at: Vec<f64>,
-        /// Red when more than RATE of the units served the new variant send EVENT,
-        /// e.g. checkout_error=0.01.
-        #[arg(long = "max-error-rate", value_name = "EVENT=RATE")]
-        max_error_rate: Vec<String>,
-        /// Red after three consecutive failed GET checks of URL.
-        #[arg(long = "health-check", value_name = "URL")]
-        health_check: Vec<String>,
-        /// Units per arm a stage needs before its gates decide (default 100).
-        #[arg(long, value_name = "N")]
-        min_sample: Option<u64>,
-        /// On red: zero (default) or last_healthy.
-        #[arg(long, value_name = "WHAT")]
-        on_red: Option<String>,
-        /// Why (recorded in the audit log).
-        #[arg(long, value_name = "TEXT")]
-        reason: Option<String>,
-    },
+    Start(Box<StartArgs>),
     /// List rollouts, newest first.
     List {
         /// Only this status (running, awaiting_approval, paused, completed, rolled_back,
@@ -91,6 +54,47 @@ enum RolloutsCommand {
     Abort(Act),
 }
 
+/// `rollouts start`.
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// Flag key.
+    flag: String,
+    /// The environment.
+    #[arg(long, value_name = "ENV")]
+    env: String,
+    /// A plan file (`stages`, `gates`, `hold`, `minSample`, `onRed`, `variant`, `id`).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The variant rolled out (default: what the fallthrough serves, or `on`).
+    #[arg(long, value_name = "VARIANT")]
+    variant: Option<String>,
+    /// The stages' percentages, e.g. 5,25,50,100 (the default).
+    #[arg(long, value_name = "P,P,…", value_delimiter = ',')]
+    stages: Vec<f64>,
+    /// The minimum hold of every stage, e.g. 10m, 1h.
+    #[arg(long, value_name = "DURATION")]
+    hold: Option<String>,
+    /// A stage (by percentage) that waits for a person's approval before it starts.
+    #[arg(long = "approval-at", value_name = "P")]
+    approval_at: Vec<f64>,
+    /// Red when more than RATE of the units served the new variant send EVENT,
+    /// e.g. checkout_error=0.01.
+    #[arg(long = "max-error-rate", value_name = "EVENT=RATE")]
+    max_error_rate: Vec<String>,
+    /// Red after three consecutive failed GET checks of URL.
+    #[arg(long = "health-check", value_name = "URL")]
+    health_check: Vec<String>,
+    /// Units per arm a stage needs before its gates decide (default 100).
+    #[arg(long, value_name = "N")]
+    min_sample: Option<u64>,
+    /// On red: zero (default) or last_healthy.
+    #[arg(long, value_name = "WHAT")]
+    on_red: Option<String>,
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
 #[derive(Debug, Args)]
 struct Act {
     /// Rollout id.
@@ -100,13 +104,11 @@ struct Act {
     reason: Option<String>,
 }
 
-fn plan_body(
-    flag: &str,
-    env: &str,
-    file: Option<&std::path::Path>,
-    o: &RolloutsCommand,
-) -> Result<Value> {
-    let RolloutsCommand::Start {
+fn plan_body(o: &StartArgs) -> Result<Value> {
+    let StartArgs {
+        flag,
+        env,
+        file,
         variant,
         stages,
         hold,
@@ -116,12 +118,8 @@ fn plan_body(
         min_sample,
         on_red,
         reason,
-        ..
-    } = o
-    else {
-        bail!("not a start command");
-    };
-    let mut body = match file {
+    } = o;
+    let mut body = match file.as_deref() {
         Some(file) => {
             let (source, shown) = read_source(file)?;
             let Value::Object(body) = source.value else {
@@ -286,10 +284,9 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
     let json = args.remote.json;
     let path = |id: &str| format!("/api/v1/rollouts/{}", segment(id));
     match &args.command {
-        c @ RolloutsCommand::Start {
-            flag, env, file, ..
-        } => {
-            let body = plan_body(flag, env, file.as_deref(), c)?;
+        RolloutsCommand::Start(start) => {
+            let (flag, env) = (&start.flag, &start.env);
+            let body = plan_body(start)?;
             let reply = client
                 .post("/api/v1/rollouts")
                 .json(&body)
@@ -413,43 +410,7 @@ pub struct GuardsArgs {
 enum GuardsCommand {
     /// Set up a guard: the flag's kill switch turns on when the error rate (ERRORS events
     /// over REQUESTS events in the window) or a Prometheus query is above --max.
-    Create {
-        /// Flag key.
-        flag: String,
-        /// The environment.
-        #[arg(long, value_name = "ENV")]
-        env: String,
-        /// The limit: an error rate (0.05 = 5 %) or the query's unit.
-        #[arg(long, value_name = "X")]
-        max: f64,
-        /// The error event (with --requests).
-        #[arg(long, value_name = "EVENT")]
-        errors: Option<String>,
-        /// The request event, the rate's denominator.
-        #[arg(long, value_name = "EVENT")]
-        requests: Option<String>,
-        /// A Prometheus server (with --query).
-        #[arg(long, value_name = "URL")]
-        prometheus: Option<String>,
-        /// The PromQL query (one number).
-        #[arg(long, value_name = "PROMQL")]
-        query: Option<String>,
-        /// The window counted (default 10m).
-        #[arg(long, value_name = "DURATION")]
-        window: Option<String>,
-        /// Requests in the window before it may trip (default 100).
-        #[arg(long, value_name = "N")]
-        min_sample: Option<u64>,
-        /// Quiet time after a trip (default 30m).
-        #[arg(long, value_name = "DURATION")]
-        cooldown: Option<String>,
-        /// An id (default: generated).
-        #[arg(long, value_name = "ID")]
-        id: Option<String>,
-        /// Why (recorded in the audit log).
-        #[arg(long, value_name = "TEXT")]
-        reason: Option<String>,
-    },
+    Create(Box<GuardArgs>),
     /// List guards with their latest reading.
     List,
     /// Remove a guard (the flag stays as it is).
@@ -462,24 +423,65 @@ enum GuardsCommand {
     },
 }
 
+/// `guards create`.
+#[derive(Debug, Args)]
+struct GuardArgs {
+    /// Flag key.
+    flag: String,
+    /// The environment.
+    #[arg(long, value_name = "ENV")]
+    env: String,
+    /// The limit: an error rate (0.05 = 5 %) or the query's unit.
+    #[arg(long, value_name = "X")]
+    max: f64,
+    /// The error event (with --requests).
+    #[arg(long, value_name = "EVENT")]
+    errors: Option<String>,
+    /// The request event, the rate's denominator.
+    #[arg(long, value_name = "EVENT")]
+    requests: Option<String>,
+    /// A Prometheus server (with --query).
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+    /// The PromQL query (one number).
+    #[arg(long, value_name = "PROMQL")]
+    query: Option<String>,
+    /// The window counted (default 10m).
+    #[arg(long, value_name = "DURATION")]
+    window: Option<String>,
+    /// Requests in the window before it may trip (default 100).
+    #[arg(long, value_name = "N")]
+    min_sample: Option<u64>,
+    /// Quiet time after a trip (default 30m).
+    #[arg(long, value_name = "DURATION")]
+    cooldown: Option<String>,
+    /// An id (default: generated).
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// Why (recorded in the audit log).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
 pub fn guards(args: &GuardsArgs) -> Result<ExitCode> {
     let client = args.remote.client()?;
     let json = args.remote.json;
     match &args.command {
-        GuardsCommand::Create {
-            flag,
-            env,
-            max,
-            errors,
-            requests,
-            prometheus,
-            query,
-            window,
-            min_sample,
-            cooldown,
-            id,
-            reason,
-        } => {
+        GuardsCommand::Create(g) => {
+            let GuardArgs {
+                flag,
+                env,
+                max,
+                errors,
+                requests,
+                prometheus,
+                query,
+                window,
+                min_sample,
+                cooldown,
+                id,
+                reason,
+            } = g.as_ref();
             let metric = match (errors, requests, prometheus, query) {
                 (Some(e), Some(r), None, None) => {
                     json!({"kind": "error_rate", "errors": e, "requests": r})

@@ -161,7 +161,7 @@ fn from_record(r: &ItemRecord) -> Result<ChangeRequest> {
 
 /// What a decision did, kept apart from the error it may become once committed.
 enum Decided {
-    Done(ChangeRequest),
+    Done(Box<ChangeRequest>),
     Stale(String),
 }
 
@@ -334,7 +334,7 @@ impl Control {
                     )
                     .await?;
                 let value = match outcome {
-                    None => Decided::Done(request),
+                    None => Decided::Done(Box::new(request)),
                     Some(why) => Decided::Stale(why),
                 };
                 draft.finish(value, true).await
@@ -342,7 +342,7 @@ impl Control {
             .await?;
         match written.value {
             Decided::Done(value) => Ok(Written {
-                value,
+                value: *value,
                 changed: written.changed,
                 revision: written.revision,
             }),

@@ -1465,12 +1465,13 @@ pub async fn evaluations(
         .last
         .iter()
         .flat_map(|(flag, envs)| {
-            envs.iter()
-                .map(move |(env, at)| switchyard_api_types::admin::LastEvaluation {
+            envs.iter().map(
+                move |(env, at)| switchyard_api_types::admin::LastEvaluation {
                     flag: flag.clone(),
                     environment: env.clone(),
                     last_evaluated_at: rfc3339(*at),
-                })
+                },
+            )
         })
         .collect();
     rows.sort_by(|a, b| (&a.flag, &a.environment).cmp(&(&b.flag, &b.environment)));

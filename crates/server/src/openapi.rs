@@ -10,7 +10,9 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 use switchyard_api_types::admin as wire;
-use switchyard_api_types::{experiments, ofrep, schedules, sdk, webhooks, ErrorBody};
+use switchyard_api_types::{
+    changes, experiments, ofrep, requests, rollouts, schedules, sdk, webhooks, ErrorBody,
+};
 use switchyard_engine::document::{Document, SegmentDef};
 use switchyard_engine::FlagDef;
 
@@ -80,6 +82,8 @@ struct Io {
     if_none_match: bool,
     /// Answers with an `ETag` (the version) without taking `If-None-Match`.
     etag: bool,
+    /// May answer 202 with a `PendingChange`: the environment requires approval.
+    accepted: bool,
 }
 
 const READ: &[u16] = &[400, 404];
@@ -98,6 +102,7 @@ impl Io {
             if_match: false,
             if_none_match: false,
             etag: false,
+            accepted: false,
         }
     }
     const fn read(answer: SchemaFn) -> Io {
@@ -115,6 +120,7 @@ impl Io {
     const fn flag_change(body: Body) -> Io {
         let mut io = Io::write(200, body, Answer::Json(schema::<wire::FlagResource>));
         io.if_match = true;
+        io.accepted = true;
         io
     }
     const fn query(mut self, query: SchemaFn) -> Io {
@@ -242,6 +248,7 @@ fn io(method: &str, path: &str) -> Option<Io> {
             errors: &[400, 404, 409, 422, 428],
             if_match: true,
             etag: true,
+            accepted: true,
             ..Io::write(200, Body::FlagWrite, flag()).query(schema::<ForceQuery>)
         },
         ("DELETE", "/api/v1/flags/{key}") => Io {
@@ -301,6 +308,56 @@ fn io(method: &str, path: &str) -> Option<Io> {
             ..Io::write(204, reason, Answer::NoContent)
         },
         ("GET", "/api/v1/environments") => Io::read(schema::<Vec<wire::Environment>>),
+        ("PUT", "/api/v1/environments/{name}") => Io::write(
+            200,
+            Body::Json(schema::<wire::EnvironmentPolicy>),
+            Answer::Json(schema::<wire::Environment>),
+        ),
+        ("POST", "/api/v1/flags/{key}/promote") => Io {
+            if_match: true,
+            accepted: true,
+            ..Io::write(
+                200,
+                Body::Json(schema::<changes::PromoteRequest>),
+                Answer::Json(schema::<changes::PromoteResult>),
+            )
+        },
+        ("POST", "/api/v1/bulk/flags") => Io::write(
+            200,
+            Body::Json(schema::<changes::BulkChange>),
+            Answer::Json(schema::<changes::BulkResult>),
+        ),
+        ("GET", "/api/v1/reports/evaluations") => Io::read(schema::<wire::EvaluationReport>),
+        ("GET", "/api/v1/requests") => Io::read(schema::<requests::ChangeRequestList>)
+            .query(schema::<crate::requests::ListQuery>),
+        ("GET", "/api/v1/requests/{id}") => Io::read(schema::<requests::ChangeRequest>),
+        ("POST", "/api/v1/requests/{id}/approve" | "/api/v1/requests/{id}/reject") => Io::write(
+            200,
+            Body::Optional(schema::<requests::Decision>),
+            Answer::Json(schema::<requests::ChangeRequest>),
+        ),
+        ("GET", "/api/v1/rollouts") => {
+            Io::read(schema::<rollouts::RolloutList>).query(schema::<crate::rollouts::ListQuery>)
+        }
+        ("POST", "/api/v1/rollouts") => Io::write(
+            201,
+            Body::Json(schema::<rollouts::RolloutPlan>),
+            Answer::Json(schema::<rollouts::RolloutResource>),
+        ),
+        ("GET", "/api/v1/rollouts/{id}") => Io::read(schema::<rollouts::RolloutResource>),
+        ("POST", "/api/v1/rollouts/{id}/{action}") => Io::write(
+            200,
+            Body::Optional(schema::<rollouts::RolloutAction>),
+            Answer::Json(schema::<rollouts::RolloutResource>),
+        ),
+        ("GET", "/api/v1/guards") => Io::read(schema::<rollouts::GuardList>),
+        ("POST", "/api/v1/guards") => Io::write(
+            201,
+            Body::Json(schema::<rollouts::GuardSpec>),
+            Answer::Json(schema::<rollouts::GuardResource>),
+        ),
+        ("DELETE", "/api/v1/guards/{id}") => Io::write(204, Body::None, Answer::NoContent)
+            .query(schema::<crate::rollouts::DeleteQuery>),
         ("POST", "/api/v1/environments") => Io::write(
             201,
             Body::Json(schema::<wire::NewEnvironment>),
@@ -515,6 +572,16 @@ fn operation(
         let mut other = ok.clone();
         other["description"] = json!(text);
         responses.insert(status.to_string(), other);
+    }
+    if io.accepted {
+        let schema = g.subschema_for::<switchyard_api_types::requests::PendingChange>();
+        responses.insert(
+            "202".into(),
+            json!({
+                "description": "Not applied: the environment requires approval, and the change waits as a change request (its URL in `Location`) for someone else to approve.",
+                "content": {"application/json": {"schema": schema}},
+            }),
+        );
     }
     if io.if_none_match {
         responses.insert(

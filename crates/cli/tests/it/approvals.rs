@@ -277,28 +277,68 @@ fn promotion_bulk_changes_and_last_evaluated_times() {
     let (code, out, err) = cli(
         &s.url,
         ADMIN,
-        &["flags", "promote", "checkout", "--from", "staging", "--to", "production", "--dry-run"],
+        &[
+            "flags",
+            "promote",
+            "checkout",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--dry-run",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("environments.production.enabled") && out.contains("dry run"), "{out}");
+    assert!(
+        out.contains("environments.production.enabled") && out.contains("dry run"),
+        "{out}"
+    );
     let (_, f) = get_json(&format!("{}/api/v1/flags/checkout", s.url), ADMIN);
     assert_eq!(f["version"], 1, "a dry run changes nothing: {f}");
     let (code, out, err) = cli(
         &s.url,
         ADMIN,
-        &["flags", "promote", "checkout", "--from", "staging", "--to", "production", "--reason", "staging soaked"],
+        &[
+            "flags",
+            "promote",
+            "checkout",
+            "--from",
+            "staging",
+            "--to",
+            "production",
+            "--reason",
+            "staging soaked",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("promoted checkout from staging to production (version 2)"), "{out}");
+    assert!(
+        out.contains("promoted checkout from staging to production (version 2)"),
+        "{out}"
+    );
 
     // Bulk: a mistyped flag refuses the whole change.
-    let (code, _, err) = cli(&s.url, ADMIN, &["flags", "bulk", "archive", "old-banner", "old-serch"]);
+    let (code, _, err) = cli(
+        &s.url,
+        ADMIN,
+        &["flags", "bulk", "archive", "old-banner", "old-serch"],
+    );
     assert_eq!(code, 1);
-    assert!(err.contains("old-serch") && err.contains("old-search"), "{err}");
+    assert!(
+        err.contains("old-serch") && err.contains("old-search"),
+        "{err}"
+    );
     let (code, out, err) = cli(
         &s.url,
         ADMIN,
-        &["flags", "bulk", "archive", "old-banner", "old-search", "--reason", "cleanup"],
+        &[
+            "flags",
+            "bulk",
+            "archive",
+            "old-banner",
+            "old-search",
+            "--reason",
+            "cleanup",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("2 flags changed in one transaction"), "{out}");
@@ -326,7 +366,10 @@ fn promotion_bulk_changes_and_last_evaluated_times() {
     loop {
         let (_, r) = get_json(&format!("{}/api/v1/reports/evaluations", s.url), ADMIN);
         let rows = r["evaluations"].as_array().unwrap();
-        if rows.iter().any(|e| e["flag"] == "checkout" && e["environment"] == "production") {
+        if rows
+            .iter()
+            .any(|e| e["flag"] == "checkout" && e["environment"] == "production")
+        {
             assert!(r["recordedSince"].is_string(), "{r}");
             break;
         }
