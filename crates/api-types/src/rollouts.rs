@@ -89,7 +89,8 @@ pub enum GateSpec {
         margin: Option<f64>,
     },
     /// A percentile of `event`'s values (a latency in ms) from units served the new variant:
-    /// at most `max`, or at most `margin` (a ratio: `0.2` = 20 % slower) above the baseline's.
+    /// at most `max`, at most `margin` (a ratio: `0.5` = 1.5 × the baseline's) or at most
+    /// `marginMs` (the baseline's plus so many ms) — exactly one of them.
     Latency {
         /// The event whose value is the latency.
         event: String,
@@ -102,6 +103,9 @@ pub enum GateSpec {
         /// Limit as a ratio over the baseline's percentile.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         margin: Option<f64>,
+        /// Limit as the baseline's percentile plus this much (ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        margin_ms: Option<f64>,
     },
     /// A PromQL query against a Prometheus server: red when its value is above `max` or
     /// below `min`; holding while it returns nothing.

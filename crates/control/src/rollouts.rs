@@ -338,11 +338,22 @@ fn check_gate(gate: &GateSpec, at: &str) -> Result<()> {
             percentile,
             max,
             margin,
+            margin_ms,
         } => {
             if event.trim().is_empty() {
                 return Err(bad(&format!("{at}.event"), "name the latency event"));
             }
-            one_limit(*max, *margin)?;
+            if [max, margin, margin_ms]
+                .iter()
+                .filter(|v| v.is_some())
+                .count()
+                != 1
+            {
+                return Err(bad(
+                    at,
+                    "give exactly one of `max` (an absolute limit), `margin` (a ratio over the baseline) or `marginMs` (the baseline plus so many ms)",
+                ));
+            }
             if let Some(p) = percentile {
                 if !(50.0..=99.9).contains(p) {
                     return Err(bad(
@@ -351,7 +362,10 @@ fn check_gate(gate: &GateSpec, at: &str) -> Result<()> {
                     ));
                 }
             }
-            if matches!(margin, Some(m) if *m < 0.0) || matches!(max, Some(m) if *m < 0.0) {
+            if [max, margin, margin_ms]
+                .iter()
+                .any(|v| matches!(v, Some(m) if *m < 0.0))
+            {
                 return Err(bad(at, "limits are not negative"));
             }
         }
@@ -907,6 +921,7 @@ impl Control {
                 percentile,
                 max,
                 margin,
+                margin_ms,
             } => {
                 let q = percentile.unwrap_or(99.0) / 100.0;
                 let query = |arm| ValuesQuery {
@@ -920,15 +935,20 @@ impl Control {
                 let base_q = query(Arm::Others(variant));
                 let (n1, _) = store.values_above(&new_q, f64::MAX).await?;
                 let p_new = quantile(store, &new_q, q, n1).await?;
-                match (max, margin) {
-                    (Some(limit), _) => {
+                let over = |b: f64| match (margin, margin_ms) {
+                    (Some(m), _) => b * (1.0 + m),
+                    (None, Some(ms)) => b + ms,
+                    (None, None) => b,
+                };
+                match max {
+                    Some(limit) => {
                         let (n, k) = store.values_above(&new_q, *limit).await?;
                         gates::latency_absolute(gate, q, n, k, p_new, *limit, min)
                     }
-                    (None, Some(m)) => {
+                    None => {
                         let (n0, _) = store.values_above(&base_q, f64::MAX).await?;
                         let p_base = quantile(store, &base_q, q, n0).await?;
-                        let limit = p_base.map(|b| b * (1.0 + m));
+                        let limit = p_base.map(over);
                         let (above_new, above_base) = match limit {
                             Some(t) => (
                                 store.values_above(&new_q, t).await?,
@@ -940,7 +960,6 @@ impl Control {
                             gate, q, above_new, above_base, p_new, p_base, limit, min,
                         )
                     }
-                    (None, None) => hold(gate, "no limit".into()),
                 }
             }
             GateSpec::Prometheus {
@@ -1440,6 +1459,7 @@ pub(crate) mod gates {
                 percentile: Some(99.0),
                 max: Some(500.0),
                 margin: None,
+                margin_ms: None,
             };
             // 0.5 % above the limit: p99 below it.
             assert_eq!(

@@ -69,6 +69,7 @@ on_both!(progressive_rollouts = rollouts:
     a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_red,
     probes_gate_rollouts_and_last_healthy_is_honoured,
     a_guard_trips_the_kill_switch_once_and_cools_down,
+    a_latency_gate_compares_the_percentile_with_the_baseline,
 );
 
 on_both!(promotion_and_bulk = changes:
