@@ -306,20 +306,43 @@ impl Control {
         reason: Option<String>,
     ) -> Result<Written<StoredFlag>> {
         self.ensure_flags_writable()?;
-        self.timed(async {
-            let mut draft = self.begin().await?;
-            if draft.snap.flag(&def.key).is_some() {
-                return Err(ControlError::AlreadyExists {
-                    what: format!("flag `{}`", def.key),
-                });
-            }
-            managed_experiments(&mut def, None)?;
-            let key = def.key.clone();
-            let audit = audit(actor, "flag.create", None, reason);
-            draft.put_flag(def, audit).await?;
-            finish(draft, &key, true).await
-        })
-        .await
+        let written = self
+            .timed(async {
+                let mut draft = self.begin().await?;
+                if draft.snap.flag(&def.key).is_some() {
+                    return Err(ControlError::AlreadyExists {
+                        what: format!("flag `{}`", def.key),
+                    });
+                }
+                managed_experiments(&mut def, None)?;
+                let key = def.key.clone();
+                if crate::requests::is_person(actor) {
+                    // A new flag is served at once: where approval is required, it waits too
+                    // (made against version 0: approving it finds the key still free).
+                    let absent = FlagDef {
+                        key: key.clone(),
+                        ..FlagDef::default()
+                    };
+                    if let Some(request) = crate::requests::hold_if_required(
+                        &mut draft,
+                        &key,
+                        (absent, def.clone(), 0),
+                        "flag.create",
+                        actor,
+                        reason.clone(),
+                    )
+                    .await?
+                    {
+                        return draft.finish(Err(request), true).await;
+                    }
+                }
+                let audit = audit(actor, "flag.create", None, reason);
+                draft.put_flag(def, audit).await?;
+                let value = stored_flag(&draft.snap, &key)?;
+                draft.finish(Ok(value), true).await
+            })
+            .await?;
+        crate::requests::applied_or_held(written)
     }
 
     /// Replaces a flag's definition. A replacement needs the version it replaces
@@ -392,6 +415,22 @@ impl Control {
             let mut draft = self.begin().await?;
             let current = require_flag(&draft.snap, key)?;
             check_version(key, current.meta.version, if_match, false)?;
+            if crate::requests::is_person(actor) && !current.meta.archived {
+                let guarded: Vec<&str> = draft
+                    .snap
+                    .environments()
+                    .filter(|e| e.require_approval)
+                    .map(|e| e.name.as_str())
+                    .collect();
+                if !guarded.is_empty() {
+                    return Err(ControlError::Refused {
+                        message: format!(
+                            "{} requires approval, and deleting `{key}` would change what it serves at once: archive it first (archiving waits for approval like any change), then delete the archived flag",
+                            guarded.join(", ")
+                        ),
+                    });
+                }
+            }
             if let Some((env, block)) = current
                 .definition
                 .environments
@@ -679,16 +718,6 @@ pub(crate) fn prepare_change(
         return Ok(None);
     }
     Ok(Some((before, after, current.meta.version)))
-}
-
-/// Commits (or, with nothing changed, releases the locks) and returns the flag as stored.
-async fn finish(
-    draft: crate::draft::Draft,
-    key: &str,
-    changed: bool,
-) -> Result<Written<StoredFlag>> {
-    let value = stored_flag(&draft.snap, key)?;
-    draft.finish(value, changed).await
 }
 
 fn stored_flag(snap: &Snapshot, key: &str) -> Result<StoredFlag> {

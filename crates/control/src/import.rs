@@ -75,6 +75,13 @@ impl Control {
         let doc = ruleset.to_document();
         self.timed(async {
             let mut draft = self.begin().await?;
+            let names: Vec<String> = draft.snap.environments().map(|e| e.name.clone()).collect();
+            crate::requests::refuse_unapproved(
+                &draft.snap,
+                names.iter().map(String::as_str),
+                actor,
+                "an import",
+            )?;
             let report = import_into(&mut draft, &doc, mode, actor, reason.clone()).await?;
             let changed = report.wrote();
             draft.finish(report, changed).await

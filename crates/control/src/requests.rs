@@ -16,7 +16,7 @@ use switchyard_engine::FlagDef;
 use switchyard_storage::{AuditInfo, Expect, ItemKind, ItemRecord, Write};
 
 use crate::draft::Draft;
-use crate::flags::{audit, require_flag, same_definition};
+use crate::flags::{audit, same_definition};
 use crate::snapshot::Snapshot;
 use crate::tokens::Actor;
 use crate::{Control, ControlError, Result, StoredFlag, Written};
@@ -26,6 +26,32 @@ pub(crate) fn is_person(actor: &Actor) -> bool {
     actor.id.starts_with("token:")
 }
 
+/// Refuses what a person sets up to change flags later without approval (a schedule, a
+/// progressive rollout, an import) where `environments` include one that requires it.
+pub(crate) fn refuse_unapproved<'e>(
+    snap: &Snapshot,
+    environments: impl IntoIterator<Item = &'e str>,
+    actor: &Actor,
+    what: &str,
+) -> Result<()> {
+    if !is_person(actor) {
+        return Ok(());
+    }
+    let guarded: Vec<&str> = environments
+        .into_iter()
+        .filter(|e| snap.environment(e).is_some_and(|e| e.require_approval))
+        .collect();
+    if guarded.is_empty() {
+        return Ok(());
+    }
+    Err(ControlError::Refused {
+        message: format!(
+            "{} requires approval, and {what} would change flags there without it; make the change itself (it becomes a change request), or lift the requirement first",
+            guarded.join(", ")
+        ),
+    })
+}
+
 /// The environments requiring approval whose served configuration `before` → `after`
 /// changes (all of them when anything outside the environments' own blocks changes).
 pub(crate) fn guarded_environments(
@@ -33,9 +59,18 @@ pub(crate) fn guarded_environments(
     before: &FlagDef,
     after: &FlagDef,
 ) -> Vec<String> {
+    // What does not change what is served: the environments' own blocks (compared one by
+    // one below) and the descriptive fields.
     let strip = |d: &FlagDef| {
         let mut d = d.clone();
         d.environments.clear();
+        d.tags.clear();
+        d.name = None;
+        d.description = None;
+        d.owner = None;
+        d.lifecycle = None;
+        d.created_at = None;
+        d.updated_at = None;
         d
     };
     let everywhere = !same_definition(&strip(before), &strip(after));
@@ -74,7 +109,9 @@ pub(crate) async fn hold_if_required(
     actor: &Actor,
     reason: Option<String>,
 ) -> Result<Option<ChangeRequest>> {
-    let environments = guarded_environments(&draft.snap, &before, &after);
+    // A replacement may be written in the compact layout: compare its normalized form.
+    let (normalized, _) = switchyard_engine::normalize(&after);
+    let environments = guarded_environments(&draft.snap, &before, &normalized);
     if environments.is_empty() {
         return Ok(None);
     }
@@ -177,18 +214,17 @@ impl Control {
         self.timed(async {
             let mut draft = self.begin().await?;
             crate::flags::require_environment(&draft.snap, environment)?;
-            let current = draft
-                .snap
-                .environment(environment)
-                .map(|e| e.require_approval);
+            let current = draft.snap.environment(environment).cloned();
+            if let Some(record) = current.filter(|e| e.require_approval == require_approval) {
+                return draft.finish(record, false).await;
+            }
             let info = audit(actor, "environment.policy", Some(environment), reason);
             let record = draft
                 .tx
                 .set_environment_policy(environment, require_approval, &info)
                 .await?;
-            let changed = current != Some(require_approval);
             draft.snap.put_environment(record.clone());
-            draft.finish(record, changed).await
+            draft.finish(record, true).await
         })
         .await
     }
@@ -274,26 +310,30 @@ impl Control {
                 request.decided_by = Some(actor.name.clone().unwrap_or_else(|| actor.id.clone()));
                 request.decided_at = Some(crate::rfc3339(now));
                 request.note = reason.clone();
+                // A held creation was made against version 0: the key must still be free.
                 let current = draft
                     .snap
                     .flag(&request.flag)
-                    .map(|f| f.meta.version);
+                    .map_or(Some(0), |f| Some(f.meta.version));
                 let (action, event, outcome) = if !approve {
                     request.status = "rejected".into();
                     ("request.reject", "request.rejected", None)
                 } else if current != Some(request.base_version) {
-                    let why = match current {
-                        Some(v) => format!(
-                            "flag `{}` changed since the request (version {} → {v}); approving it would undo that change — ask again on the current version",
-                            request.flag, request.base_version
+                    let why = match (request.base_version, current.unwrap_or(0)) {
+                        (_, 0) => format!("flag `{}` no longer exists", request.flag),
+                        (0, _) => format!(
+                            "flag `{}` was created by someone else meanwhile",
+                            request.flag
                         ),
-                        None => format!("flag `{}` no longer exists", request.flag),
+                        (base, v) => format!(
+                            "flag `{}` changed since the request (version {base} → {v}); approving it would undo that change — ask again on the current version",
+                            request.flag
+                        ),
                     };
                     request.status = "stale".into();
                     request.note = Some(why.clone());
                     ("request.stale", "request.stale", Some(why))
                 } else {
-                    require_flag(&draft.snap, &request.flag)?;
                     let after: FlagDef = serde_json::from_value(request.after.clone())
                         .map_err(|e| {
                             ControlError::Internal(format!(

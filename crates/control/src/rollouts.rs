@@ -445,6 +445,12 @@ impl Control {
             .timed(async {
                 let mut draft = self.begin().await?;
                 require_environment(&draft.snap, &plan.environment)?;
+                crate::requests::refuse_unapproved(
+                    &draft.snap,
+                    [plan.environment.as_str()],
+                    actor,
+                    "a progressive rollout",
+                )?;
                 let flag = require_flag(&draft.snap, &plan.flag)?;
                 if flag.meta.archived {
                     return Err(ControlError::Refused {
@@ -540,7 +546,7 @@ impl Control {
                 draft.finish(value, true).await
             })
             .await?;
-        self.refresh_rollout_exposures().await?;
+        self.refresh_after_write().await;
         Ok(written)
     }
 
@@ -648,7 +654,7 @@ impl Control {
                 }))
             })
             .await?;
-        self.refresh_rollout_exposures().await?;
+        self.refresh_after_write().await;
         written.ok_or_else(|| ControlError::Internal("a rollout transition was lost".into()))
     }
 
@@ -674,9 +680,14 @@ impl Control {
             let readings = self.read_gates(state, now_ms, probe, &r.readings).await;
             let text = serde_json::to_string(&readings)
                 .map_err(|e| ControlError::Internal(format!("readings do not serialize: {e}")))?;
-            self.require_store()?
+            if let Err(err) = self
+                .require_store()?
                 .put_readings(&format!("rollout:{id}"), &text, now_ms)
-                .await?;
+                .await
+            {
+                // The step below does not need them stored; the other rollouts still get checked.
+                tracing::warn!(rollout = %id, error = %err, "gate readings were not stored");
+            }
             let red: Vec<&GateReading> = readings.iter().filter(|g| g.status == "red").collect();
             let all_green = readings.iter().all(|g| g.status == "green");
             let held = now_ms >= state.stage_started_at_ms + state.hold_ms(state.stage);
@@ -731,7 +742,7 @@ impl Control {
             }
         }
         if !steps.is_empty() {
-            self.refresh_rollout_exposures().await?;
+            self.refresh_after_write().await;
         }
         Ok(steps)
     }
@@ -748,79 +759,109 @@ impl Control {
         reason: Option<String>,
         decide: impl FnOnce(&mut RolloutState, i64) -> Result<Option<Transition>>,
     ) -> Result<Option<Written<Rollout>>> {
-        self.timed(async {
-            let mut draft = self.begin().await?;
-            let Some(record) = draft.tx.item(ItemKind::Rollout, id).await? else {
-                return Err(ControlError::not_found(format!("rollout `{id}`")));
-            };
-            let (mut state, version) = from_record(&record)?;
-            if expect.is_some_and(|v| v != version) {
-                return Ok(None);
+        let written = self
+            .timed(async {
+                let mut draft = self.begin().await?;
+                let Some(record) = draft.tx.item(ItemKind::Rollout, id).await? else {
+                    return Err(ControlError::not_found(format!("rollout `{id}`")));
+                };
+                let (mut state, version) = from_record(&record)?;
+                if expect.is_some_and(|v| v != version) {
+                    return Ok(None);
+                }
+                let now = draft.tx.now_ms();
+                let Some(t) = decide(&mut state, now)? else {
+                    return Ok(None);
+                };
+                let env = state.plan.environment.clone();
+                let note = match (&t.note, &reason) {
+                    (Some(n), Some(r)) => Some(format!("{r} ({n})")),
+                    (n, r) => r.clone().or_else(|| n.clone()),
+                };
+                let flag_gone = draft.snap.flag(&state.plan.flag).is_none();
+                let note = match (flag_gone, note) {
+                    (true, n) => Some(format!(
+                        "{}flag `{}` no longer exists; nothing to change",
+                        n.map(|n| format!("{n}; ")).unwrap_or_default(),
+                        state.plan.flag
+                    )),
+                    (false, n) => n,
+                };
+                if let Some(p) = t.percentage.filter(|_| !flag_gone) {
+                    state.percentage = p;
+                    change_in(
+                        &mut draft,
+                        &state.plan.flag,
+                        FlagChange::Rollout {
+                            environment: Some(env.clone()),
+                            percentage: p,
+                            variant: Some(state.variant().to_owned()),
+                        },
+                        None,
+                        audit(
+                            actor,
+                            "flag.rollout",
+                            Some(&env),
+                            Some(format!(
+                                "rollout {id} {}: {p} %",
+                                t.action.replace('_', " ")
+                            )),
+                        ),
+                    )
+                    .await?;
+                }
+                if matches!(t.action, "resumed" | "advanced" | "approved") {
+                    state.stage_started_at_ms = now;
+                }
+                state.history.push(StageEvent {
+                    at: crate::rfc3339(now),
+                    action: t.action.into(),
+                    stage: state.stage,
+                    percentage: state.percentage,
+                    actor: actor.id.clone(),
+                    note: note.clone(),
+                });
+                let info = audit(actor, &format!("rollout.{}", t.action), Some(&env), note);
+                let record =
+                    write_state(&mut draft, &state, Expect::Version(version), &info).await?;
+                draft
+                    .emit(
+                        t.event,
+                        "rollout",
+                        id,
+                        &info,
+                        json!({
+                            "flag": state.plan.flag,
+                            "stage": state.stage,
+                            "percentage": state.percentage,
+                            "status": state.status.as_str(),
+                        }),
+                    )
+                    .await?;
+                let value = with_readings(record, Vec::new(), None)?;
+                draft.finish(value, true).await.map(Some)
+            })
+            .await?;
+        // Read after the commit: an in-memory SQLite store has one connection, held by the
+        // write transaction until then.
+        Ok(match written {
+            Some(mut w) => {
+                let (readings, at) = self.stored_readings(&format!("rollout:{id}")).await?;
+                w.value.readings = readings;
+                w.value.readings_at_ms = at;
+                Some(w)
             }
-            let now = draft.tx.now_ms();
-            let Some(t) = decide(&mut state, now)? else {
-                return Ok(None);
-            };
-            let env = state.plan.environment.clone();
-            let note = match (&t.note, &reason) {
-                (Some(n), Some(r)) => Some(format!("{r} ({n})")),
-                (n, r) => r.clone().or_else(|| n.clone()),
-            };
-            if let Some(p) = t.percentage {
-                state.percentage = p;
-                change_in(
-                    &mut draft,
-                    &state.plan.flag,
-                    FlagChange::Rollout {
-                        environment: Some(env.clone()),
-                        percentage: p,
-                        variant: Some(state.variant().to_owned()),
-                    },
-                    None,
-                    audit(
-                        actor,
-                        "flag.rollout",
-                        Some(&env),
-                        Some(format!(
-                            "rollout {id} {}: {p} %",
-                            t.action.replace('_', " ")
-                        )),
-                    ),
-                )
-                .await?;
-            }
-            if matches!(t.action, "resumed" | "advanced" | "approved") {
-                state.stage_started_at_ms = now;
-            }
-            state.history.push(StageEvent {
-                at: crate::rfc3339(now),
-                action: t.action.into(),
-                stage: state.stage,
-                percentage: state.percentage,
-                actor: actor.id.clone(),
-                note: note.clone(),
-            });
-            let info = audit(actor, &format!("rollout.{}", t.action), Some(&env), note);
-            let record = write_state(&mut draft, &state, Expect::Version(version), &info).await?;
-            draft
-                .emit(
-                    t.event,
-                    "rollout",
-                    id,
-                    &info,
-                    json!({
-                        "flag": state.plan.flag,
-                        "stage": state.stage,
-                        "percentage": state.percentage,
-                        "status": state.status.as_str(),
-                    }),
-                )
-                .await?;
-            let (readings, at) = self.stored_readings(&format!("rollout:{id}")).await?;
-            let value = with_readings(record, readings, at)?;
-            draft.finish(value, true).await.map(Some)
+            None => None,
         })
-        .await
+    }
+
+    /// Reloads the exposure keys after a committed change; a failure is logged, never
+    /// reported as the change's (it was written: a retry would take the step twice). The next
+    /// check reloads them anyway.
+    async fn refresh_after_write(&self) {
+        if let Err(err) = self.refresh_rollout_exposures().await {
+            tracing::warn!(error = %err, "rollout exposure keys not reloaded; the next check will");
+        }
     }
 
     /// The exposure key under which an evaluation of `flag` in `environment` is recorded
@@ -887,34 +928,60 @@ impl Control {
         let min = state.min_sample();
         let variant = state.variant();
         let env = &state.plan.environment;
+        // At 100 % nobody is left outside the rollout: a margin gate compares with the units
+        // the previous stage kept on the old variant.
+        let full = state
+            .stages()
+            .get(state.stage)
+            .is_some_and(|s| s.percentage >= 100.0);
+        let base_key = if full && state.stage > 0 {
+            format!("rollout:{}:{}", state.id(), state.stage - 1)
+        } else {
+            key.clone()
+        };
+        let note_base = |mut r: GateReading| {
+            if base_key != key && r.baseline.is_some() {
+                r.detail = format!("{} (baseline: the previous stage's other units)", r.detail);
+            }
+            r
+        };
         Ok(match gate {
             GateSpec::ErrorRate { event, max, margin } => {
-                let metrics = [SummaryMetric {
-                    event,
-                    aggregate: Aggregate::Converted,
-                    window_ms: None,
-                }];
-                let rows = store
-                    .experiment_summary(&SummaryQuery {
-                        experiment: &key,
-                        environment: env,
-                        start_ms: state.stage_started_at_ms,
-                        end_ms: now_ms + 1,
-                        metrics: &metrics,
-                        first_day_of: None,
-                    })
-                    .await?;
-                let (mut new, mut base) = ((0u64, 0.0), (0u64, 0.0));
-                for row in rows {
-                    let arm = if row.variant == variant {
-                        &mut new
-                    } else {
-                        &mut base
-                    };
-                    arm.0 += row.units;
-                    arm.1 += row.sums[0].1;
+                let arms = |exposures: String| async move {
+                    let metrics = [SummaryMetric {
+                        event,
+                        aggregate: Aggregate::Converted,
+                        window_ms: None,
+                    }];
+                    let rows = store
+                        .experiment_summary(&SummaryQuery {
+                            experiment: &exposures,
+                            environment: env,
+                            start_ms: state.stage_started_at_ms,
+                            end_ms: now_ms + 1,
+                            metrics: &metrics,
+                            first_day_of: None,
+                        })
+                        .await?;
+                    let (mut new, mut base) = ((0u64, 0.0), (0u64, 0.0));
+                    for row in rows {
+                        let arm = if row.variant == variant {
+                            &mut new
+                        } else {
+                            &mut base
+                        };
+                        arm.0 += row.units;
+                        arm.1 += row.sums[0].1;
+                    }
+                    Ok::<_, ControlError>((new, base))
+                };
+                let (new, mut base) = arms(key.clone()).await?;
+                if base_key != key && margin.is_some() {
+                    base = arms(base_key.clone()).await?.1;
                 }
-                gates::error_rate(gate, new, base, *max, *margin, min, "units")
+                note_base(gates::error_rate(
+                    gate, new, base, *max, *margin, min, "units",
+                ))
             }
             GateSpec::Latency {
                 event,
@@ -932,7 +999,10 @@ impl Control {
                     end_ms: now_ms + 1,
                 };
                 let new_q = query(Arm::Variant(variant));
-                let base_q = query(Arm::Others(variant));
+                let base_q = ValuesQuery {
+                    exposures: &base_key,
+                    ..query(Arm::Others(variant))
+                };
                 let (n1, _) = store.values_above(&new_q, f64::MAX).await?;
                 let p_new = quantile(store, &new_q, q, n1).await?;
                 let over = |b: f64| match (margin, margin_ms) {
@@ -956,9 +1026,9 @@ impl Control {
                             ),
                             None => ((n1, 0), (n0, 0)),
                         };
-                        gates::latency_margin(
+                        note_base(gates::latency_margin(
                             gate, q, above_new, above_base, p_new, p_base, limit, min,
-                        )
+                        ))
                     }
                 }
             }
@@ -1151,7 +1221,11 @@ pub(crate) mod gates {
 
     /// The 0-based rank of the `q` quantile of `n` sorted values (the nearest-rank method).
     pub(crate) fn rank(q: f64, n: u64) -> u64 {
-        ((q * n as f64).ceil() as u64).clamp(1, n.max(1)) - 1
+        // In millionths, with integers: `ceil(q·n)` in floating point is one too high where
+        // q·n is a whole number that does not round-trip (p99.9 of 1 000 values).
+        let micro = (q * 1_000_000.0).round().clamp(0.0, 1_000_000.0) as u128;
+        let at = (micro * u128::from(n)).div_ceil(1_000_000) as u64;
+        at.clamp(1, n.max(1)) - 1
     }
 
     /// A proportion's standard error with half a success and half a failure added, so that
@@ -1292,9 +1366,12 @@ pub(crate) mod gates {
         r
     }
 
-    /// A latency gate against the baseline: the limit is the baseline's percentile times
-    /// `1 + margin`; red when the new variant's share of values above it is beyond doubt
-    /// larger than the baseline's.
+    /// A latency gate against the baseline: the limit `t` is the baseline's percentile plus
+    /// its margin; the new variant's percentile is above `t` exactly when more than `1 − q` of
+    /// its values are, so — as against an absolute limit — red when that share is beyond
+    /// doubt above `1 − q`. (The baseline's own share above `t` is shown, not tested: with any
+    /// margin it is well under `1 − q`, and comparing with it would call red a new variant
+    /// whose percentile is within the limit.)
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn latency_margin(
         gate: &GateSpec,
@@ -1315,8 +1392,7 @@ pub(crate) mod gates {
             None => hold(gate, "no baseline values".into()),
             Some(t) => {
                 let (s1, s0) = (k1 as f64 / n1 as f64, k0 as f64 / n0 as f64);
-                let s = (se(k1 as f64, n1).powi(2) + se(k0 as f64, n0).powi(2)).sqrt();
-                let lb = lower_bound(s1 - s0, s, n1 + n0, min);
+                let lb = lower_bound(s1 - (1.0 - q), se(k1 as f64, n1), n1, min);
                 let facts = format!(
                     "p{} new {} vs baseline {} (limit {t:.1}; above it: new {}, baseline {})",
                     q * 100.0,
@@ -1348,6 +1424,9 @@ pub(crate) mod gates {
         max: Option<f64>,
         min: Option<f64>,
     ) -> GateReading {
+        if v.is_nan() {
+            return hold(gate, "the value is not a number".into());
+        }
         let mut r = match (max, min) {
             (Some(m), _) if v > m => reading(gate, "red", format!("{v} is above {m}")),
             (_, Some(m)) if v < m => reading(gate, "red", format!("{v} is below {m}")),
@@ -1479,6 +1558,8 @@ pub(crate) mod gates {
             assert_eq!(rank(0.5, 1), 0);
             assert_eq!(rank(0.5, 10), 4);
             assert_eq!(rank(0.999, 10), 9);
+            assert_eq!(rank(0.999, 1000), 998);
+            assert_eq!(rank(0.95, 20), 18);
         }
     }
 }

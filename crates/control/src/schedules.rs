@@ -132,6 +132,12 @@ impl Control {
         self.timed(async {
             let mut draft = self.begin().await?;
             require_environment(&draft.snap, environment)?;
+            crate::requests::refuse_unapproved(
+                &draft.snap,
+                [environment],
+                actor,
+                "a scheduled change",
+            )?;
             let current = require_flag(&draft.snap, flag)?;
             // The change must apply to the flag as it is now (it is checked again at run time).
             let (mut trial, _) = switchyard_engine::normalize(current.definition);

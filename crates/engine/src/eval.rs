@@ -642,6 +642,17 @@ impl<'r> Evaluator<'r> {
         self.targeting_of(flag)?.experiment.as_deref()?.unit_of(ctx)
     }
 
+    /// The unit flag `key`'s fallthrough buckets `ctx` by here (its first bucketing attribute
+    /// present): what a progressive rollout's exposure is recorded for.
+    pub fn fallthrough_unit<'c>(&self, key: &str, ctx: &'c Context) -> Option<&'c Value> {
+        let flag = self.flag_by_key(key)?;
+        let serve = self.targeting_of(flag)?.fallthrough.as_ref()?;
+        serve
+            .unit
+            .iter()
+            .find_map(|attr| ctx.lookup(attr).filter(|v| is_unit(v)))
+    }
+
     /// The served flag `key`, if there is one.
     pub(crate) fn flag_by_key(&self, key: &str) -> Option<&'r Flag> {
         self.ruleset.flag(*self.ruleset.index.get(key)?)

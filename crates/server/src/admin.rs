@@ -399,11 +399,14 @@ pub async fn create_flag(
 ) -> ApiResult<Response> {
     let (def, reason, _) = read_flag(&body, None)?;
     let key = def.key.clone();
-    let written = state
+    let written = match state
         .control
         .create_flag(def, &caller.actor(), reason)
         .await
-        .map_err(|e| about_flag(&key, e))?;
+    {
+        Err(ControlError::ApprovalRequired { request }) => return Ok(pending(*request)),
+        other => other.map_err(|e| about_flag(&key, e))?,
+    };
     let mut response = written_flag(&state, StatusCode::CREATED, written, "flag.create");
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/flags/{key}")) {
         response.headers_mut().insert(header::LOCATION, v);

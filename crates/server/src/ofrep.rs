@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use switchyard_engine::{Context, ErrorCode, Evaluation, Reason};
+use switchyard_engine::{Context, Detail, ErrorCode, Evaluation, Reason};
 
 use crate::auth::{Caller, Denied};
 use crate::listen::Limits;
@@ -234,16 +234,22 @@ fn expose(
             };
             (unit, experiment.to_owned())
         }
-        // A progressive rollout's stage counts the units its fallthrough decided for (in the
-        // rollout or not), not those a target or rule sent elsewhere.
-        None if matches!(eval.reason, Reason::Split | Reason::Default) && eval.error.is_none() => {
-            let Some(key) = state.control.rollout_exposures(env, key) else {
+        // A progressive rollout's stage counts the units its fallthrough decided for — in the
+        // rollout (a fallthrough hit, at any percentage up to 100) or not (a miss: the
+        // default, no detail) — not those a target, rule or tenant sent elsewhere.
+        None if eval.error.is_none()
+            && (matches!(eval.detail, Some(Detail::Fallthrough))
+                || (eval.detail.is_none() && eval.reason == Reason::Default)) =>
+        {
+            let Some(rollout) = state.control.rollout_exposures(env, key) else {
                 return;
             };
-            let Some(unit) = ctx.targeting_key() else {
-                return;
+            let unit = match evaluator.fallthrough_unit(key, ctx) {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => return,
             };
-            (unit.to_owned(), key.to_string())
+            (unit, rollout.to_string())
         }
         None => return,
     };

@@ -239,7 +239,10 @@ fn io(method: &str, path: &str) -> Option<Io> {
                 .query(schema::<crate::experiments::EraseQuery>)
         },
         ("GET", "/api/v1/flags") => Io::read(schema::<wire::FlagList>).query(schema::<FlagFilter>),
-        ("POST", "/api/v1/flags") => Io::write(201, Body::FlagWrite, flag()),
+        ("POST", "/api/v1/flags") => Io {
+            accepted: true,
+            ..Io::write(201, Body::FlagWrite, flag())
+        },
         ("GET", "/api/v1/flags/{key}") => Io {
             etag: true,
             ..Io::read(schema::<wire::FlagResource>)

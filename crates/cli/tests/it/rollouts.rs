@@ -194,7 +194,7 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
     ];
     let a = start(&["--db", &schema.url], &env);
     let b = start(&["--db", &schema.url], &env);
-    for flag in ["new-checkout", "new-search", "payments"] {
+    for flag in ["new-checkout", "new-search", "payments", "discovery"] {
         let (status, r) = send_json(
             "POST",
             &format!("{}/api/v1/flags", a.url),
@@ -352,6 +352,33 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
         count(&m, "rolled_back") + count(&mb, "rolled_back"),
         1.0,
         "one rollback"
+    );
+
+    // A guard on a Prometheus query: the ratio (still 0.2) is above its 0.1, the kill switch
+    // goes on (seen on the other replica).
+    let (code, out, err) = cli(
+        &a.url,
+        &[
+            "guards",
+            "create",
+            "discovery",
+            "--env",
+            "production",
+            "--prometheus",
+            &prom.url,
+            "--query",
+            "max(app_error_ratio)",
+            "--max",
+            "0.1",
+            "--id",
+            "discovery-errors",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(
+        "the Prometheus guard kills discovery, seen on B",
+        30,
+        || ofrep(&b.url, &key, "discovery", "u1")["reason"] == "DISABLED",
     );
 
     // An event-gated rollout: units served the new search send errors through the event API.

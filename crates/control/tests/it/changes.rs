@@ -217,4 +217,76 @@ pub async fn promotion_copies_an_environment_and_bulk_changes_are_all_or_nothing
             .enabled,
         Some(false)
     );
+
+    // No way around it: a new flag waits too (approved, it is created) …
+    let def: switchyard_engine::FlagDef =
+        serde_json::from_value(serde_json::json!({"key": "new-flag"})).unwrap();
+    let err = c
+        .create_flag(def, &person("alice"), None)
+        .await
+        .unwrap_err();
+    let ControlError::ApprovalRequired { request } = err else {
+        panic!("{err:?}")
+    };
+    assert!(c.snapshot().flag("new-flag").is_none());
+    c.approve_request(&request.id, &person("bob"), None)
+        .await
+        .unwrap();
+    assert!(c.snapshot().flag("new-flag").is_some());
+    // … deleting a served flag is refused (archive it: that waits), …
+    let err = c
+        .delete_flag("search", None, &person("alice"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("archive it first"), "{err}");
+    // … and what would change flags later without approval is refused: a schedule, a
+    // progressive rollout, an import.
+    let in_a_minute = (time::OffsetDateTime::now_utc().unix_timestamp() + 60) * 1000;
+    let err = c
+        .create_schedule(
+            "search",
+            "production",
+            switchyard_control::ScheduledOp::Enable,
+            in_a_minute,
+            &person("alice"),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a scheduled change would change flags there"),
+        "{err}"
+    );
+    let plan: switchyard_api_types::rollouts::RolloutPlan =
+        serde_json::from_value(serde_json::json!({"flag": "search", "environment": "production"}))
+            .unwrap();
+    let err = c
+        .start_rollout(plan, &person("alice"), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a progressive rollout"), "{err}");
+    let err = c
+        .import(
+            FLAGS,
+            Format::Yaml,
+            "f.yaml",
+            ImportMode::Merge,
+            &person("alice"),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("an import"), "{err}");
+    // A staging-only schedule is fine.
+    c.create_schedule(
+        "search",
+        "staging",
+        switchyard_control::ScheduledOp::Enable,
+        in_a_minute,
+        &person("alice"),
+        None,
+    )
+    .await
+    .unwrap();
 }

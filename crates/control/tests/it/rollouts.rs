@@ -140,6 +140,13 @@ pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_re
     .unwrap();
     let b = db.replica().await;
     let probe = Scripted::default();
+    let ops: switchyard_api_types::webhooks::WebhookSpec = serde_json::from_value(json!({
+        "id": "ops",
+        "url": "http://127.0.0.1:9/hook",
+        "events": ["rollout.rolled_back", "rollout.awaiting_approval"]
+    }))
+    .unwrap();
+    a.create_webhook(ops, &person("admin"), None).await.unwrap();
 
     // Mistakes are refused, each naming its field.
     for (bad, field) in [
@@ -293,6 +300,19 @@ pub async fn a_rollout_advances_on_green_waits_for_approval_and_rolls_back_on_re
     assert_eq!(r.state.percentage, 0.0);
     assert_eq!(fallthrough_percentage(&a), Some(0.0));
     assert!(a.rollout_exposures("production", "checkout").is_none());
+    // The alerts are outbox rows of the steps' own transactions.
+    let events: Vec<String> = a
+        .deliveries("ops", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event)
+        .collect();
+    assert_eq!(
+        events,
+        ["rollout.rolled_back", "rollout.awaiting_approval"],
+        "newest first"
+    );
     // The rollback is audited as the rollout, naming who set it up, and with the readings.
     let log = a
         .store()
@@ -657,17 +677,24 @@ pub async fn a_latency_gate_compares_the_percentile_with_the_baseline(db: Db) {
         reading.value.unwrap() > reading.baseline.unwrap(),
         "{reading:?}"
     );
-    // 300 ms slower at 100 %: there is no baseline any more, so the gate holds (nothing to
-    // compare with) — it never calls red on the new variant against itself.
+    // 300 ms slower at 100 %: nobody is left on the old variant, so the gate compares with
+    // the units the previous stage kept on it — red, rolled back.
     latency_traffic(&c, "latency", 300.0, 5000).await;
-    assert!(c.check_rollouts(now_ms(), &probe).await.unwrap().is_empty());
-    let r = c.rollout("latency").await.unwrap();
-    assert_eq!(r.readings[0].status, "hold", "{:?}", r.readings);
+    let steps = c.check_rollouts(now_ms(), &probe).await.unwrap();
+    assert_eq!(
+        steps.len(),
+        1,
+        "{:?}",
+        c.rollout("latency").await.unwrap().readings
+    );
+    assert_eq!(steps[0].action, "rolled_back");
+    assert!(
+        steps[0].note.contains("the previous stage's other units"),
+        "{}",
+        steps[0].note
+    );
 
-    // A fresh rollout where the new variant is 300 ms slower: red, rolled back.
-    c.rollout_action("latency", RolloutAction::Abort, &person("bob"), None)
-        .await
-        .unwrap();
+    // A fresh rollout where the new variant is 300 ms slower at 50 %: red, rolled back.
     c.start_rollout(
         rollout_plan(json!({
             "id": "latency-2",

@@ -5,6 +5,7 @@ mod edge;
 mod events;
 mod gitops;
 mod ofrep;
+mod rollouts;
 
 use std::path::Path;
 
