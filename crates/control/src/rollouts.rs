@@ -710,7 +710,13 @@ impl Control {
             let actor = state.actor();
             let step = self
                 .transition(&id, Some(r.version), &actor, None, |s, _now| {
-                    Ok(Some(decide(s, note.clone())))
+                    // The history says why: the step's own note and the readings behind it.
+                    let mut t = decide(s, note.clone());
+                    t.note = Some(match t.note.take() {
+                        Some(n) if n != note => format!("{n}: {note}"),
+                        _ => note.clone(),
+                    });
+                    Ok(Some(t))
                 })
                 .await;
             match step {

@@ -381,7 +381,14 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
         || ofrep(&b.url, &key, "discovery", "u1")["reason"] == "DISABLED",
     );
 
-    // An event-gated rollout: units served the new search send errors through the event API.
+    // An event-gated rollout: healthy traffic advances it from 20 % to 50 %; then units served
+    // the new search send errors through the event API, and it rolls back.
+    let search_plan = dir.path().join("search.yaml");
+    std::fs::write(
+        &search_plan,
+        "stages:\n  - {percentage: 20, hold: 2s}\n  - {percentage: 50, hold: 1h}\n  - {percentage: 100}\nminSample: 50\ngates:\n  - {kind: error_rate, event: search_error, max: 0.05}\n",
+    )
+    .unwrap();
     let (code, out, err) = cli(
         &a.url,
         &[
@@ -390,14 +397,8 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
             "new-search",
             "--env",
             "production",
-            "--stages",
-            "30,100",
-            "--hold",
-            "1h",
-            "--max-error-rate",
-            "search_error=0.05",
-            "--min-sample",
-            "50",
+            "--file",
+            search_plan.to_str().unwrap(),
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -406,19 +407,48 @@ fn rollouts_advance_wait_for_approval_and_roll_back_from_real_metrics() {
         .nth(2)
         .expect("the rollout's id")
         .to_owned();
-    // Both replicas learn of the rollout at their next check; then traffic goes to B.
-    std::thread::sleep(Duration::from_millis(1000));
-    let mut on = Vec::new();
-    for i in 0..600 {
-        let unit = format!("searcher-{i}");
-        if ofrep(&b.url, &key, "new-search", &unit)["value"] == json!(true) {
-            on.push(unit);
+    // Both replicas learn of a stage at their next check; then traffic goes to B.
+    let traffic = |from: usize, errors_every: usize| {
+        std::thread::sleep(Duration::from_millis(1000));
+        let mut on = Vec::new();
+        for i in from..from + 600 {
+            let unit = format!("searcher-{i}");
+            if ofrep(&b.url, &key, "new-search", &unit)["value"] == json!(true) {
+                on.push(unit);
+            }
         }
-    }
-    assert!(on.len() > 120, "{} of 600 on at 30 %", on.len());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let errors: Vec<Value> = on
+            .iter()
+            .step_by(errors_every)
+            .map(|u| json!({"type": "metric", "id": format!("{u}-err"), "event": "search_error", "unit": u, "timestampMs": now}))
+            .collect();
+        (on, errors)
+    };
+    // Healthy: one unit in 50 errs (2 %, under the 5 % limit).
+    let (healthy, few) = traffic(0, 50);
+    assert!(healthy.len() > 80, "{} of 600 on at 20 %", healthy.len());
+    let (status, reply) = send_json(
+        "POST",
+        &format!("{}/sdk/v1/events", a.url),
+        &key,
+        &json!({"events": few}).to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    wait_for("healthy traffic advances it to 50 %", 20, || {
+        rollout(&a.url, &id)["stage"] == 1
+    });
+    let r = rollout(&a.url, &id);
+    assert_eq!(r["history"][1]["action"], "advanced", "{r}");
+    assert!(
+        r["history"][1]["note"].as_str().unwrap().contains("green"),
+        "{r}"
+    );
+    let (on, _) = traffic(1000, 1);
+    assert!(on.len() > 200, "{} of 600 on at 50 %", on.len());
     wait_for("the exposures are counted and green", 15, || {
         let r = rollout(&a.url, &id);
-        r["readings"][0]["status"] == "green"
+        r["readings"][0]["status"] == "green" || r["readings"][0]["sample"].as_u64() > Some(50)
     });
     let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let errors: Vec<Value> = on
