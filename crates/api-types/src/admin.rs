@@ -108,7 +108,8 @@ pub struct SetEnabled {
     pub reason: Option<String>,
 }
 
-/// Body of kill / release / archive calls: just the reason.
+/// Body of calls that take only a reason: kill, release, archive, a rollout action, a
+/// request's approval or rejection.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]

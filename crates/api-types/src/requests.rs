@@ -53,16 +53,6 @@ pub struct ChangeRequestList {
     pub requests: Vec<ChangeRequest>,
 }
 
-/// `POST /api/v1/requests/{id}/approve|reject` body (optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Decision {
-    /// Why (audited).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 /// What a change answers when it must wait for approval (`202 Accepted`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -278,16 +278,6 @@ pub struct RolloutList {
     pub rollouts: Vec<RolloutResource>,
 }
 
-/// `POST /api/v1/rollouts/{id}/{action}` body (optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RolloutAction {
-    /// Why (audited).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 /// What a guard watches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

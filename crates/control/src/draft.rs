@@ -6,10 +6,30 @@ use std::sync::Arc;
 
 use switchyard_engine::document::SegmentDef;
 use switchyard_engine::{Change, Diagnostic, FlagDef, Ruleset};
-use switchyard_storage::{AuditInfo, Expect, FlagRecord, SegmentRecord, Write, WriteTx};
+use switchyard_storage::{
+    AuditInfo, Expect, FlagRecord, ItemKind, ItemRecord, SegmentRecord, Write, WriteTx,
+};
 
 use crate::snapshot::{stored_origin, Snapshot};
 use crate::{Control, ControlError, Result, Served, StoreStatus};
+
+/// A stored id-keyed record (rollout, guard, change request, …) read as `T`.
+pub(crate) fn read_item<T: serde::de::DeserializeOwned>(record: &ItemRecord) -> Result<T> {
+    serde_json::from_value(record.definition.clone()).map_err(|e| {
+        ControlError::Internal(format!(
+            "the stored record `{}` does not read: {e}",
+            record.id
+        ))
+    })
+}
+
+/// An id for a new record: `prefix` and 12 random hex digits (`ro_3f9a1c…`).
+pub(crate) fn new_id(prefix: &str) -> Result<String> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ControlError::Internal(format!("no randomness for an id: {e}")))?;
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
 
 /// An operation in progress (see the module docs). Dropping it rolls back.
 pub(crate) struct Draft {
@@ -127,6 +147,32 @@ pub(crate) fn log_stored_problems(diagnostics: &[Diagnostic]) {
 }
 
 impl Draft {
+    /// Writes `value` as the record `id` of `kind`, audited with `info`; the stored record.
+    pub(crate) async fn put_item<T: serde::Serialize>(
+        &mut self,
+        kind: ItemKind,
+        id: &str,
+        value: &T,
+        expect: Expect,
+        info: &AuditInfo,
+    ) -> Result<ItemRecord> {
+        let definition = serde_json::to_value(value)
+            .map_err(|e| ControlError::Internal(format!("`{id}` does not serialize: {e}")))?;
+        self.tx
+            .write_item(
+                kind,
+                &Write {
+                    key: id.to_owned(),
+                    expect,
+                    definition: Some(definition),
+                    archived: false,
+                    audit: info.clone(),
+                },
+            )
+            .await?
+            .ok_or_else(|| ControlError::Internal(format!("`{id}` was written but not returned")))
+    }
+
     /// Validates and writes a flag (created when absent), audited and in the feed.
     pub(crate) async fn put_flag(&mut self, def: FlagDef, audit: AuditInfo) -> Result<FlagRecord> {
         let (_, mut flags) = self.put_batch(Vec::new(), vec![(def, audit)]).await?;

@@ -13,6 +13,7 @@ use serde_json::json;
 use switchyard_api_types::rollouts::{GateReading, GateSpec, GuardMetric, GuardSpec};
 use switchyard_storage::{Expect, ItemKind, ItemRecord, Write};
 
+use crate::draft::{new_id, read_item};
 use crate::flags::{audit, change_in, require_environment, require_flag};
 use crate::rollouts::{reading, Probe};
 use crate::tokens::Actor;
@@ -95,10 +96,7 @@ pub struct GuardTrip {
 }
 
 fn from_record(r: &ItemRecord) -> Result<(GuardState, i64)> {
-    let state = serde_json::from_value(r.definition.clone()).map_err(|e| {
-        ControlError::Internal(format!("the stored guard `{}` does not read: {e}", r.id))
-    })?;
-    Ok((state, r.version))
+    Ok((read_item(r)?, r.version))
 }
 
 fn normalize(mut spec: GuardSpec) -> Result<GuardSpec> {
@@ -109,10 +107,7 @@ fn normalize(mut spec: GuardSpec) -> Result<GuardSpec> {
         }
         Some(_) => {}
         None => {
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| ControlError::Internal(format!("no randomness for an id: {e}")))?;
-            spec.id = Some(format!("gd_{}", hex::encode(bytes)));
+            spec.id = Some(new_id("gd_")?);
         }
     }
     match &spec.metric {
@@ -188,7 +183,9 @@ impl Control {
                 created_by_name: actor.name.clone(),
             };
             let info = audit(actor, "guard.create", Some(&spec.environment), reason);
-            let record = write_state(&mut draft, &state, Expect::Absent, &info).await?;
+            let record = draft
+                .put_item(ItemKind::Guard, &id, &state, Expect::Absent, &info)
+                .await?;
             let (state, version) = from_record(&record)?;
             draft
                 .finish(
@@ -257,8 +254,10 @@ impl Control {
     pub async fn check_guards<P: Probe>(&self, now_ms: i64, probe: &P) -> Result<Vec<GuardTrip>> {
         let store = self.require_store()?;
         let mut trips = Vec::new();
-        for guard in self.guards().await? {
-            let state = &guard.state;
+        // The records only: a check does not need the previous readings.
+        for record in store.list_items(ItemKind::Guard).await? {
+            let (state, version) = from_record(&record)?;
+            let state = &state;
             let id = state.id().to_owned();
             let reading = match self.read_guard(state, now_ms, probe).await {
                 Ok(r) => r,
@@ -280,7 +279,7 @@ impl Control {
             if killed {
                 continue;
             }
-            match self.trip(&id, guard.version, &reading.detail).await {
+            match self.trip(&id, version, &reading.detail).await {
                 Ok(Some(trip)) => {
                     tracing::warn!(guard = %id, flag = %trip.flag, environment = %trip.environment, reason = %trip.reason, "a guard tripped the kill switch");
                     trips.push(trip);
@@ -330,7 +329,9 @@ impl Control {
             state.trips += 1;
             state.last_tripped_at_ms = Some(now);
             let info = audit(&actor, "guard.trip", Some(&env), Some(reason.clone()));
-            write_state(&mut draft, &state, Expect::Version(version), &info).await?;
+            draft
+                .put_item(ItemKind::Guard, id, &state, Expect::Version(version), &info)
+                .await?;
             draft
                 .emit(
                     "guard.tripped",
@@ -408,28 +409,4 @@ fn gate_kind(state: &GuardState) -> GateSpec {
             min: None,
         },
     }
-}
-
-async fn write_state(
-    draft: &mut crate::draft::Draft,
-    state: &GuardState,
-    expect: Expect,
-    info: &switchyard_storage::AuditInfo,
-) -> Result<ItemRecord> {
-    let definition = serde_json::to_value(state)
-        .map_err(|e| ControlError::Internal(format!("a guard does not serialize: {e}")))?;
-    draft
-        .tx
-        .write_item(
-            ItemKind::Guard,
-            &Write {
-                key: state.id().to_owned(),
-                expect,
-                definition: Some(definition),
-                archived: false,
-                audit: info.clone(),
-            },
-        )
-        .await?
-        .ok_or_else(|| ControlError::Internal("a written guard was not returned".into()))
 }

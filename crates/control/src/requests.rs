@@ -13,9 +13,9 @@
 use serde_json::json;
 use switchyard_api_types::requests::ChangeRequest;
 use switchyard_engine::FlagDef;
-use switchyard_storage::{AuditInfo, Expect, ItemKind, ItemRecord, Write};
+use switchyard_storage::{AuditInfo, Expect, ItemKind};
 
-use crate::draft::Draft;
+use crate::draft::{new_id, read_item, Draft};
 use crate::flags::{audit, same_definition};
 use crate::snapshot::Snapshot;
 use crate::tokens::Actor;
@@ -86,13 +86,6 @@ pub(crate) fn guarded_environments(
         .collect()
 }
 
-fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ControlError::Internal(format!("no randomness for an id: {e}")))?;
-    Ok(format!("req_{}", hex::encode(bytes)))
-}
-
 fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
     serde_json::to_value(v)
         .map_err(|e| ControlError::Internal(format!("a change request does not serialize: {e}")))
@@ -117,7 +110,7 @@ pub(crate) async fn hold_if_required(
     }
     draft.validate_flag(after.clone()).await?;
     let request = ChangeRequest {
-        id: new_id()?,
+        id: new_id("req_")?,
         flag: key.to_owned(),
         environments,
         action: action.to_owned(),
@@ -139,7 +132,15 @@ pub(crate) async fn hold_if_required(
         request.environments.first().map(String::as_str),
         reason,
     );
-    write(draft, &request, Expect::Absent, &info).await?;
+    draft
+        .put_item(
+            ItemKind::Request,
+            &request.id,
+            &request,
+            Expect::Absent,
+            &info,
+        )
+        .await?;
     draft
         .emit(
             "request.created",
@@ -166,34 +167,6 @@ pub(crate) fn applied_or_held(
             request: Box::new(request),
         }),
     }
-}
-
-async fn write(
-    draft: &mut Draft,
-    request: &ChangeRequest,
-    expect: Expect,
-    info: &AuditInfo,
-) -> Result<ItemRecord> {
-    draft
-        .tx
-        .write_item(
-            ItemKind::Request,
-            &Write {
-                key: request.id.clone(),
-                expect,
-                definition: Some(to_value(request)?),
-                archived: false,
-                audit: info.clone(),
-            },
-        )
-        .await?
-        .ok_or_else(|| ControlError::Internal("a written request was not returned".into()))
-}
-
-fn from_record(r: &ItemRecord) -> Result<ChangeRequest> {
-    serde_json::from_value(r.definition.clone()).map_err(|e| {
-        ControlError::Internal(format!("the stored request `{}` does not read: {e}", r.id))
-    })
 }
 
 /// What a decision did, kept apart from the error it may become once committed.
@@ -236,7 +209,7 @@ impl Control {
             .list_items(ItemKind::Request)
             .await?
             .iter()
-            .map(from_record)
+            .map(read_item)
             .collect::<Result<_>>()?;
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(out)
@@ -249,7 +222,7 @@ impl Control {
             .get_item(ItemKind::Request, id)
             .await?
         {
-            Some(r) => from_record(&r),
+            Some(r) => read_item(&r),
             None => Err(ControlError::not_found(format!("change request `{id}`"))),
         }
     }
@@ -289,7 +262,7 @@ impl Control {
                 let Some(record) = draft.tx.item(ItemKind::Request, id).await? else {
                     return Err(ControlError::not_found(format!("change request `{id}`")));
                 };
-                let mut request = from_record(&record)?;
+                let mut request: ChangeRequest = read_item(&record)?;
                 if request.status != "pending" {
                     return Err(ControlError::Refused {
                         message: format!(
@@ -363,7 +336,15 @@ impl Control {
                     ("request.approve", "request.approved", None)
                 };
                 let info = audit(actor, action, env.as_deref(), reason);
-                write(&mut draft, &request, Expect::Version(record.version), &info).await?;
+                draft
+                    .put_item(
+                        ItemKind::Request,
+                        id,
+                        &request,
+                        Expect::Version(record.version),
+                        &info,
+                    )
+                    .await?;
                 draft
                     .emit(
                         event,

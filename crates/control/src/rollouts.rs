@@ -27,9 +27,10 @@ use switchyard_api_types::rollouts::{
     Duration, GateReading, GateSpec, OnRed, RolloutPlan, StageEvent, StageSpec,
 };
 use switchyard_storage::{
-    Aggregate, Arm, Expect, ItemKind, ItemRecord, SummaryMetric, SummaryQuery, ValuesQuery, Write,
+    Aggregate, Arm, Expect, ItemKind, ItemRecord, SummaryMetric, SummaryQuery, ValuesQuery,
 };
 
+use crate::draft::{new_id, read_item};
 use crate::flags::{audit, change_in, require_environment, require_flag};
 use crate::tokens::Actor;
 use crate::{Control, ControlError, FlagChange, Result, Written};
@@ -213,10 +214,7 @@ pub struct RolloutStep {
 pub(crate) type ExposureKeys = HashMap<String, HashMap<String, Arc<str>>>;
 
 fn from_record(r: &ItemRecord) -> Result<(RolloutState, i64)> {
-    let state = serde_json::from_value(r.definition.clone()).map_err(|e| {
-        ControlError::Internal(format!("the stored rollout `{}` does not read: {e}", r.id))
-    })?;
-    Ok((state, r.version))
+    Ok((read_item(r)?, r.version))
 }
 
 fn bad(field: &str, message: impl Into<String>) -> ControlError {
@@ -239,10 +237,7 @@ fn normalize(mut plan: RolloutPlan) -> Result<RolloutPlan> {
         }
         Some(_) => {}
         None => {
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| ControlError::Internal(format!("no randomness for an id: {e}")))?;
-            plan.id = Some(format!("ro_{}", hex::encode(bytes)));
+            plan.id = Some(new_id("ro_")?);
         }
     }
     let hold = match &plan.hold {
@@ -532,7 +527,9 @@ impl Control {
                 )
                 .await?;
                 let info = audit(actor, "rollout.start", Some(&env), reason);
-                let record = write_state(&mut draft, &state, Expect::Absent, &info).await?;
+                let record = draft
+                    .put_item(ItemKind::Rollout, &id, &state, Expect::Absent, &info)
+                    .await?;
                 draft
                     .emit(
                         "rollout.started",
@@ -542,7 +539,7 @@ impl Control {
                         json!({"flag": plan.flag, "percentage": first, "stage": 0}),
                     )
                     .await?;
-                let value = with_readings(record, Vec::new(), None)?;
+                let value = unread(&record)?;
                 draft.finish(value, true).await
             })
             .await?;
@@ -666,10 +663,15 @@ impl Control {
         now_ms: i64,
         probe: &P,
     ) -> Result<Vec<RolloutStep>> {
-        self.refresh_rollout_exposures().await?;
+        // One listing serves both the exposure keys and the checks; readings are read for the
+        // rollouts being checked only (finished ones accumulate).
+        let mut states = Vec::new();
+        for record in self.require_store()?.list_items(ItemKind::Rollout).await? {
+            states.push(from_record(&record)?);
+        }
+        self.publish_exposures(states.iter().map(|(s, _)| s));
         let mut steps = Vec::new();
-        for r in self.rollouts().await? {
-            let state = &r.state;
+        for (state, version) in &states {
             if !matches!(
                 state.status,
                 RolloutStatus::Running | RolloutStatus::AwaitingApproval
@@ -677,7 +679,8 @@ impl Control {
                 continue;
             }
             let id = state.id().to_owned();
-            let readings = self.read_gates(state, now_ms, probe, &r.readings).await;
+            let (previous, _) = self.stored_readings(&format!("rollout:{id}")).await?;
+            let readings = self.read_gates(state, now_ms, probe, &previous).await;
             let text = serde_json::to_string(&readings)
                 .map_err(|e| ControlError::Internal(format!("readings do not serialize: {e}")))?;
             if let Err(err) = self
@@ -709,7 +712,7 @@ impl Control {
             };
             let actor = state.actor();
             let step = self
-                .transition(&id, Some(r.version), &actor, None, |s, _now| {
+                .transition(&id, Some(*version), &actor, None, |s, _now| {
                     // The history says why: the step's own note and the readings behind it.
                     let mut t = decide(s, note.clone());
                     t.note = Some(match t.note.take() {
@@ -828,8 +831,15 @@ impl Control {
                     note: note.clone(),
                 });
                 let info = audit(actor, &format!("rollout.{}", t.action), Some(&env), note);
-                let record =
-                    write_state(&mut draft, &state, Expect::Version(version), &info).await?;
+                let record = draft
+                    .put_item(
+                        ItemKind::Rollout,
+                        id,
+                        &state,
+                        Expect::Version(version),
+                        &info,
+                    )
+                    .await?;
                 draft
                     .emit(
                         t.event,
@@ -844,7 +854,7 @@ impl Control {
                         }),
                     )
                     .await?;
-                let value = with_readings(record, Vec::new(), None)?;
+                let value = unread(&record)?;
                 draft.finish(value, true).await.map(Some)
             })
             .await?;
@@ -886,17 +896,23 @@ impl Control {
         let Some(store) = self.store() else {
             return Ok(());
         };
-        let mut keys = ExposureKeys::new();
+        let mut states = Vec::new();
         for record in store.list_items(ItemKind::Rollout).await? {
-            let (state, _) = from_record(&record)?;
-            if state.status.is_active() {
-                keys.entry(state.plan.environment.clone())
-                    .or_default()
-                    .insert(state.plan.flag.clone(), state.exposure_key().into());
-            }
+            states.push(from_record(&record)?.0);
+        }
+        self.publish_exposures(states.iter());
+        Ok(())
+    }
+
+    /// Makes the active rollouts among `states` the exposure keys OFREP reads.
+    fn publish_exposures<'s>(&self, states: impl Iterator<Item = &'s RolloutState>) {
+        let mut keys = ExposureKeys::new();
+        for state in states.filter(|s| s.status.is_active()) {
+            keys.entry(state.plan.environment.clone())
+                .or_default()
+                .insert(state.plan.flag.clone(), state.exposure_key().into());
         }
         self.inner.rollout_exposures.store(Arc::new(keys));
-        Ok(())
     }
 
     /// Every gate's reading for the current stage of `state`.
@@ -1145,41 +1161,14 @@ fn roll_back(state: &mut RolloutState, note: String) -> Transition {
     }
 }
 
-async fn write_state(
-    draft: &mut crate::draft::Draft,
-    state: &RolloutState,
-    expect: Expect,
-    info: &switchyard_storage::AuditInfo,
-) -> Result<ItemRecord> {
-    let definition = serde_json::to_value(state)
-        .map_err(|e| ControlError::Internal(format!("a rollout does not serialize: {e}")))?;
-    draft
-        .tx
-        .write_item(
-            ItemKind::Rollout,
-            &Write {
-                key: state.id().to_owned(),
-                expect,
-                definition: Some(definition),
-                archived: false,
-                audit: info.clone(),
-            },
-        )
-        .await?
-        .ok_or_else(|| ControlError::Internal("a written rollout was not returned".into()))
-}
-
-fn with_readings(
-    record: ItemRecord,
-    readings: Vec<GateReading>,
-    at: Option<i64>,
-) -> Result<Rollout> {
-    let (state, version) = from_record(&record)?;
+/// A rollout as just written, before its readings are read.
+fn unread(record: &ItemRecord) -> Result<Rollout> {
+    let (state, version) = from_record(record)?;
     Ok(Rollout {
         state,
         version,
-        readings,
-        readings_at_ms: at,
+        readings: Vec::new(),
+        readings_at_ms: None,
     })
 }
 

@@ -125,10 +125,7 @@ impl Control {
                 "that time is in the past; make the change now instead",
             ));
         }
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| ControlError::Internal(format!("no randomness for an id: {e}")))?;
-        let id = format!("sch_{}", hex::encode(bytes));
+        let id = crate::draft::new_id("sch_")?;
         self.timed(async {
             let mut draft = self.begin().await?;
             require_environment(&draft.snap, environment)?;

@@ -489,7 +489,7 @@ pub async fn delete_flag(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn optional_reason(body: &[u8]) -> ApiResult<Option<String>> {
+pub(crate) fn optional_reason(body: &[u8]) -> ApiResult<Option<String>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -336,7 +336,7 @@ fn io(method: &str, path: &str) -> Option<Io> {
         ("GET", "/api/v1/requests/{id}") => Io::read(schema::<requests::ChangeRequest>),
         ("POST", "/api/v1/requests/{id}/approve" | "/api/v1/requests/{id}/reject") => Io::write(
             200,
-            Body::Optional(schema::<requests::Decision>),
+            Body::Optional(schema::<wire::Reason>),
             Answer::Json(schema::<requests::ChangeRequest>),
         ),
         ("GET", "/api/v1/rollouts") => {
@@ -350,7 +350,7 @@ fn io(method: &str, path: &str) -> Option<Io> {
         ("GET", "/api/v1/rollouts/{id}") => Io::read(schema::<rollouts::RolloutResource>),
         ("POST", "/api/v1/rollouts/{id}/{action}") => Io::write(
             200,
-            Body::Optional(schema::<rollouts::RolloutAction>),
+            Body::Optional(schema::<wire::Reason>),
             Answer::Json(schema::<rollouts::RolloutResource>),
         ),
         ("GET", "/api/v1/guards") => Io::read(schema::<rollouts::GuardList>),
@@ -360,7 +360,7 @@ fn io(method: &str, path: &str) -> Option<Io> {
             Answer::Json(schema::<rollouts::GuardResource>),
         ),
         ("DELETE", "/api/v1/guards/{id}") => Io::write(204, Body::None, Answer::NoContent)
-            .query(schema::<crate::rollouts::DeleteQuery>),
+            .query(schema::<crate::webhooks::DeleteQuery>),
         ("POST", "/api/v1/environments") => Io::write(
             201,
             Body::Json(schema::<wire::NewEnvironment>),

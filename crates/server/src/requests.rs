@@ -5,9 +5,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
-use switchyard_api_types::requests::{ChangeRequest, ChangeRequestList, Decision};
+use switchyard_api_types::requests::{ChangeRequest, ChangeRequestList};
 
-use crate::admin::parse_body;
+use crate::admin::optional_reason;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -48,13 +48,6 @@ pub async fn get(
     Ok(Json(state.control.request(&id).await?))
 }
 
-fn reason(body: &[u8]) -> ApiResult<Option<String>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    Ok(parse_body::<Decision>(body)?.reason)
-}
-
 /// `POST /api/v1/requests/{id}/approve` (editor; never the author).
 pub async fn approve(
     State(state): State<AppState>,
@@ -64,7 +57,7 @@ pub async fn approve(
 ) -> ApiResult<Json<ChangeRequest>> {
     let written = state
         .control
-        .approve_request(&id, &caller.actor(), reason(&body)?)
+        .approve_request(&id, &caller.actor(), optional_reason(&body)?)
         .await?;
     Ok(Json(written.value))
 }
@@ -78,7 +71,7 @@ pub async fn reject(
 ) -> ApiResult<Json<ChangeRequest>> {
     let written = state
         .control
-        .reject_request(&id, &caller.actor(), reason(&body)?)
+        .reject_request(&id, &caller.actor(), optional_reason(&body)?)
         .await?;
     Ok(Json(written.value))
 }

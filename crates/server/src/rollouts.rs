@@ -15,7 +15,7 @@ use switchyard_api_types::rollouts::{
 };
 use switchyard_control::{Guard, Probe, Rollout, RolloutAction};
 
-use crate::admin::{parse_body, parse_with_reason};
+use crate::admin::{optional_reason, parse_with_reason};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{rfc3339, AppState};
@@ -121,12 +121,7 @@ pub async fn act(
             )))
         }
     };
-    let reason = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        let b: switchyard_api_types::rollouts::RolloutAction = parse_body(&body)?;
-        b.reason
-    };
+    let reason = optional_reason(&body)?;
     let written = state
         .control
         .rollout_action(&id, action, &caller.actor(), reason)
@@ -193,20 +188,12 @@ pub async fn list_guards(
     Ok(Json(GuardList { guards }))
 }
 
-/// `?reason=` of a delete.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteQuery {
-    /// Why (recorded in the audit log).
-    reason: Option<String>,
-}
-
 /// `DELETE /api/v1/guards/{id}` (editor).
 pub async fn delete_guard(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    Query(q): Query<crate::webhooks::DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     state
         .control

@@ -66,12 +66,12 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> ApiResult<J
     Ok(Json(WebhookList { webhooks }))
 }
 
-/// `?reason=` of a delete.
+/// `?reason=` of a delete (webhooks, guards).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// Why (recorded in the audit log).
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// `DELETE /api/v1/webhooks/{id}` (admin).

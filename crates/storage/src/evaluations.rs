@@ -17,15 +17,12 @@ impl Store {
         rows: &[(String, String, i64)],
         now_ms: i64,
     ) -> Result<()> {
-        if self.get_meta(TRACKED_SINCE).await?.is_none() {
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            )
+        // Kept from the first call on (one statement, whoever flushes first).
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(TRACKED_SINCE)
             .bind(now_ms.to_string())
             .execute(self.pool())
             .await?;
-        }
         if rows.is_empty() {
             return Ok(());
         }

@@ -3,28 +3,13 @@
 //! 3), its author cannot approve it, someone else can (on the other replica), a request whose
 //! flag changed meanwhile is refused as stale, and the kill switch never waits.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::serve::{agent, get_json, send_json, start, PgSchema};
+use crate::serve::{agent, cli_as, get_json, send_json, start, PgSchema};
 
 const ADMIN: &str = "approvals-admin-token-0123";
-
-fn cli(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_SERVER", url)
-        .env("SWITCHYARD_TOKEN", token)
-        .output()
-        .expect("the CLI runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn token(url: &str, name: &str, role: &str) -> String {
     let (status, t) = send_json(
@@ -83,13 +68,13 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     let sdk = sdk["token"].as_str().unwrap().to_owned();
 
     // Only an admin sets the policy.
-    let (code, _, err) = cli(
+    let (code, _, err) = cli_as(
         &a.url,
         &alice,
         &["envs", "update", "production", "--require-approval", "true"],
     );
     assert_eq!(code, 1, "{err}");
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &a.url,
         ADMIN,
         &[
@@ -122,7 +107,7 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     }
 
     // Staging has no policy: alice's change applies at once.
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &b.url,
         &alice,
         &["flags", "toggle", "checkout", "--on", "--env", "staging"],
@@ -130,7 +115,7 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     assert_eq!(code, 0, "{out}{err}");
 
     // In production (asked on B, where the policy arrived through the feed) it waits.
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &b.url,
         &alice,
         &[
@@ -152,19 +137,19 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     let id = pending_id(&out);
     assert_eq!(served(&a.url, &sdk)["value"], json!(false), "not applied");
 
-    let (code, out, _) = cli(&a.url, &viewer, &["requests", "list"]);
+    let (code, out, _) = cli_as(&a.url, &viewer, &["requests", "list"]);
     assert_eq!(code, 0);
     assert!(
         out.contains(&id) && out.contains("environments.production.enabled: false → true"),
         "{out}"
     );
-    let (code, _, err) = cli(&a.url, &viewer, &["requests", "approve", &id]);
+    let (code, _, err) = cli_as(&a.url, &viewer, &["requests", "approve", &id]);
     assert_eq!(code, 1, "a viewer cannot approve: {err}");
-    let (code, _, err) = cli(&a.url, &alice, &["requests", "approve", &id]);
+    let (code, _, err) = cli_as(&a.url, &alice, &["requests", "approve", &id]);
     assert_eq!(code, 1);
     assert!(err.contains("someone else"), "{err}");
 
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &a.url,
         &bob,
         &["requests", "approve", &id, "--reason", "checked"],
@@ -196,30 +181,30 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     );
 
     // Two requests on the same version: the second approved is stale.
-    let (code, out, _) = cli(
+    let (code, out, _) = cli_as(
         &a.url,
         &alice,
         &["flags", "rollout", "checkout", "50", "--env", "production"],
     );
     assert_eq!(code, 3, "{out}");
     let first = pending_id(&out);
-    let (code, out, _) = cli(
+    let (code, out, _) = cli_as(
         &a.url,
         &bob,
         &["flags", "rollout", "checkout", "10", "--env", "production"],
     );
     assert_eq!(code, 3, "{out}");
     let second = pending_id(&out);
-    let (code, _, err) = cli(&b.url, &bob, &["requests", "approve", &first]);
+    let (code, _, err) = cli_as(&b.url, &bob, &["requests", "approve", &first]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = cli(&b.url, &alice, &["requests", "approve", &second]);
+    let (code, _, err) = cli_as(&b.url, &alice, &["requests", "approve", &second]);
     assert_eq!(code, 1);
     assert!(err.contains("changed since the request"), "{err}");
     let (_, r) = get_json(&format!("{}/api/v1/requests/{second}", a.url), ADMIN);
     assert_eq!(r["status"], "stale", "{r}");
 
     // The kill switch never waits.
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &a.url,
         &alice,
         &["flags", "kill", "checkout", "--env", "production"],
@@ -231,7 +216,7 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Releasing it does.
-    let (code, out, _) = cli(
+    let (code, out, _) = cli_as(
         &a.url,
         &alice,
         &[
@@ -245,7 +230,7 @@ fn changes_in_a_guarded_environment_wait_for_someone_else() {
     );
     assert_eq!(code, 3, "{out}");
     let released = pending_id(&out);
-    let (code, out, _) = cli(
+    let (code, out, _) = cli_as(
         &a.url,
         &alice,
         &["requests", "reject", &released, "--reason", "withdrawn"],
@@ -274,7 +259,7 @@ fn promotion_bulk_changes_and_last_evaluated_times() {
         let (status, r) = send_json("POST", &format!("{}/api/v1/flags", s.url), ADMIN, body);
         assert_eq!(status, 201, "{r}");
     }
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &s.url,
         ADMIN,
         &[
@@ -295,7 +280,7 @@ fn promotion_bulk_changes_and_last_evaluated_times() {
     );
     let (_, f) = get_json(&format!("{}/api/v1/flags/checkout", s.url), ADMIN);
     assert_eq!(f["version"], 1, "a dry run changes nothing: {f}");
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &s.url,
         ADMIN,
         &[
@@ -317,7 +302,7 @@ fn promotion_bulk_changes_and_last_evaluated_times() {
     );
 
     // Bulk: a mistyped flag refuses the whole change.
-    let (code, _, err) = cli(
+    let (code, _, err) = cli_as(
         &s.url,
         ADMIN,
         &["flags", "bulk", "archive", "old-banner", "old-serch"],
@@ -327,7 +312,7 @@ fn promotion_bulk_changes_and_last_evaluated_times() {
         err.contains("old-serch") && err.contains("old-search"),
         "{err}"
     );
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_as(
         &s.url,
         ADMIN,
         &[

@@ -4,27 +4,16 @@
 //! through the event API, and the results — a known effect found, an A/A experiment beside it
 //! found to have none — read with the CLI.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::serve::{agent, send_json, start, PgSchema, Server};
+use crate::serve::{agent, cli_as, send_json, start, PgSchema, Server};
 
 const ADMIN: &str = "experiments-admin-token-01";
 
 fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_SERVER", &server.url)
-        .env("SWITCHYARD_TOKEN", ADMIN)
-        .output()
-        .expect("the CLI runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli_as(&server.url, ADMIN, args)
 }
 
 #[track_caller]

@@ -1,27 +1,16 @@
 //! A scheduled change with two real replicas on PostgreSQL: set up with the CLI on one, run
 //! once (one audit entry by `scheduler`), served by both; mistakes refused with the field.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::serve::{agent, get_json, send_json, start, PgSchema};
+use crate::serve::{agent, cli_as, get_json, send_json, start, PgSchema};
 
 const ADMIN: &str = "schedules-admin-token-012";
 
 fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_SERVER", url)
-        .env("SWITCHYARD_TOKEN", ADMIN)
-        .output()
-        .expect("the CLI runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli_as(url, ADMIN, args)
 }
 
 fn ofrep_value(url: &str, key: &str) -> Value {

@@ -94,6 +94,21 @@ pub(crate) fn db(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("switchyard.db").display())
 }
 
+/// Runs the CLI against `url` with `token`: exit code, stdout, stderr.
+pub(crate) fn cli_as(url: &str, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_SERVER", url)
+        .env("SWITCHYARD_TOKEN", token)
+        .output()
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)

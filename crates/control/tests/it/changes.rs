@@ -2,11 +2,11 @@
 //! environment's block to another (previewed first, audited, approval-aware); a bulk change
 //! is one transaction — every flag or none, one audit entry each.
 
-use switchyard_control::{Actor, ControlError, FlagChange, ImportMode};
+use switchyard_control::{ControlError, FlagChange, ImportMode};
 use switchyard_engine::Format;
 use switchyard_storage::AuditQuery;
 
-use crate::harness::{plan, Db};
+use crate::harness::{person, plan, Db};
 
 const FLAGS: &str = r#"
 flags:
@@ -21,13 +21,6 @@ flags:
   - key: banner
     tags: [marketing]
 "#;
-
-fn person(name: &str) -> Actor {
-    Actor {
-        id: format!("token:{name}"),
-        name: Some(name.into()),
-    }
-}
 
 pub async fn promotion_copies_an_environment_and_bulk_changes_are_all_or_nothing(db: Db) {
     let c = db.replica().await;

@@ -66,6 +66,14 @@ impl Db {
 }
 
 /// The plan of a plain first start: the three environments and a generated admin token.
+/// A person acting through an API token named `name`.
+pub fn person(name: &str) -> switchyard_control::Actor {
+    switchyard_control::Actor {
+        id: format!("token:{name}"),
+        name: Some(name.into()),
+    }
+}
+
 pub fn plan() -> BootstrapPlan {
     BootstrapPlan {
         environments: vec!["development".into(), "staging".into(), "production".into()],

@@ -9,13 +9,11 @@ use std::sync::Mutex;
 
 use serde_json::json;
 use switchyard_api_types::rollouts::{GuardSpec, RolloutPlan};
-use switchyard_control::{
-    Actor, Control, ControlError, ImportMode, Probe, RolloutAction, RolloutStatus,
-};
+use switchyard_control::{Control, ControlError, ImportMode, Probe, RolloutAction, RolloutStatus};
 use switchyard_engine::{Context, Format};
 use switchyard_storage::{AuditQuery, ExposureRow, MetricRow};
 
-use crate::harness::{plan, Db};
+use crate::harness::{person, plan, Db};
 
 const FLAGS: &str = r#"
 flags:
@@ -26,13 +24,6 @@ flags:
           - {id: staff, conditions: [{attribute: staff, operator: equals, value: true}], variant: "on"}
   - key: search
 "#;
-
-fn person(name: &str) -> Actor {
-    Actor {
-        id: format!("token:{name}"),
-        name: Some(name.into()),
-    }
-}
 
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -71,35 +62,36 @@ fn rollout_plan(value: serde_json::Value) -> RolloutPlan {
     serde_json::from_value(value).expect("a plan")
 }
 
-/// `n` users evaluate `checkout` in production on `c` (exposures recorded under the stage's
-/// key, as OFREP would); those served `on` send an error with probability `error_rate`, and
-/// every one a request.
-async fn traffic(c: &Control, rollout: &str, from: usize, n: usize, error_rate: f64) -> usize {
-    let r = c.rollout(rollout).await.unwrap();
-    let key = r.state.exposure_key();
+/// Users `units` evaluate `checkout` in production on `c`, their exposures recorded under
+/// the rollout's current stage as OFREP would record them; `metric(i, variant)` says which
+/// event (and value) user `i` then sends, if any. Returns how many were served `on`.
+async fn stage_traffic(
+    c: &Control,
+    rollout: &str,
+    units: std::ops::Range<usize>,
+    mut metric: impl FnMut(usize, &str) -> Option<(&'static str, Option<f64>)>,
+) -> usize {
+    let key = c.rollout(rollout).await.unwrap().state.exposure_key();
     let snap = c.snapshot();
     let ev = snap
         .ruleset
         .evaluator("production", time::OffsetDateTime::now_utc());
     let now = now_ms();
     let (mut exposures, mut metrics, mut on) = (Vec::new(), Vec::new(), 0);
-    for i in from..from + n {
+    for i in units {
         let unit = format!("user-{i}");
         let e = ev.evaluate("checkout", &Context::with_targeting_key(unit.as_str()));
         let variant = e.variant.unwrap_or_default().to_owned();
-        if variant == "on" {
-            on += 1;
-            // Deterministic "randomness": every k-th new-variant unit errs.
-            if error_rate > 0.0 && (on as f64 * error_rate).fract() < error_rate {
-                metrics.push(MetricRow {
-                    environment: "production".into(),
-                    id: format!("{key}-{unit}-err"),
-                    unit: unit.clone(),
-                    event: "checkout_error".into(),
-                    value: None,
-                    at_ms: now + 10,
-                });
-            }
+        on += usize::from(variant == "on");
+        if let Some((event, value)) = metric(i, &variant) {
+            metrics.push(MetricRow {
+                environment: "production".into(),
+                id: format!("{key}-{unit}-{event}"),
+                unit: unit.clone(),
+                event: event.into(),
+                value,
+                at_ms: now + 10,
+            });
         }
         exposures.push(ExposureRow {
             environment: "production".into(),
@@ -112,6 +104,21 @@ async fn traffic(c: &Control, rollout: &str, from: usize, n: usize, error_rate: 
     }
     c.append_events(&exposures, &metrics).await.unwrap();
     on
+}
+
+/// `n` users from `from`; those served `on` send an error at `error_rate` (deterministically:
+/// every k-th of them).
+async fn traffic(c: &Control, rollout: &str, from: usize, n: usize, error_rate: f64) -> usize {
+    let mut on = 0;
+    stage_traffic(c, rollout, from..from + n, |_, variant| {
+        if variant != "on" {
+            return None;
+        }
+        on += 1;
+        (error_rate > 0.0 && (on as f64 * error_rate).fract() < error_rate)
+            .then_some(("checkout_error", None))
+    })
+    .await
 }
 
 fn fallthrough_percentage(c: &Control) -> Option<f64> {
@@ -590,45 +597,15 @@ pub async fn a_guard_trips_the_kill_switch_once_and_cools_down(db: Db) {
     );
 }
 
-/// 1 000 users evaluate `checkout` (exposures under the rollout's stage) and each sends one
-/// `latency_ms` value, 100–200 ms spread evenly; the new variant's are `slow_ms` slower.
+/// 1 000 users from `from`, each sending one `latency_ms` value, 100–200 ms spread evenly;
+/// the new variant's are `slow_ms` slower.
 async fn latency_traffic(c: &Control, rollout: &str, slow_ms: f64, from: usize) {
-    let r = c.rollout(rollout).await.unwrap();
-    let key = r.state.exposure_key();
-    let snap = c.snapshot();
-    let ev = snap
-        .ruleset
-        .evaluator("production", time::OffsetDateTime::now_utc());
-    let now = now_ms();
-    let (mut exposures, mut metrics) = (Vec::new(), Vec::new());
-    for i in from..from + 1000 {
-        let unit = format!("user-{i}");
-        let e = ev.evaluate("checkout", &Context::with_targeting_key(unit.as_str()));
-        let variant = e.variant.unwrap_or_default().to_owned();
+    stage_traffic(c, rollout, from..from + 1000, |i, variant| {
         let base = 100.0 + (i % 100) as f64;
-        let value = if variant == "on" {
-            base + slow_ms
-        } else {
-            base
-        };
-        metrics.push(MetricRow {
-            environment: "production".into(),
-            id: format!("{key}-{unit}-lat"),
-            unit: unit.clone(),
-            event: "latency_ms".into(),
-            value: Some(value),
-            at_ms: now + 5,
-        });
-        exposures.push(ExposureRow {
-            environment: "production".into(),
-            flag: "checkout".into(),
-            unit,
-            variant,
-            at_ms: now,
-            experiment: Some(key.clone()),
-        });
-    }
-    c.append_events(&exposures, &metrics).await.unwrap();
+        let slow = if variant == "on" { slow_ms } else { 0.0 };
+        Some(("latency_ms", Some(base + slow)))
+    })
+    .await;
 }
 
 pub async fn a_latency_gate_compares_the_percentile_with_the_baseline(db: Db) {
