@@ -391,3 +391,18 @@ pub struct EnvironmentPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// `GET /api/v1/session`: who the caller is (the web UI shows it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Whoami {
+    /// The token's id.
+    pub token_id: String,
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// `session` (signed in to the web UI) or `token` (a token on the request).
+    pub via: String,
+}

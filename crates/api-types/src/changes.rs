@@ -146,3 +146,69 @@ mod tests {
         );
     }
 }
+
+/// `POST /api/v1/flags/{key}/check`: a proposed definition (JSON, or YAML text), validated
+/// as saving it would validate it and compared with the stored one; nothing is written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct FlagCheckResult {
+    /// The flag's key.
+    pub key: String,
+    /// Whether the flag exists (saving replaces it) or not (saving creates it).
+    pub exists: bool,
+    /// The stored version compared against, when it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The proposed definition, parsed (what a save would send).
+    pub definition: switchyard_engine::FlagDef,
+    /// The proposed definition as YAML.
+    pub yaml: String,
+    /// Field by field, what saving would change (empty: nothing).
+    pub changes: Vec<FieldChange>,
+}
+
+/// `POST /api/v1/flags/{key}/preview`: how a list of units would be served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The environment evaluated in.
+    pub environment: String,
+    /// The units (ids), at most 100 000.
+    pub units: Vec<String>,
+    /// The attribute each id is (a dotted path; default `targetingKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    /// A proposed definition to preview instead of the served one (checked, not saved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Value>,
+}
+
+/// How many of the previewed units each variant gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewResult {
+    /// The flag.
+    pub flag: String,
+    /// The environment.
+    pub environment: String,
+    /// Units counted.
+    pub total: u64,
+    /// Per variant (`(none)`: the flag served no variant), most units first.
+    pub variants: Vec<crate::admin::VariantUnits>,
+}
+
+/// A flag change asked with `?dryRun=true`: what it would change, not applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePreview {
+    /// The flag.
+    pub flag: String,
+    /// The version the change would apply to.
+    pub version: i64,
+    /// Field by field, what it would change (empty: nothing).
+    pub changes: Vec<FieldChange>,
+}

@@ -116,7 +116,7 @@ impl Control {
 /// Validates `changes` against `ruleset` (incrementally, off the async threads): the new
 /// ruleset, or every problem. (A free function: a `Draft` holds a connection, which is `Send`
 /// but not `Sync`, so no `&Draft` may live across an await.)
-async fn check(ruleset: Ruleset, changes: Vec<Change>) -> Result<Ruleset> {
+pub(crate) async fn check(ruleset: Ruleset, changes: Vec<Change>) -> Result<Ruleset> {
     let (next, diagnostics) = blocking(move || ruleset.apply(&changes)).await?;
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(ControlError::invalid(diagnostics));

@@ -61,7 +61,9 @@ mod results;
 mod rollouts;
 mod snapfile;
 pub use snapfile::SnapshotFileError;
+mod preview;
 mod schedules;
+mod sessions;
 mod snapshot;
 mod sync;
 pub mod tokens;
@@ -86,12 +88,14 @@ pub use guards::{
 pub use hygiene::{stale_flags, Evaluations, StaleFlag};
 pub use import::{ImportMode, ImportReport};
 pub use manage::{CreatedToken, NewTokenRequest};
+pub use preview::{FlagCheck, PREVIEW_MAX_UNITS};
 pub use results::{AutoStop, GUARDRAIL_MIN_UNITS, SRM_MIN_UNITS};
 pub use rollouts::{
     Probe, Rollout, RolloutAction, RolloutState, RolloutStatus, RolloutStep, DEFAULT_HOLD_MS,
     DEFAULT_MIN_SAMPLE, DEFAULT_STAGES, GATE_ALPHA,
 };
 pub use schedules::{Schedule, ScheduleRun, ScheduledOp, LATE_MS};
+pub use sessions::{OpenedSession, Session, SessionLimits};
 pub use snapshot::{Changed, FlagMeta, FlagView, SegmentMeta, SegmentView, Snapshot, Source};
 pub use tokens::{Actor, Principal, TokenCache};
 pub use webhooks::Webhook;

@@ -132,23 +132,33 @@ fn written_flag(
 
 /// A validation error about the flag `key` the request submitted: paths relative to the
 /// submitted definition (`rules[0].variant`), other flags' problems as they are.
-fn about_flag(key: &str, err: ControlError) -> ApiError {
+pub(crate) fn about_flag(key: &str, err: ControlError) -> ApiError {
     match err {
         ControlError::Invalid { mut diagnostics } => {
-            for d in &mut diagnostics {
-                let segments = d.path.segments();
-                let own = matches!(
-                    segments,
-                    [PathSegment::Key(flags), PathSegment::Key(k), ..] if flags == "flags" && k == key
-                );
-                if own {
-                    d.path = FieldPath::from(segments[2..].to_vec());
-                }
-            }
+            relative_to_flag(key, &mut diagnostics);
             ApiError::validation(&diagnostics)
         }
         other => ApiError::from(other),
     }
+}
+
+/// Makes the paths of problems inside flag `key` relative to its definition; whether each
+/// diagnostic was such a problem.
+pub(crate) fn relative_to_flag(key: &str, diagnostics: &mut [Diagnostic]) -> Vec<bool> {
+    diagnostics
+        .iter_mut()
+        .map(|d| {
+            let segments = d.path.segments();
+            let own = matches!(
+                segments,
+                [PathSegment::Key(flags), PathSegment::Key(k), ..] if flags == "flags" && k == key
+            );
+            if own {
+                d.path = FieldPath::from(segments[2..].to_vec());
+            }
+            own
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -504,8 +514,12 @@ async fn change(
     key: &str,
     change: FlagChange,
     reason: Option<String>,
+    dry_run: bool,
 ) -> ApiResult<Response> {
     let precondition = if_match(headers)?;
+    if dry_run {
+        return dry_run_change(state, key, &change, precondition.version());
+    }
     let action = change.action();
     let kill = match &change {
         FlagChange::Kill {
@@ -678,6 +692,7 @@ pub async fn archive_flag(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<String>,
+    Query(q): Query<DryRunQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -689,6 +704,7 @@ pub async fn archive_flag(
         &key,
         FlagChange::Archive(true),
         reason,
+        q.dry_run,
     )
     .await
 }
@@ -698,6 +714,7 @@ pub async fn unarchive_flag(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<String>,
+    Query(q): Query<DryRunQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -709,6 +726,7 @@ pub async fn unarchive_flag(
         &key,
         FlagChange::Archive(false),
         reason,
+        q.dry_run,
     )
     .await
 }
@@ -782,7 +800,51 @@ fn rules(environment: Option<String>, body: &[u8]) -> ApiResult<(FlagChange, Opt
     Ok((FlagChange::Rules { environment, rules }, reason))
 }
 
+/// `?dryRun=true` on a flag change: only what it would change.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunQuery {
+    /// Change nothing; answer what the change would change, field by field.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What `change` would change (the same preparation as the change itself), written nowhere.
+fn dry_run_change(
+    state: &AppState,
+    key: &str,
+    change: &FlagChange,
+    if_match: Option<i64>,
+) -> ApiResult<Response> {
+    let snap = state.control.snapshot();
+    let current = snap.flag_or_hint(key)?.meta.version;
+    if let Some(expected) = if_match.filter(|v| *v != current) {
+        return Err(ApiError::from(ControlError::Stale {
+            what: format!("flag `{key}`"),
+            expected,
+            current,
+        }));
+    }
+    let preview = state
+        .control
+        .preview_change(key, change)
+        .map_err(|e| about_flag(key, e))?;
+    let changes = preview
+        .map(|(before, after)| {
+            let v = |d| serde_json::to_value(d).unwrap_or(Value::Null);
+            switchyard_api_types::changes::field_changes(&v(&before), &v(&after))
+        })
+        .unwrap_or_default();
+    Ok(Json(switchyard_api_types::changes::ChangePreview {
+        flag: key.to_owned(),
+        version: current,
+        changes,
+    })
+    .into_response())
+}
+
 /// Parses a body with `parse` and applies the change.
+#[allow(clippy::too_many_arguments)]
 async fn parse_and_change(
     state: &AppState,
     caller: &Caller,
@@ -791,9 +853,10 @@ async fn parse_and_change(
     environment: Option<String>,
     body: &[u8],
     parse: ParseChange,
+    dry_run: bool,
 ) -> ApiResult<Response> {
     let (c, reason) = parse(environment, body)?;
-    change(state, caller, headers, key, c, reason).await
+    change(state, caller, headers, key, c, reason, dry_run).await
 }
 
 /// Defines the top-level and the per-environment handler of one flag operation: the same
@@ -805,10 +868,14 @@ macro_rules! top_and_env {
             State(state): State<AppState>,
             caller: Caller,
             Path(key): Path<String>,
+            Query(q): Query<DryRunQuery>,
             headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            parse_and_change(&state, &caller, &headers, &key, None, &body, $parse).await
+            parse_and_change(
+                &state, &caller, &headers, &key, None, &body, $parse, q.dry_run,
+            )
+            .await
         }
 
         #[doc = $env_doc]
@@ -816,10 +883,21 @@ macro_rules! top_and_env {
             State(state): State<AppState>,
             caller: Caller,
             Path((key, env)): Path<(String, String)>,
+            Query(q): Query<DryRunQuery>,
             headers: HeaderMap,
             body: Bytes,
         ) -> ApiResult<Response> {
-            parse_and_change(&state, &caller, &headers, &key, Some(env), &body, $parse).await
+            parse_and_change(
+                &state,
+                &caller,
+                &headers,
+                &key,
+                Some(env),
+                &body,
+                $parse,
+                q.dry_run,
+            )
+            .await
         }
     };
 }
@@ -910,6 +988,7 @@ async fn tenant(
     (key, environment, tenant): (String, Option<String>, String),
     body: Bytes,
     set: bool,
+    dry_run: bool,
 ) -> ApiResult<Response> {
     let (c, reason) = if set {
         tenant_change(environment, tenant, Some(&body))?
@@ -917,7 +996,7 @@ async fn tenant(
         let (c, _) = tenant_change(environment, tenant, None)?;
         (c, optional_reason(&body)?)
     };
-    change(&state, &caller, &headers, &key, c, reason).await
+    change(&state, &caller, &headers, &key, c, reason, dry_run).await
 }
 
 /// `PUT /api/v1/flags/{key}/tenants/{tenant}`: on, off or a variant for one tenant.
@@ -925,10 +1004,20 @@ pub async fn set_tenant_top(
     State(state): State<AppState>,
     caller: Caller,
     Path((key, id)): Path<(String, String)>,
+    Query(q): Query<DryRunQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    tenant(state, caller, headers, (key, None, id), body, true).await
+    tenant(
+        state,
+        caller,
+        headers,
+        (key, None, id),
+        body,
+        true,
+        q.dry_run,
+    )
+    .await
 }
 
 /// `DELETE /api/v1/flags/{key}/tenants/{tenant}`: the tenant gets what everyone gets.
@@ -936,10 +1025,20 @@ pub async fn clear_tenant_top(
     State(state): State<AppState>,
     caller: Caller,
     Path((key, id)): Path<(String, String)>,
+    Query(q): Query<DryRunQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    tenant(state, caller, headers, (key, None, id), body, false).await
+    tenant(
+        state,
+        caller,
+        headers,
+        (key, None, id),
+        body,
+        false,
+        q.dry_run,
+    )
+    .await
 }
 
 /// `PUT /api/v1/flags/{key}/environments/{env}/tenants/{tenant}`.
@@ -947,10 +1046,20 @@ pub async fn set_tenant_env(
     State(state): State<AppState>,
     caller: Caller,
     Path((key, env, id)): Path<(String, String, String)>,
+    Query(q): Query<DryRunQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    tenant(state, caller, headers, (key, Some(env), id), body, true).await
+    tenant(
+        state,
+        caller,
+        headers,
+        (key, Some(env), id),
+        body,
+        true,
+        q.dry_run,
+    )
+    .await
 }
 
 /// `DELETE /api/v1/flags/{key}/environments/{env}/tenants/{tenant}`.
@@ -958,10 +1067,20 @@ pub async fn clear_tenant_env(
     State(state): State<AppState>,
     caller: Caller,
     Path((key, env, id)): Path<(String, String, String)>,
+    Query(q): Query<DryRunQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    tenant(state, caller, headers, (key, Some(env), id), body, false).await
+    tenant(
+        state,
+        caller,
+        headers,
+        (key, Some(env), id),
+        body,
+        false,
+        q.dry_run,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -78,6 +78,64 @@ pub fn presented(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The web UI's session cookie (HttpOnly, SameSite=Strict; see `crate::ui`).
+pub const SESSION_COOKIE: &str = "sy_session";
+/// The header carrying a session's anti-forgery token on every state-changing request.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
+        })
+}
+
+/// The principal behind a session cookie, for a route needing `needed`. A state-changing
+/// request must carry the session's anti-forgery token and must not come from another site
+/// (the cookie is `SameSite=Strict` too; this is the second lock).
+pub async fn session_principal(
+    state: &AppState,
+    cookie: &str,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Arc<Principal>, Response> {
+    let session = state
+        .control
+        .session(cookie, state.settings.sessions, crate::now_millis())
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(|| Denied::SessionEnded.into_admin_error())?;
+    if !method.is_safe() {
+        let sent = headers
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site");
+        let matches: bool = subtle::ConstantTimeEq::ct_eq(sent, session.csrf.as_bytes()).into();
+        if !matches || cross_site {
+            return Err(Denied::Forgery.into_admin_error());
+        }
+    }
+    let principal = session.principal;
+    if !principal.role.satisfies(needed) {
+        return Err(Denied::Role {
+            has: principal.role,
+            needs: needed,
+        }
+        .into_admin_error());
+    }
+    Ok(principal)
+}
+
 /// Why a caller was turned away before the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
@@ -92,6 +150,11 @@ pub enum Denied {
         /// The role the route needs.
         needs: Role,
     },
+    /// A web UI session cookie that names no live session.
+    SessionEnded,
+    /// A state-changing request with a session cookie but without its anti-forgery token
+    /// (or from another site).
+    Forgery,
     /// An SDK key that has used its request budget.
     RateLimited {
         /// Seconds until it may retry.
@@ -103,8 +166,8 @@ impl Denied {
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         match self {
-            Denied::Missing | Denied::Invalid => StatusCode::UNAUTHORIZED,
-            Denied::Role { .. } => StatusCode::FORBIDDEN,
+            Denied::Missing | Denied::Invalid | Denied::SessionEnded => StatusCode::UNAUTHORIZED,
+            Denied::Role { .. } | Denied::Forgery => StatusCode::FORBIDDEN,
             Denied::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -116,6 +179,8 @@ impl Denied {
                 "missing token: send `Authorization: Bearer <token>` or `X-API-Key: <token>`".into()
             }
             Denied::Invalid => "invalid or revoked token".into(),
+            Denied::SessionEnded => "your session has ended (signed out, unused too long, or its token was revoked); sign in again".into(),
+            Denied::Forgery => format!("a change made with a session cookie needs the session's {CSRF_HEADER} header and must come from this site"),
             Denied::Role {
                 has: Role::Sdk,
                 needs,
@@ -139,8 +204,8 @@ impl Denied {
 
     fn into_admin_error(self) -> Response {
         let code = match self {
-            Denied::Missing | Denied::Invalid => ErrorCode::Unauthorized,
-            Denied::Role { .. } => ErrorCode::Forbidden,
+            Denied::Missing | Denied::Invalid | Denied::SessionEnded => ErrorCode::Unauthorized,
+            Denied::Role { .. } | Denied::Forgery => ErrorCode::Forbidden,
             Denied::RateLimited { .. } => ErrorCode::RateLimited,
         };
         ApiError::new(code, self.message()).into_response()
@@ -227,6 +292,26 @@ pub async fn guard(state: AppState, access: Access, mut request: Request, next: 
             };
         }
     };
+    if needed != Role::Sdk && presented(request.headers()).is_none() {
+        if let Some(cookie) = session_cookie(request.headers()) {
+            let cookie = cookie.to_owned();
+            return match session_principal(
+                &state,
+                &cookie,
+                request.method(),
+                request.headers(),
+                needed,
+            )
+            .await
+            {
+                Ok(principal) => {
+                    request.extensions_mut().insert(Caller(principal));
+                    next.run(request).await
+                }
+                Err(refusal) => refusal,
+            };
+        }
+    }
     match authenticate(&state, request.headers(), needed) {
         Ok(principal) => {
             request.extensions_mut().insert(Caller(principal));

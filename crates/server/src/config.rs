@@ -38,6 +38,8 @@
 //! | `experiments.check_interval_secs` | `SWITCHYARD_EXPERIMENT_CHECK_SECS` | | `60` |
 //! | `rollouts.check_interval_ms` | `SWITCHYARD_ROLLOUT_CHECK_MS` | | `10000` (rollout gates and guards) |
 //! | `hygiene.evaluation_flush_ms` | `SWITCHYARD_EVALUATION_FLUSH_MS` | | `60000` (last-evaluated times to the store) |
+//! | `ui.session_idle_minutes` | `SWITCHYARD_UI_SESSION_IDLE_MINUTES` | | `30` (web UI sign-in) |
+//! | `ui.session_max_hours` | | | `12` (then sign in again) |
 //! | `rollouts.probe_timeout_ms` | | | `5000` (a Prometheus query or health check) |
 //! | `webhooks.retry_base_ms` | `SWITCHYARD_WEBHOOK_RETRY_BASE_MS` | | `1000` |
 //! | `webhooks.max_attempts` | `SWITCHYARD_WEBHOOK_MAX_ATTEMPTS` | | `8` |
@@ -95,6 +97,19 @@ pub struct ServerConfig {
     /// `[hygiene]`.
     #[serde(default)]
     pub hygiene: HygieneConfig,
+    /// `[ui]`.
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+/// `[ui]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Minutes a web UI session may go unused before it ends.
+    pub session_idle_minutes: Option<u64>,
+    /// Hours after sign-in a web UI session ends, used or not.
+    pub session_max_hours: Option<u64>,
 }
 
 /// `[hygiene]`.
@@ -295,6 +310,8 @@ pub struct Settings {
     pub probe_timeout_ms: u64,
     /// Milliseconds between copies of last-evaluated times into the store.
     pub evaluation_flush_ms: u64,
+    /// How long web UI sessions last.
+    pub sessions: switchyard_control::SessionLimits,
 }
 
 /// A configuration problem, naming the setting and where it came from.
@@ -786,7 +803,15 @@ impl Settings {
             file.hygiene.evaluation_flush_ms,
         )?
         .unwrap_or(60_000);
+        let session_idle_minutes = number(
+            "SWITCHYARD_UI_SESSION_IDLE_MINUTES",
+            file.ui.session_idle_minutes,
+        )?
+        .unwrap_or(30);
+        let session_max_hours = file.ui.session_max_hours.unwrap_or(12);
         for (setting, value, range) in [
+            ("ui session idle minutes", session_idle_minutes, 1..=10_080),
+            ("ui session max hours", session_max_hours, 1..=720),
             ("webhook retry base", webhook_retry_base_ms, 1..=3_600_000),
             ("webhook max attempts", webhook_max_attempts, 1..=100),
             ("rollout check interval", rollout_check_ms, 100..=3_600_000),
@@ -809,6 +834,10 @@ impl Settings {
 
         Ok(Settings {
             evaluation_flush_ms,
+            sessions: switchyard_control::SessionLimits {
+                idle_ms: session_idle_minutes as i64 * 60_000,
+                absolute_ms: session_max_hours as i64 * 3_600_000,
+            },
             rollout_check_ms,
             probe_timeout_ms,
             webhook_retry_base_ms,

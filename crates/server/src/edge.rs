@@ -87,6 +87,10 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
     }
+    // The web UI's pages (a failed sign-in is a page saying why) stay pages.
+    if uri.path().starts_with("/ui/") && is_html(&response) {
+        return response;
+    }
     let (parts, body) = response.into_parts();
     let text = to_bytes(body, MESSAGE_BYTES)
         .await
@@ -112,6 +116,14 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     fixed
+}
+
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 fn is_json(response: &Response) -> bool {

@@ -30,12 +30,14 @@ pub mod listen;
 pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
+pub mod preview;
 pub mod recorder;
 pub mod requests;
 pub mod rollouts;
 pub mod schedules;
 pub mod state;
 pub mod stream;
+pub mod ui;
 pub mod webhooks;
 
 use std::time::{Duration, Instant};
@@ -160,6 +162,8 @@ routes! {
     get "/api/v1/flags" => admin::list_flags, VIEWER, "List flags; filter by tag, environment, state.";
     post "/api/v1/flags" => admin::create_flag, EDITOR, "Create a flag.";
     get "/api/v1/flags/{key}" => admin::get_flag, VIEWER, "Get a flag (ETag is its version).";
+    post "/api/v1/flags/{key}/check" => preview::check_flag, VIEWER, "Check a proposed definition (JSON as PUT takes it, or YAML text with line numbers in its errors) as saving would, and list what saving it would change; nothing is written.";
+    post "/api/v1/flags/{key}/preview" => preview::preview_flag, VIEWER, "Count how a list of units (ids, at most 100 000) would be served in an environment, by variant: with the served definition or a proposed one.";
     put "/api/v1/flags/{key}" => admin::replace_flag, EDITOR, "Replace a flag's definition (If-Match required; * or ?force=true to override).";
     delete "/api/v1/flags/{key}" => admin::delete_flag, EDITOR, "Delete a flag (If-Match optional).";
     post "/api/v1/flags/{key}/archive" => admin::archive_flag, EDITOR, "Archive a flag (kept, not served).";
@@ -225,6 +229,8 @@ routes! {
     post "/api/v1/guards" => rollouts::create_guard, EDITOR, "Set up a guard: the flag's kill switch turns on when an error rate or a Prometheus query is above a limit.";
     delete "/api/v1/guards/{id}" => rollouts::delete_guard, EDITOR, "Remove a guard (the flag stays as it is).";
     delete "/api/v1/units/{unit}/events" => experiments::erase_unit, ADMIN, "Erase every exposure and metric event of one unit in an environment (privacy).";
+    get "/api/v1/session" => ui::whoami, VIEWER, "Who is calling: the token's id, name and role, and whether through a web UI session.";
+    get "/api/v1/changes" => ui::changes, VIEWER, "Server-sent events: a `change` event (revision, ruleset revision) whenever anything stored changes on any replica; what the web UI redraws on.";
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
     get "/api/v1/export" => admin::export, VIEWER, "Export every flag and segment as a flag file.";
@@ -254,6 +260,7 @@ pub fn app(state: AppState) -> Router {
     };
     let request_timeout = state.settings.limits.request_timeout;
     table_router(&state)
+        .merge(ui::router())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)
         // A body trickled in slower than this is cut off (408). Handlers' own waits are
@@ -585,6 +592,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         std::time::Duration::from_millis(state.settings.evaluation_flush_ms),
         stop_rx.clone(),
     ));
+    let sweeper = tokio::spawn(ui::sweep(state.clone(), stop_rx.clone()));
     let hub = tokio::spawn(std::sync::Arc::clone(&state.streams).run(
         control.clone(),
         state.metrics.clone(),
@@ -621,6 +629,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let _ = gatekeeper.await;
     let _ = recorder.await;
     let _ = hub.await;
+    let _ = sweeper.await;
     if let Err(err) = control.write_snapshot_file() {
         tracing::warn!(error = %err, "snapshot file not written at shutdown");
     }

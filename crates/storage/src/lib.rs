@@ -74,6 +74,7 @@ mod model;
 mod notify;
 mod outbox;
 mod schedules;
+mod sessions;
 mod store;
 mod tx;
 mod url;
@@ -94,6 +95,7 @@ pub use model::{
 pub use notify::ListenerState;
 pub use outbox::{Attempt, Delivery};
 pub use schedules::ScheduleRecord;
+pub use sessions::SessionRecord;
 pub use store::{Backend, Store, StoreOptions};
 pub use tx::{Committed, WriteTx, FEED_RETENTION};
 pub use url::redact as redact_url;

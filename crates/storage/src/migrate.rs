@@ -58,6 +58,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "rollouts",
         sql: include_str!("../migrations/sqlite/0006_rollouts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "sessions",
+        sql: include_str!("../migrations/sqlite/0007_sessions.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first; the same versions as [`SQLITE`].
@@ -91,6 +96,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 6,
         name: "rollouts",
         sql: include_str!("../migrations/postgres/0006_rollouts.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "sessions",
+        sql: include_str!("../migrations/postgres/0007_sessions.sql"),
     },
 ];
 

@@ -10,6 +10,7 @@ mod rollouts;
 mod schedules;
 mod serve;
 mod stats;
+mod ui;
 mod webhooks;
 
 use std::path::{Path, PathBuf};

@@ -102,7 +102,7 @@ pub(crate) fn root() -> PathBuf {
 }
 
 /// Runs a client suite against `server`, failing with its output unless it passed.
-fn run_suite(
+pub(crate) fn run_suite(
     what: &str,
     mut cmd: Command,
     tests_ran: fn(&str) -> u32,
@@ -132,7 +132,7 @@ fn run_suite(
 }
 
 /// The test count of node's spec reporter (`ℹ tests 32`) or TAP reporter (`# tests 32`).
-fn node_tests_ran(stdout: &str) -> u32 {
+pub(crate) fn node_tests_ran(stdout: &str) -> u32 {
     stdout
         .lines()
         .filter_map(|line| {
@@ -235,12 +235,17 @@ impl Server {
 
     /// Creates an SDK key of the `production` environment through the admin API.
     pub(crate) fn create_sdk_key(&self, name: &str) -> String {
+        self.create_token(name, "sdk", Some("production"))
+    }
+
+    /// Creates a token of `role` (an SDK key of `environment`) through the admin API.
+    pub(crate) fn create_token(&self, name: &str, role: &str, environment: Option<&str>) -> String {
         // No proxy from the environment: the server is on loopback.
         let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
         let mut response = agent
             .post(format!("{}/api/v1/tokens", self.url))
             .header("Authorization", format!("Bearer {}", self.admin_token))
-            .send_json(json!({"name": name, "role": "sdk", "environment": "production"}))
+            .send_json(json!({"name": name, "role": role, "environment": environment}))
             .unwrap_or_else(|e| panic!("POST /api/v1/tokens: {e}\n{}", self.log_tail()));
         assert_eq!(response.status().as_u16(), 201, "POST /api/v1/tokens");
         let body: Value = response
@@ -272,11 +277,11 @@ impl Drop for Server {
 // Client dependencies
 
 /// `npm ci` in `dir` unless `node_modules` was installed from the current `package-lock.json`.
-fn ensure_node_deps(dir: &Path) {
+pub(crate) fn ensure_node_deps(dir: &Path) {
     let node = tool_version(
         "node",
         &["--version"],
-        "Node.js 20 or newer (with npm) is needed by the OpenFeature JS client tests",
+        "Node.js 20 or newer (with npm) is needed by the OpenFeature JS client and browser tests",
     );
     let major: u32 = node
         .trim()
@@ -287,16 +292,16 @@ fn ensure_node_deps(dir: &Path) {
         .unwrap_or(0);
     assert!(
         major >= 20,
-        "the OpenFeature JS client tests need Node.js 20 or newer; `node --version` says {node}"
+        "the OpenFeature JS client and browser tests need Node.js 20 or newer; `node --version` says {node}"
     );
     tool_version(
         npm(),
         &["--version"],
-        "npm (part of Node.js) is needed to install the OpenFeature JS clients",
+        "npm (part of Node.js) is needed to install the test clients",
     );
 
-    let lock =
-        fs::read(dir.join("package-lock.json")).expect("tests/protocol/node/package-lock.json");
+    let lock = fs::read(dir.join("package-lock.json"))
+        .unwrap_or_else(|e| panic!("{}/package-lock.json: {e}", dir.display()));
     let stamp_path = dir.join("node_modules/.switchyard-protocol-stamp");
     let stamp = format!("{:016x} node {}", fnv1a(&lock), node.trim());
 

@@ -50,6 +50,7 @@ pub(crate) fn settings(dir: &Path) -> Settings {
         rollout_check_ms: 10_000,
         probe_timeout_ms: 5_000,
         evaluation_flush_ms: 60_000,
+        sessions: Default::default(),
         webhook_retry_base_ms: 1000,
         webhook_max_attempts: 8,
     }

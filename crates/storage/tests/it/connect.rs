@@ -120,5 +120,5 @@ async fn a_version_1_database_upgrades_to_the_change_feed() {
         .await
         .expect("count");
     // Every migration since, the event tables' included.
-    assert_eq!(row.get::<i64, _>("n"), 6);
+    assert_eq!(row.get::<i64, _>("n"), 7);
 }

@@ -56,6 +56,7 @@ storage_suite!(
     token_audit_never_contains_the_secret_hash,
     revision_counts_writes_not_reads,
     meta_get_set,
+    sessions_are_shared_touched_and_expire,
     concurrent_writers_exactly_one_wins,
     awkward_strings_survive,
     audit_log_is_append_only,

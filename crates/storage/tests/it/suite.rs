@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sqlx::{Executor, Row};
 use switchyard_storage::{
     Appended, AuditEntry, AuditInfo, AuditQuery, Backend, Expect, ExposureRow, FeedKind, FeedOp,
-    ItemKind, ListenerState, MetricRow, NewToken, Role, Store, StoreError, Write,
+    ItemKind, ListenerState, MetricRow, NewToken, Role, SessionRecord, Store, StoreError, Write,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -1085,6 +1085,62 @@ pub async fn meta_get_set(ctx: Ctx) {
         Some("")
     );
     assert!(whole_log(store).await.is_empty(), "meta is not audited");
+}
+
+pub async fn sessions_are_shared_touched_and_expire(ctx: Ctx) {
+    let store = &ctx.store;
+    let revision = store.revision().await.expect("revision");
+    let record = SessionRecord {
+        token_id: "tok1".into(),
+        csrf: "c".repeat(43),
+        created_at_ms: 1_000,
+        last_seen_ms: 1_000,
+    };
+    store.create_session("h1", &record).await.expect("create");
+    store
+        .create_session("h1", &record)
+        .await
+        .expect_err("one session per id");
+    // Another connection (another replica) sees it.
+    let other = ctx.reconnect().await;
+    assert_eq!(
+        other.session("h1").await.expect("read"),
+        Some(record.clone())
+    );
+    assert_eq!(store.session("h2").await.expect("read"), None);
+    store.touch_session("h1", 5_000).await.expect("touch");
+    assert_eq!(
+        other
+            .session("h1")
+            .await
+            .expect("read")
+            .map(|r| r.last_seen_ms),
+        Some(5_000)
+    );
+    store
+        .create_session(
+            "h2",
+            &SessionRecord {
+                last_seen_ms: 2_000,
+                ..record.clone()
+            },
+        )
+        .await
+        .expect("create");
+    assert_eq!(store.delete_idle_sessions(3_000).await.expect("purge"), 1);
+    assert!(store.session("h2").await.expect("read").is_none());
+    assert!(other.delete_session("h1").await.expect("delete"));
+    assert!(!store.delete_session("h1").await.expect("delete"));
+    assert!(store.session("h1").await.expect("read").is_none());
+    assert_eq!(
+        store.revision().await.expect("revision"),
+        revision,
+        "sessions are not a revision"
+    );
+    assert!(
+        whole_log(store).await.is_empty(),
+        "sessions are not audited"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
