@@ -275,7 +275,7 @@ test('experiments: start one from the UI, then read its results with the chart',
     variants[`unit-${i}`] = (await res.json()).variant;
   }
   const events = Object.entries(variants).filter(([, v], i) => i % (v === 'on' ? 3 : 5) === 0)
-    .map(([unit], i) => ({ type: 'metric', id: `ui-${i}`, event: 'checkout', unit, timestampMs: Date.now() + 1000 }));
+    .map(([unit], i) => ({ type: 'metric', id: `ui-${i}`, event: 'checkout', unit, timestampMs: Date.now() }));
   await new Promise((r) => setTimeout(r, 500));
   const sent = await fetch(`${URL_}/sdk/v1/events`, { method: 'POST', headers: { Authorization: `Bearer ${SDK}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ events }) });
   assert.equal(sent.status, 200);

@@ -518,7 +518,7 @@ async fn change(
 ) -> ApiResult<Response> {
     let precondition = if_match(headers)?;
     if dry_run {
-        return dry_run_change(state, key, &change, precondition.version());
+        return dry_run_change(state, key, &change, precondition.version()).await;
     }
     let action = change.action();
     let kill = match &change {
@@ -809,8 +809,9 @@ pub struct DryRunQuery {
     dry_run: bool,
 }
 
-/// What `change` would change (the same preparation as the change itself), written nowhere.
-fn dry_run_change(
+/// What `change` would change (the same preparation as the change itself, validated as
+/// saving it would be), written nowhere.
+async fn dry_run_change(
     state: &AppState,
     key: &str,
     change: &FlagChange,
@@ -829,12 +830,19 @@ fn dry_run_change(
         .control
         .preview_change(key, change)
         .map_err(|e| about_flag(key, e))?;
-    let changes = preview
-        .map(|(before, after)| {
+    let changes = match preview {
+        None => Vec::new(),
+        Some((before, after)) => {
             let v = |d| serde_json::to_value(d).unwrap_or(Value::Null);
-            switchyard_api_types::changes::field_changes(&v(&before), &v(&after))
-        })
-        .unwrap_or_default();
+            let changes = switchyard_api_types::changes::field_changes(&v(&before), &v(&after));
+            state
+                .control
+                .check_flag(after)
+                .await
+                .map_err(|e| about_flag(key, e))?;
+            changes
+        }
+    };
     Ok(Json(switchyard_api_types::changes::ChangePreview {
         flag: key.to_owned(),
         version: current,
@@ -1525,23 +1533,58 @@ pub async fn import(
     Ok(Json(import_result(written.value)))
 }
 
-/// `POST /api/v1/seed`: creates the example flags that do not exist yet.
+/// `POST /api/v1/seed` ("Initialize flags"): creates the flags and segments that do not
+/// exist yet, from the files the server is configured to import (`import`, `--import`) when
+/// there are some, else from the examples. Nothing that exists is changed.
 pub async fn seed(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> ApiResult<Json<ImportResult>> {
-    let written = state
-        .control
-        .import(
-            EXAMPLE_FLAGS,
+    let mut sources = Vec::new();
+    for path in &state.settings.import {
+        let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+            ApiError::bad_request(format!(
+                "the configured flag file {} cannot be read: {e}",
+                path.display()
+            ))
+        })?;
+        let format = Format::from_path(path).unwrap_or(Format::Yaml);
+        sources.push((text, format, path.display().to_string()));
+    }
+    if sources.is_empty() {
+        sources.push((
+            EXAMPLE_FLAGS.to_owned(),
             Format::Yaml,
-            "examples/flags.yaml",
-            ImportMode::MissingOnly,
-            &caller.actor(),
-            None,
-        )
-        .await?;
-    Ok(Json(import_result(written.value)))
+            "examples/flags.yaml".to_owned(),
+        ));
+    }
+    let mut result = ImportResult {
+        created: Vec::new(),
+        updated: Vec::new(),
+        unchanged: Vec::new(),
+        drifted: Vec::new(),
+        segments: Vec::new(),
+    };
+    for (text, format, name) in sources {
+        let written = state
+            .control
+            .import(
+                &text,
+                format,
+                &name,
+                ImportMode::MissingOnly,
+                &caller.actor(),
+                None,
+            )
+            .await?;
+        let one = import_result(written.value);
+        result.created.extend(one.created);
+        result.updated.extend(one.updated);
+        result.unchanged.extend(one.unchanged);
+        result.drifted.extend(one.drifted);
+        result.segments.extend(one.segments);
+    }
+    Ok(Json(result))
 }
 
 /// `GET /api/v1/export?format=json|yaml`: every flag and segment as a flag file (from the

@@ -234,7 +234,7 @@ routes! {
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
     get "/api/v1/export" => admin::export, VIEWER, "Export every flag and segment as a flag file.";
-    post "/api/v1/seed" => admin::seed, EDITOR, "Create the example flags that do not exist yet.";
+    post "/api/v1/seed" => admin::seed, EDITOR, "Initialize flags: create the flags and segments that do not exist yet, from the configured import files when there are some, else the examples.";
 }
 
 /// The whole application, ready to serve or to test with `oneshot`.

@@ -41,6 +41,8 @@ enum Body {
     SegmentWrite,
     /// A flag file, JSON or YAML.
     FlagFile,
+    /// One flag's proposed definition: as a flag write takes it (JSON), or YAML text.
+    FlagDraft,
 }
 
 /// What an operation answers when it succeeds.
@@ -118,10 +120,10 @@ impl Io {
     }
     /// A partial flag change: a small body, the flag back, `If-Match` optional.
     const fn flag_change(body: Body) -> Io {
-        let mut io = Io::write(200, body, Answer::Json(schema::<wire::FlagResource>));
+        let mut io = Io::write(200, body, Answer::Json(flag_or_preview));
         io.if_match = true;
         io.accepted = true;
-        io
+        io.query(schema::<crate::admin::DryRunQuery>)
     }
     const fn query(mut self, query: SchemaFn) -> Io {
         self.query = Some(query);
@@ -388,10 +390,32 @@ fn io(method: &str, path: &str) -> Option<Io> {
             errors: &[400],
             ..Io::new(200, Answer::FlagFile).query(schema::<FormatQuery>)
         },
+        ("POST", "/api/v1/flags/{key}/check") => Io {
+            body: Body::FlagDraft,
+            errors: &[400, 422],
+            ..Io::new(200, Answer::Json(schema::<changes::FlagCheckResult>))
+        },
+        ("POST", "/api/v1/flags/{key}/preview") => Io {
+            body: Body::Json(schema::<changes::PreviewRequest>),
+            errors: &[400, 404, 422],
+            ..Io::new(200, Answer::Json(schema::<changes::PreviewResult>))
+        },
+        ("GET", "/api/v1/session") => Io::read(schema::<wire::Whoami>),
+        ("GET", "/api/v1/changes") => Io::new(200, Answer::EventStream),
         ("POST", "/api/v1/seed") => {
             Io::write(200, Body::None, Answer::Json(schema::<wire::ImportResult>))
         }
         _ => return None,
+    })
+}
+
+/// A partial flag change's answer: the flag, or with `?dryRun=true` what it would change.
+fn flag_or_preview(g: &mut SchemaGenerator) -> Schema {
+    let flag = g.subschema_for::<wire::FlagResource>();
+    let preview = g.subschema_for::<changes::ChangePreview>();
+    schemars::json_schema!({
+        "description": "The flag after the change; with `dryRun=true`, what the change would change (nothing is written).",
+        "anyOf": [flag, preview]
     })
 }
 
@@ -473,6 +497,21 @@ fn request_body(body: Body, g: &mut SchemaGenerator) -> Option<Value> {
             ),
             true,
         ),
+        Body::FlagDraft => {
+            let json_write = write_schema(
+                g.subschema_for::<FlagDef>(),
+                g.subschema_for::<wire::FlagResource>(),
+                "flag",
+            );
+            json!({
+                "required": true,
+                "description": "The proposed definition: JSON as PUT /api/v1/flags/{key} takes it, or the flag's YAML (Content-Type: application/yaml; errors then name their line).",
+                "content": {
+                    "application/json": {"schema": json_write},
+                    "application/yaml": {"schema": g.subschema_for::<FlagDef>()}
+                }
+            })
+        }
         Body::FlagFile => {
             let document = g.subschema_for::<Document>();
             json!({
@@ -504,7 +543,17 @@ fn answer_content(answer: Answer, g: &mut SchemaGenerator) -> Option<Value> {
     Some(match answer {
         Answer::Json(s) => json!({"application/json": {"schema": s(g)}}),
         Answer::Text => json!({"text/plain": {"schema": {"type": "string"}}}),
-        Answer::EventStream => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+        Answer::EventStream => json!({"text/event-stream": {"schema": {
+            "type": "object",
+            "description": "Each server-sent event: its `event` name, its `data` (JSON text) and, where the stream resumes, its `id`. Heartbeats are comments, not events.",
+            "properties": {
+                "event": {"type": "string"},
+                "data": {"type": "string"},
+                "id": {"type": "string"},
+                "retry": {"type": "integer"}
+            },
+            "required": ["data"]
+        }}}),
         Answer::FlagFile => {
             let document = g.subschema_for::<Document>();
             json!({

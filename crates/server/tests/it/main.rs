@@ -6,6 +6,7 @@ mod events;
 mod gitops;
 mod ofrep;
 mod rollouts;
+mod ui;
 
 use std::path::Path;
 

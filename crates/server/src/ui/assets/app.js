@@ -82,7 +82,7 @@ function toast(message, kind = 'ok') {
 /// A server error as a sentence, with each problem's place (field, line).
 function errorHtml(err) {
   if (!(err instanceof ApiError)) return h`<p class="error" role="alert">${String(err && err.message || err)}</p>`;
-  if (err.status === 409 && err.code !== 'already_exists') {
+  if (err.status === 409 && err.code === 'conflict' && /changed since you read it/.test(err.message)) {
     return h`<div class="error" role="alert"><strong>Someone else changed this since you opened it.</strong>
       <p>${err.message}</p><p>Nothing was saved. <button type="button" class="link" data-action="reload">Reload</button> to see their change, then make yours again.</p></div>`;
   }
@@ -328,7 +328,7 @@ route(/^\/ui\/flags\/new$/, async () => {
       <label>Name<input name="name" placeholder="What people call it"></label>
       <label>Description<textarea name="description" rows="2"></textarea></label>
       <label>Type<select name="type"><option value="boolean">boolean (on / off)</option><option value="string">string variants</option><option value="number">number variants</option><option value="object">JSON variants</option></select></label>
-      <label>Variants (for non-boolean flags: one per line, <code>key: value</code>)<textarea name="variants" rows="3" placeholder="control: blue&#10;treatment: green"></textarea></label>
+      <label>Variants (for non-boolean flags: one per line, <code>key: value</code>; the first is the default, served when the flag is off)<textarea name="variants" rows="3" placeholder="control: blue&#10;treatment: green"></textarea></label>
       <label>Owner<input name="owner" placeholder="team-checkout"></label>
       <label>Tags (comma-separated)<input name="tags"></label>
       <fieldset><legend>Start</legend>${envs.map((e) => h`<label class="check"><input type="checkbox" name="on-${e}"> on in ${e}</label>`)}<p class="muted small">Unticked environments start off.</p></fieldset>
@@ -350,7 +350,9 @@ route(/^\/ui\/flags\/new$/, async () => {
         if (i < 1) { showError(new Error(`variant line "${line}" is not key: value`)); return; }
         variants[line.slice(0, i).trim()] = parseValue(line.slice(i + 1).trim());
       }
+      if (!Object.keys(variants).length) { showError(new Error('a non-boolean flag needs at least one variant (key: value)')); return; }
       def.variants = variants;
+      def.defaultVariant = Object.keys(variants)[0];
     }
     def.environments = {};
     for (const env of envs) if (f.get(`on-${env}`)) def.environments[env] = { enabled: true };
@@ -1083,10 +1085,18 @@ route(/^\/ui\/settings$/, async () => {
       ${envs.map((e) => h`<tr><td>${e.name}</td><td class="small">${when(e.createdAt)}</td><td><label class="check"><input type="checkbox" data-approval="${e.name}"${e.requireApproval ? raw(' checked') : ''}${IS_ADMIN ? '' : raw(' disabled')}> need someone else's approval</label></td></tr>`)}</tbody></table>
       ${IS_ADMIN ? h`<h2>Tokens</h2><table><thead><tr><th>Name</th><th>Role</th><th>Environment</th><th>Created</th><th></th></tr></thead><tbody>${tokens.tokens.filter((t) => !t.revokedAt).map((t) => h`<tr><td>${t.name}</td><td><span class="badge role-${t.role}">${t.role}</span></td><td>${t.environment || ''}</td><td class="small">${when(t.createdAt)}</td><td><button type="button" class="link" data-revoke="${t.id}">revoke</button></td></tr>`)}</tbody></table>
         <form class="row" id="token-new"><input name="name" placeholder="token name" required aria-label="Token name"><select name="role" aria-label="Role"><option>viewer</option><option>editor</option><option>admin</option><option>sdk</option></select><select name="environment" aria-label="Environment (SDK keys)"><option value="">(any)</option>${envs.map((e) => h`<option>${e.name}</option>`)}</select><button type="submit">Create token</button></form><div id="new-secret"></div>
-        <h2>Webhooks</h2><table><thead><tr><th>Id</th><th>URL</th><th>Events</th></tr></thead><tbody>${hooks.webhooks.map((w) => h`<tr><td><code>${w.id}</code></td><td>${w.url}</td><td>${(w.events || []).join(', ')}</td></tr>`)}</tbody></table>
+        <h2>Webhooks</h2><table><thead><tr><th>Id</th><th>URL</th><th>Events</th><th></th></tr></thead><tbody>${hooks.webhooks.map((w) => h`<tr><td><code>${w.id}</code></td><td>${w.url}</td><td>${(w.events || []).join(', ')}</td><td><button type="button" class="link" data-del-hook="${w.id}">delete</button></td></tr>`)}</tbody></table>
         <p class="muted small">Create webhooks with <code>switchyard webhooks create</code> (docs/webhooks.md).</p>` : h`<p class="muted">Tokens and webhooks are for admins.</p>`}`);
     for (const box of main.querySelectorAll('[data-approval]')) box.addEventListener('change', async () => {
-      try { await api('PUT', `/api/v1/environments/${enc(box.dataset.approval)}`, { requireApproval: box.checked }); toast('Saved.'); envCache = null; } catch (err) { box.checked = !box.checked; showError(err); }
+      const env = box.dataset.approval; const on = box.checked;
+      const a = await dialog({ title: `${on ? 'Require' : 'Stop requiring'} approval in ${env}?`, body: changesTable([{ path: `environments.${env}.requireApproval`, before: !on, after: on }]), submit: 'Save' });
+      if (!a) { box.checked = !on; return; }
+      try { await api('PUT', `/api/v1/environments/${enc(env)}`, { requireApproval: on, reason: a.reason || undefined }); toast('Saved.'); envCache = null; } catch (err) { box.checked = !on; showError(err); }
+    });
+    for (const b of main.querySelectorAll('[data-del-hook]')) b.addEventListener('click', async () => {
+      const a = await dialog({ title: `Delete webhook ${b.dataset.delHook}?`, body: h`<p>Its pending deliveries are not sent.</p>`, submit: 'Delete', danger: true });
+      if (!a) return;
+      try { await api('DELETE', `/api/v1/webhooks/${enc(b.dataset.delHook)}`, { reason: a.reason || undefined }); toast('Deleted.'); draw(); } catch (err) { showError(err); }
     });
     for (const b of main.querySelectorAll('[data-revoke]')) b.addEventListener('click', async () => {
       const a = await dialog({ title: 'Revoke this token?', body: h`<p>Everything using it (and every session opened with it) stops working at once.</p>`, submit: 'Revoke', danger: true });
