@@ -911,7 +911,7 @@ function liftChart(m) {
   if (!arms.length) return '';
   const lo = Math.min(0, ...arms.map((a) => a.vsControl.ciAbs[0])); const hi = Math.max(0, ...arms.map((a) => a.vsControl.ciAbs[1]));
   const span = hi - lo || 1; const W = 600; const rowH = 28; const pad = 110;
-  const x = (v) => pad + ((v - lo) / span) * (W - pad - 20);
+  const x = (v) => pad + ((v - lo) / span) * (W - pad - 80);
   const fmt = (v) => (m.kind === 'conversion' ? pct(v, 2) : num(v));
   return h`<figure class="chart"><svg viewBox="0 0 ${W} ${arms.length * rowH + 24}" role="img" aria-label="Lift of each variant against the control, with its 95 % confidence interval">
     <line x1="${x(0)}" x2="${x(0)}" y1="0" y2="${arms.length * rowH}" class="zero"></line>
