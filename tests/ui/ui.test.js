@@ -55,6 +55,15 @@ async function adminApi(method, p, body, headers = {}) {
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
+/// `probe()`'s first truthy answer within five seconds (a save lands after its dialog closes).
+async function eventually(probe) {
+  for (let i = 0; i < 100; i++) {
+    const v = await probe();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('not within 5 s');
+}
 async function explain(flag, environment, context) {
   return (await adminApi('POST', `/api/v1/flags/${flag}/evaluate`, { environment, context })).body;
 }
@@ -132,9 +141,19 @@ test('create a flag, enable it, kill it, edit a rule and see the evaluation chan
   await page.fill('[aria-label="Rule 1 condition 1 value"]', '@acme.example');
   await page.fill('[aria-label="Rule 1 description"]', 'staff see the old checkout');
   await page.selectOption('[aria-label="Rule 1 variant"]', 'off');
+  // A second condition, moved before the first (conditions and rules reorder alike).
+  await page.click('[data-add-cond]');
+  await page.fill('[aria-label="Rule 1 condition 2 attribute"]', 'country');
+  await page.selectOption('[aria-label="Rule 1 condition 2 operator"]', 'not_in');
+  await page.fill('[aria-label="Rule 1 condition 2 value"]', 'CH, LI');
+  await page.click('[aria-label="Move condition 2 of rule 1 up"]');
+  assert.equal(await page.inputValue('[aria-label="Rule 1 condition 1 attribute"]'), 'country');
   await shot(page, 'flag-rules');
   await page.click('button:has-text("Review and save")');
   await confirm(page, { field: 'rules', reason: 'staff keep the old one' });
+  const saved = await eventually(async () => (await adminApi('GET', '/api/v1/flags/ui-checkout')).body.definition.environments.production.rules?.[0]);
+  assert.deepEqual(saved.conditions.map((c) => c.attribute), ['country', 'email']);
+  assert.deepEqual(saved.conditions[0].value, ['CH', 'LI']);
   await page.click('[data-tab="evaluate"]');
   await page.fill('textarea[name="context"]', JSON.stringify({ targetingKey: 'u-1', email: 'dana@acme.example' }));
   await page.click('button:has-text("Evaluate")');

@@ -120,7 +120,7 @@ pub async fn migrations_are_idempotent(ctx: Ctx) {
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7],
         "each migration recorded exactly once"
     );
 }
@@ -134,7 +134,7 @@ pub async fn newer_schema_is_refused(ctx: Ctx) {
         Err(
             err @ StoreError::SchemaTooNew {
                 found: 999,
-                supported: 6,
+                supported: 7,
             },
         ) => {
             assert!(

@@ -388,6 +388,7 @@ route(/^\/ui\/flags\/([^/]+)$/, async (key) => {
     const [res, envs] = await Promise.all([api('GET', `/api/v1/flags/${enc(key)}`), environments()]);
     page.flag = res.data; page.envs = envs.map((e) => e.name);
     page.approval = new Map(envs.map((e) => [e.name, e.requireApproval]));
+    if (!page.segments) page.segments = (await get('/api/v1/segments')).segments.map((x) => x.name);
     if (!page.env || !page.envs.includes(page.env)) page.env = page.envs.includes('production') ? 'production' : page.envs[0];
   }
   const base = () => `/api/v1/flags/${enc(key)}`;
@@ -525,7 +526,8 @@ route(/^\/ui\/flags\/([^/]+)$/, async (key) => {
       return h`<div class="cond row" data-ci="${ci}">
         <input name="attribute" value="${c.attribute || ''}" placeholder="attribute (email, tenant.id)" aria-label="Rule ${ri + 1} condition ${ci + 1} attribute"${disabledIfViewer()}>
         <select name="operator" aria-label="Rule ${ri + 1} condition ${ci + 1} operator"${disabledIfViewer()}>${ops.map((o) => h`<option${o === c.operator ? raw(' selected') : ''}>${o}</option>`)}</select>
-        <input name="value" class="grow" value="${v}" placeholder="value (lists: a, b, c)" aria-label="Rule ${ri + 1} condition ${ci + 1} value"${disabledIfViewer()}>
+        <input name="value" class="grow" value="${v}" placeholder="value (lists: a, b, c)" aria-label="Rule ${ri + 1} condition ${ci + 1} value"${['in_segment', 'not_in_segment'].includes(c.operator) ? raw(' list="segment-names"') : ''}${disabledIfViewer()}>
+        <button type="button" data-move-cond="-1" aria-label="Move condition ${ci + 1} of rule ${ri + 1} up"${ci === 0 ? raw(' disabled') : disabledIfViewer()}>↑</button>
         <button type="button" class="link" data-remove-cond aria-label="Remove condition ${ci + 1} of rule ${ri + 1}"${disabledIfViewer()}>remove</button></div>`;
     };
     const serveBlock = (r, ri) => {
@@ -536,7 +538,7 @@ route(/^\/ui\/flags\/([^/]+)$/, async (key) => {
           : h`<select name="variant" aria-label="Rule ${ri + 1} variant"${disabledIfViewer()}>${variants.map((v) => h`<option${v === r.variant ? raw(' selected') : ''}>${v}</option>`)}</select>`}
         <label>to<input type="number" min="0" max="100" step="0.001" name="percentage" value="${r.percentage ?? ''}" placeholder="100" class="narrow-num" aria-label="Rule ${ri + 1} percentage"${disabledIfViewer()}> % of matches</label></div>`;
     };
-    body.innerHTML = piece(h`<form id="rules-form" class="stack">
+    body.innerHTML = piece(h`<datalist id="segment-names">${(page.segments || []).map((n) => h`<option value="${n}"></option>`)}</datalist><form id="rules-form" class="stack">
       <p class="muted">Rules are checked in order after the individual targets; the first whose conditions all hold decides. Environment: <strong>${page.env}</strong>.</p>
       ${R.length ? '' : h`<p class="card muted">No rules in ${page.env}: everyone gets the fallthrough.</p>`}
       ${R.map((r, ri) => h`<fieldset class="card rule" data-ri="${ri}"><legend>Rule ${ri + 1}${r.id ? h` <code>${r.id}</code>` : ''}</legend>
@@ -580,13 +582,14 @@ route(/^\/ui\/flags\/([^/]+)$/, async (key) => {
     };
     const redraw = () => { rules(body); };
     form.addEventListener('input', (e) => { page.dirty = true; if (e.target.name && e.target.name.startsWith('w-')) { try { read(); redraw(); const el = body.querySelector(`[data-ri="${e.target.closest('.rule').dataset.ri}"] [name="${e.target.name}"]`); if (el) el.focus(); } catch { /* shown on save */ } } });
-    form.addEventListener('change', (e) => { if (e.target.name === 'serve-kind') { read(); const ri = Number(e.target.closest('.rule').dataset.ri); const r = page.rules[ri]; if (e.target.value === 'split') { delete r.variant; r.split = Object.fromEntries(variants.map((v, i) => [v, i === 0 ? 100 : 0])); } else { delete r.split; r.variant = variants[0]; } redraw(); } });
+    form.addEventListener('change', (e) => { if (e.target.name === 'operator') { try { read(); redraw(); } catch { /* shown on save */ } return; } if (e.target.name === 'serve-kind') { read(); const ri = Number(e.target.closest('.rule').dataset.ri); const r = page.rules[ri]; if (e.target.value === 'split') { delete r.variant; r.split = Object.fromEntries(variants.map((v, i) => [v, i === 0 ? 100 : 0])); } else { delete r.split; r.variant = variants[0]; } redraw(); } });
     form.addEventListener('click', (e) => {
       const t = e.target; const fs = t.closest('.rule');
       try {
         if (t.matches('[data-move]')) { read(); const i = Number(fs.dataset.ri); const j = i + Number(t.dataset.move); [page.rules[i], page.rules[j]] = [page.rules[j], page.rules[i]]; page.dirty = true; redraw(); }
         else if (t.matches('[data-remove-rule]')) { read(); page.rules.splice(Number(fs.dataset.ri), 1); page.dirty = true; redraw(); }
         else if (t.matches('[data-add-cond]')) { read(); page.rules[Number(fs.dataset.ri)].conditions.push({ attribute: '', operator: 'equals', value: '' }); page.dirty = true; redraw(); }
+        else if (t.matches('[data-move-cond]')) { read(); const r = page.rules[Number(fs.dataset.ri)]; const i = Number(t.closest('.cond').dataset.ci); const j = i + Number(t.dataset.moveCond); [r.conditions[i], r.conditions[j]] = [r.conditions[j], r.conditions[i]]; page.dirty = true; redraw(); }
         else if (t.matches('[data-remove-cond]')) { t.closest('.cond').remove(); read(); page.dirty = true; redraw(); }
         else if (t.id === 'add-rule') { read(); page.rules.push({ conditions: [{ attribute: '', operator: 'equals', value: '' }], variant: variants[0] }); page.dirty = true; redraw(); }
         else if (t.id === 'reset-rules') { page.rules = null; page.dirty = false; redraw(); }
