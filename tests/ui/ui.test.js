@@ -227,7 +227,7 @@ test('the YAML editor names the line of a mistake; organizations and the rollout
   await signIn(page, ADMIN);
   await page.goto(`${URL_}/ui/flags/ui-checkout?tab=yaml&env=production`);
   const text = page.locator('textarea[name="text"]');
-  await page.waitForFunction(() => document.querySelector('textarea[name="text"]').value.includes('key: ui-checkout'));
+  await page.waitForFunction(() => document.querySelector('textarea[name="text"]')?.value.includes('key: ui-checkout'));
   const yaml = await text.inputValue();
   await text.fill(yaml.replace('key: ui-checkout', 'key: ui-checkout\ndefaultVariant: nope'));
   await page.locator('#yaml-check .error', { hasText: 'nope' }).waitFor();
@@ -306,6 +306,52 @@ test('experiments: start one from the UI, then read its results with the chart',
   const units = await page.locator('section.results table').first().textContent();
   assert.match(units, /\d{2,}/);
   await shot(page, 'experiment-results');
+  await context.close();
+});
+
+test('rollouts, guards and webhooks are started, steered and removed from the UI', async () => {
+  const { context, page } = await newPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${URL_}/ui/rollouts`);
+  await page.selectOption('#rollout-new select[name="flag"]', 'ui-checkout');
+  await page.selectOption('#rollout-new select[name="environment"]', 'staging');
+  await page.fill('#rollout-new input[name="stages"]', '10, 50, 100');
+  await page.fill('#rollout-new input[name="hold"]', '1h');
+  await page.fill('#rollout-new input[name="approvalAt"]', '50');
+  await page.click('#rollout-new button[type="submit"]');
+  await page.waitForURL(/\/ui\/rollouts\/.+/);
+  await page.locator('dd', { hasText: 'stage 1 of 3' }).waitFor();
+  await page.locator('ol.stages li', { hasText: '50 % (approval)' }).waitFor();
+  await shot(page, 'rollout');
+  await page.click('[data-act="pause"]');
+  await confirm(page, {});
+  await page.locator('.title .badge', { hasText: 'paused' }).waitFor();
+  await page.click('[data-act="abort"]');
+  await confirm(page, { reason: 'not today' });
+  await page.locator('.title .badge', { hasText: 'aborted' }).waitFor();
+
+  await page.goto(`${URL_}/ui/rollouts`);
+  await page.selectOption('#guard-new select[name="flag"]', 'ui-checkout');
+  await page.fill('#guard-new input[name="errors"]', 'checkout-error');
+  await page.fill('#guard-new input[name="requests"]', 'checkout');
+  await page.fill('#guard-new input[name="max"]', '0.2');
+  await page.click('#guard-new button[type="submit"]');
+  const guard = page.locator('tr', { hasText: 'ui-checkout' }).locator('[data-del-guard]');
+  await guard.waitFor();
+  await guard.click();
+  await confirm(page, { button: 'Remove' });
+  await page.locator('[data-del-guard]').first().waitFor({ state: 'detached' }).catch(() => {});
+
+  await page.goto(`${URL_}/ui/settings`);
+  await page.fill('#hook-new input[name="id"]', 'ui-hook');
+  await page.fill('#hook-new input[name="url"]', 'https://hooks.example/switchyard');
+  await page.fill('#hook-new input[name="events"]', 'flag.killed');
+  await page.click('#hook-new button[type="submit"]');
+  await page.locator('#secret-value').waitFor();
+  assert.ok((await page.inputValue('#secret-value')).length >= 16, 'the signing secret is shown once');
+  await page.click('[data-del-hook="ui-hook"]');
+  await confirm(page, { button: 'Delete' });
+  await page.locator('[data-del-hook="ui-hook"]').waitFor({ state: 'detached' });
   await context.close();
 });
 

@@ -940,14 +940,47 @@ function seriesChart(series) {
 
 route(/^\/ui\/rollouts$/, async () => {
   async function draw() {
-    const [ro, gu] = await Promise.all([get('/api/v1/rollouts'), get('/api/v1/guards')]);
-    pageShell('Progressive rollouts', '', h`<p class="muted">Start one with <code>switchyard rollouts start FLAG --env ENV</code> (docs/rollouts.md); watch and steer it here.</p>
+    const [ro, gu, fl, envs] = await Promise.all([get('/api/v1/rollouts'), get('/api/v1/guards'), get('/api/v1/flags'), environments()]);
+    const flagOpts = fl.flags.filter((f) => !f.archived).map((f) => h`<option>${f.key}</option>`);
+    const envOpts = envs.map((e) => h`<option${e.name === 'production' ? raw(' selected') : ''}>${e.name}</option>`);
+    pageShell('Progressive rollouts', '', h`<p class="muted">A rollout raises a flag's share stage by stage while its gates stay green, and rolls back by itself when one turns red (docs/rollouts.md; gates on Prometheus or health checks: <code>switchyard rollouts start --file</code>).</p>
       <table><thead><tr><th>Rollout</th><th>Flag</th><th>Environment</th><th>Status</th><th>Stage</th><th>Gates</th></tr></thead><tbody>
       ${ro.rollouts.map((r) => h`<tr><td><a href="/ui/rollouts/${enc(r.id)}"><code>${r.id}</code></a></td><td><a href="/ui/flags/${enc(r.flag)}">${r.flag}</a></td><td>${r.environment}</td><td><span class="badge status-${r.status}">${r.status}</span></td><td>${r.stage + 1} of ${r.stages.length}: ${r.percentage} %</td><td>${r.readings.map((g) => h`<span class="badge ${g.status === 'green' ? 'ok' : g.status === 'red' ? 'bad' : ''}">${g.kind} ${g.status}</span> `)}</td></tr>`)}</tbody></table>
       ${ro.rollouts.length ? '' : h`<p class="muted">No progressive rollouts.</p>`}
       <h2>Guards</h2><p class="muted small">Automatic kill switches: the flag is killed when the error rate or query is above its limit.</p>
       <table><thead><tr><th>Guard</th><th>Flag</th><th>Environment</th><th>State</th><th>Trips</th><th>Last reading</th><th></th></tr></thead><tbody>
-      ${gu.guards.map((g) => h`<tr><td><code>${g.id}</code></td><td><a href="/ui/flags/${enc(g.flag)}">${g.flag}</a></td><td>${g.environment}</td><td><span class="badge">${g.state}</span></td><td>${g.trips}${g.lastTrippedAt ? h` (last ${when(g.lastTrippedAt)})` : ''}</td><td>${g.reading ? h`${g.reading.status} ${g.reading.value ?? ''}` : '—'}</td><td>${CAN_EDIT ? h`<button type="button" class="link" data-del-guard="${g.id}">remove</button>` : ''}</td></tr>`)}</tbody></table>`);
+      ${gu.guards.map((g) => h`<tr><td><code>${g.id}</code></td><td><a href="/ui/flags/${enc(g.flag)}">${g.flag}</a></td><td>${g.environment}</td><td><span class="badge">${g.state}</span></td><td>${g.trips}${g.lastTrippedAt ? h` (last ${when(g.lastTrippedAt)})` : ''}</td><td>${g.reading ? h`${g.reading.status} ${g.reading.value ?? ''}` : '—'}</td><td>${CAN_EDIT ? h`<button type="button" class="link" data-del-guard="${g.id}">remove</button>` : ''}</td></tr>`)}</tbody></table>
+      ${CAN_EDIT ? h`<div class="grid2"><form class="card stack" id="rollout-new"><h2>Start a rollout</h2>
+        <div class="grid2"><label>Flag<select name="flag">${flagOpts}</select></label><label>Environment<select name="environment">${envOpts}</select></label></div>
+        <label>Stages (percentages)<input name="stages" value="5, 25, 50, 100" required></label>
+        <div class="grid2"><label>Hold each stage at least<input name="hold" value="10m" placeholder="90s, 10m, 1h"></label><label>Wait for approval at (%, optional)<input name="approvalAt" type="number" min="0" max="100" step="0.001"></label>
+        <label>Error event (optional)<input name="errorEvent" placeholder="checkout-error"></label><label>at most this error rate<input name="maxErrorRate" type="number" min="0" max="1" step="0.0001" placeholder="0.01"></label></div>
+        <label>On a red gate<select name="onRed"><option value="zero">back to 0 %</option><option value="last_healthy">back to the last healthy stage</option></select></label>
+        <div class="row end"><button type="submit" class="primary">Start rollout</button></div></form>
+        <form class="card stack" id="guard-new"><h2>Set up a guard</h2>
+        <div class="grid2"><label>Flag<select name="flag">${flagOpts}</select></label><label>Environment<select name="environment">${envOpts}</select></label>
+        <label>Error event<input name="errors" required placeholder="checkout-error"></label><label>Request event<input name="requests" required placeholder="checkout"></label>
+        <label>Kill above this error rate<input name="max" type="number" min="0" max="1" step="0.0001" required placeholder="0.05"></label><label>Window<input name="window" value="10m"></label></div>
+        <div class="row end"><button type="submit" class="primary">Create guard</button></div></form></div>` : ''}`);
+    const rf = document.getElementById('rollout-new');
+    if (rf) rf.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = new FormData(rf);
+      const approvalAt = f.get('approvalAt') === '' ? null : Number(f.get('approvalAt'));
+      const stages = f.get('stages').split(',').map((x) => x.trim()).filter(Boolean).map((x) => ({ percentage: Number(x), ...(approvalAt !== null && Number(x) === approvalAt ? { approval: true } : {}) }));
+      const plan = { flag: f.get('flag'), environment: f.get('environment'), stages, onRed: f.get('onRed') };
+      if (f.get('hold').trim()) plan.hold = f.get('hold').trim();
+      if (f.get('errorEvent').trim()) plan.gates = [{ kind: 'error_rate', event: f.get('errorEvent').trim(), max: Number(f.get('maxErrorRate') || 0.01) }];
+      try { const r = (await api('POST', '/api/v1/rollouts', plan)).data; toast(`Rollout ${r.id} started at ${r.percentage} %.`); go(`/ui/rollouts/${enc(r.id)}`); } catch (err) { showError(err); }
+    });
+    const gf = document.getElementById('guard-new');
+    if (gf) gf.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = new FormData(gf);
+      const spec = { flag: f.get('flag'), environment: f.get('environment'), metric: { kind: 'error_rate', errors: f.get('errors').trim(), requests: f.get('requests').trim() }, max: Number(f.get('max')) };
+      if (f.get('window').trim()) spec.window = f.get('window').trim();
+      try { const g = (await api('POST', '/api/v1/guards', spec)).data; toast(`Guard ${g.id} watches ${g.flag}.`); draw(); } catch (err) { showError(err); }
+    });
     for (const b of main.querySelectorAll('[data-del-guard]')) b.addEventListener('click', async () => {
       const a = await dialog({ title: `Remove guard ${b.dataset.delGuard}?`, body: h`<p>The flag stays as it is.</p>`, submit: 'Remove', danger: true });
       if (!a) return;
@@ -955,7 +988,7 @@ route(/^\/ui\/rollouts$/, async () => {
     });
   }
   await draw();
-  return { refresh: draw };
+  return { refresh: draw, dirty: () => !!document.querySelector('#rollout-new :focus, #guard-new :focus') };
 });
 
 route(/^\/ui\/rollouts\/([^/]+)$/, async (id) => {
@@ -1089,7 +1122,21 @@ route(/^\/ui\/settings$/, async () => {
       ${IS_ADMIN ? h`<h2>Tokens</h2><table><thead><tr><th>Name</th><th>Role</th><th>Environment</th><th>Created</th><th></th></tr></thead><tbody>${tokens.tokens.filter((t) => !t.revokedAt).map((t) => h`<tr><td>${t.name}</td><td><span class="badge role-${t.role}">${t.role}</span></td><td>${t.environment || ''}</td><td class="small">${when(t.createdAt)}</td><td><button type="button" class="link" data-revoke="${t.id}">revoke</button></td></tr>`)}</tbody></table>
         <form class="row" id="token-new"><input name="name" placeholder="token name" required aria-label="Token name"><select name="role" aria-label="Role"><option>viewer</option><option>editor</option><option>admin</option><option>sdk</option></select><select name="environment" aria-label="Environment (SDK keys)"><option value="">(any)</option>${envs.map((e) => h`<option>${e.name}</option>`)}</select><button type="submit">Create token</button></form><div id="new-secret"></div>
         <h2>Webhooks</h2><table><thead><tr><th>Id</th><th>URL</th><th>Events</th><th></th></tr></thead><tbody>${hooks.webhooks.map((w) => h`<tr><td><code>${w.id}</code></td><td>${w.url}</td><td>${(w.events || []).join(', ')}</td><td><button type="button" class="link" data-del-hook="${w.id}">delete</button></td></tr>`)}</tbody></table>
-        <p class="muted small">Create webhooks with <code>switchyard webhooks create</code> (docs/webhooks.md).</p>` : h`<p class="muted">Tokens and webhooks are for admins.</p>`}`);
+        <form class="row" id="hook-new"><input name="id" required placeholder="id (ops-slack)" aria-label="Webhook id" class="narrow"><input name="url" type="url" required placeholder="https://hooks.example/switchyard" aria-label="Webhook URL" class="grow"><select name="format" aria-label="Format"><option value="generic">signed JSON</option><option value="slack">Slack</option><option value="pagerduty">PagerDuty</option></select><input name="events" placeholder="events (blank: all), e.g. flag.killed" aria-label="Events"><input name="routingKey" placeholder="PagerDuty routing key" aria-label="PagerDuty routing key" class="narrow"><button type="submit">Create webhook</button></form><div id="new-hook-secret"></div>
+        <p class="muted small">Formats, events and the signature: docs/webhooks.md.</p>` : h`<p class="muted">Tokens and webhooks are for admins.</p>`}`);
+    const hf = document.getElementById('hook-new');
+    if (hf) hf.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = new FormData(hf);
+      const spec = { id: f.get('id').trim(), url: f.get('url').trim(), format: f.get('format') };
+      if (f.get('routingKey').trim()) spec.routingKey = f.get('routingKey').trim();
+      const events = f.get('events').split(',').map((x) => x.trim()).filter(Boolean); if (events.length) spec.events = events;
+      try {
+        const w = (await api('POST', '/api/v1/webhooks', spec)).data;
+        await draw();
+        if (w.secret) document.getElementById('new-hook-secret').innerHTML = piece(h`<div class="notice"><p>The signing secret, shown this once:</p><input readonly value="${w.secret}" aria-label="Webhook secret" class="code" id="secret-value"></div>`);
+      } catch (err) { showError(err); }
+    });
     for (const box of main.querySelectorAll('[data-approval]')) box.addEventListener('change', async () => {
       const env = box.dataset.approval; const on = box.checked;
       const a = await dialog({ title: `${on ? 'Require' : 'Stop requiring'} approval in ${env}?`, body: changesTable([{ path: `environments.${env}.requireApproval`, before: !on, after: on }]), submit: 'Save' });
