@@ -187,8 +187,22 @@ window.addEventListener('popstate', render);
 function startLive() {
   const dot = document.getElementById('live');
   const source = new EventSource('/api/v1/changes');
-  source.addEventListener('open', () => { dot.className = 'live on'; dot.title = 'Live: changes made anywhere appear here'; });
-  source.addEventListener('error', () => { dot.className = 'live off'; dot.title = 'Live updates interrupted; reconnecting'; });
+  source.addEventListener('open', () => {
+    dot.className = 'live on'; dot.title = 'Live: changes made anywhere appear here';
+    // What changed while the stream was down is redrawn once it is back.
+    if (lastRevision !== null && current && current.refresh && !(current.dirty && current.dirty())) current.refresh();
+  });
+  source.addEventListener('error', () => {
+    dot.className = 'live off'; dot.title = 'Live updates interrupted; reconnecting';
+    // The browser retries a dropped stream by itself, but gives up on an error answer: then
+    // the session may have ended (sign in again) or the server was away (try again soon).
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(async () => {
+        const res = await fetch('/api/v1/session', { credentials: 'same-origin' }).catch(() => null);
+        if (res && res.status === 401) location.reload(); else startLive();
+      }, 3000);
+    }
+  });
   source.addEventListener('change', (e) => {
     const { revision } = JSON.parse(e.data);
     if (lastRevision !== null && revision !== lastRevision && current && current.refresh) {
