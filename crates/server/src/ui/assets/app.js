@@ -1128,15 +1128,18 @@ route(/^\/ui\/reports$/, async () => {
 // Settings: environments, tokens, webhooks (admins change them)
 
 route(/^\/ui\/settings$/, async () => {
+  // A secret just created is shown once: kept here so a live redraw does not lose it.
+  const shown = { token: null, hook: null };
+  const secretBox = (label, value) => (value ? h`<div class="notice"><p>${label}, shown this once:</p><input readonly value="${value}" aria-label="${label}" class="code" id="secret-value"></div>` : '');
   async function draw() {
     const envs = await environments(true);
     const [tokens, hooks] = IS_ADMIN ? await Promise.all([get('/api/v1/tokens'), get('/api/v1/webhooks')]) : [null, null];
     pageShell('Settings', '', h`<h2>Environments</h2><table><thead><tr><th>Environment</th><th>Created</th><th>Changes by people</th></tr></thead><tbody>
       ${envs.map((e) => h`<tr><td>${e.name}</td><td class="small">${when(e.createdAt)}</td><td><label class="check"><input type="checkbox" data-approval="${e.name}"${e.requireApproval ? raw(' checked') : ''}${IS_ADMIN ? '' : raw(' disabled')}> need someone else's approval</label></td></tr>`)}</tbody></table>
       ${IS_ADMIN ? h`<h2>Tokens</h2><table><thead><tr><th>Name</th><th>Role</th><th>Environment</th><th>Created</th><th></th></tr></thead><tbody>${tokens.tokens.filter((t) => !t.revokedAt).map((t) => h`<tr><td>${t.name}</td><td><span class="badge role-${t.role}">${t.role}</span></td><td>${t.environment || ''}</td><td class="small">${when(t.createdAt)}</td><td><button type="button" class="link" data-revoke="${t.id}">revoke</button></td></tr>`)}</tbody></table>
-        <form class="row" id="token-new"><input name="name" placeholder="token name" required aria-label="Token name"><select name="role" aria-label="Role"><option>viewer</option><option>editor</option><option>admin</option><option>sdk</option></select><select name="environment" aria-label="Environment (SDK keys)"><option value="">(any)</option>${envs.map((e) => h`<option>${e.name}</option>`)}</select><button type="submit">Create token</button></form><div id="new-secret"></div>
+        <form class="row" id="token-new"><input name="name" placeholder="token name" required aria-label="Token name"><select name="role" aria-label="Role"><option>viewer</option><option>editor</option><option>admin</option><option>sdk</option></select><select name="environment" aria-label="Environment (SDK keys)"><option value="">(any)</option>${envs.map((e) => h`<option>${e.name}</option>`)}</select><button type="submit">Create token</button></form><div id="new-secret">${secretBox("The token's secret", shown.token)}</div>
         <h2>Webhooks</h2><table><thead><tr><th>Id</th><th>URL</th><th>Events</th><th></th></tr></thead><tbody>${hooks.webhooks.map((w) => h`<tr><td><code>${w.id}</code></td><td>${w.url}</td><td>${(w.events || []).join(', ')}</td><td><button type="button" class="link" data-del-hook="${w.id}">delete</button></td></tr>`)}</tbody></table>
-        <form class="row" id="hook-new"><input name="id" required placeholder="id (ops-slack)" aria-label="Webhook id" class="narrow"><input name="url" type="url" required placeholder="https://hooks.example/switchyard" aria-label="Webhook URL" class="grow"><select name="format" aria-label="Format"><option value="generic">signed JSON</option><option value="slack">Slack</option><option value="pagerduty">PagerDuty</option></select><input name="events" placeholder="events (blank: all), e.g. flag.killed" aria-label="Events"><input name="routingKey" placeholder="PagerDuty routing key" aria-label="PagerDuty routing key" class="narrow"><button type="submit">Create webhook</button></form><div id="new-hook-secret"></div>
+        <form class="row" id="hook-new"><input name="id" required placeholder="id (ops-slack)" aria-label="Webhook id" class="narrow"><input name="url" type="url" required placeholder="https://hooks.example/switchyard" aria-label="Webhook URL" class="grow"><select name="format" aria-label="Format"><option value="generic">signed JSON</option><option value="slack">Slack</option><option value="pagerduty">PagerDuty</option></select><input name="events" placeholder="events (blank: all), e.g. flag.killed" aria-label="Events"><input name="routingKey" placeholder="PagerDuty routing key" aria-label="PagerDuty routing key" class="narrow"><button type="submit">Create webhook</button></form><div id="new-hook-secret">${secretBox('The signing secret', shown.hook)}</div>
         <p class="muted small">Formats, events and the signature: docs/webhooks.md.</p>` : h`<p class="muted">Tokens and webhooks are for admins.</p>`}`);
     const hf = document.getElementById('hook-new');
     if (hf) hf.addEventListener('submit', async (e) => {
@@ -1147,8 +1150,8 @@ route(/^\/ui\/settings$/, async () => {
       const events = f.get('events').split(',').map((x) => x.trim()).filter(Boolean); if (events.length) spec.events = events;
       try {
         const w = (await api('POST', '/api/v1/webhooks', spec)).data;
+        shown.token = null; shown.hook = w.secret || null;
         await draw();
-        if (w.secret) document.getElementById('new-hook-secret').innerHTML = piece(h`<div class="notice"><p>The signing secret, shown this once:</p><input readonly value="${w.secret}" aria-label="Webhook secret" class="code" id="secret-value"></div>`);
       } catch (err) { showError(err); }
     });
     for (const box of main.querySelectorAll('[data-approval]')) box.addEventListener('change', async () => {
@@ -1173,13 +1176,13 @@ route(/^\/ui\/settings$/, async () => {
       const f = new FormData(tf); const body = { name: f.get('name'), role: f.get('role') }; if (f.get('environment')) body.environment = f.get('environment');
       try {
         const t = (await api('POST', '/api/v1/tokens', body)).data;
+        shown.hook = null; shown.token = t.token;
         await draw();
-        document.getElementById('new-secret').innerHTML = piece(h`<div class="notice"><p>The token's secret, shown this once:</p><input readonly value="${t.token}" aria-label="New token" class="code" id="secret-value"></div>`);
       } catch (err) { showError(err); }
     });
   }
   await draw();
-  return { refresh: draw, dirty: () => !!document.getElementById('secret-value') };
+  return { refresh: draw, dirty: () => !!document.querySelector('#token-new :focus, #hook-new :focus') };
 });
 
 // ---------------------------------------------------------------------------------------
