@@ -384,17 +384,24 @@ pub async fn whoami(Caller(caller): Caller, headers: HeaderMap) -> Json<Whoami> 
 
 /// `GET /api/v1/changes`: server-sent events, one `change` (`{"revision", "rulesetRevision"}`)
 /// whenever anything stored changes, on any replica (within the change feed's delay): the
-/// UI redraws what it shows. The first event is the current revision.
-pub async fn changes(State(state): State<AppState>, _caller: Caller) -> Response {
+/// UI redraws what it shows. The first event is the current revision; the stream ends when
+/// the caller's token is revoked.
+pub async fn changes(State(state): State<AppState>, Caller(caller): Caller) -> Response {
     let mut published = state.control.subscribe();
+    let token = caller.id.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
         let mut last = None;
         loop {
-            let (revision, ruleset) = {
+            let (revision, ruleset, active) = {
                 let snap = published.borrow_and_update();
-                (snap.revision, snap.ruleset_revision)
+                let active = snap.token_cache().get(&token).is_some();
+                (snap.revision, snap.ruleset_revision, active)
             };
+            // A revoked token's stream ends with the snapshot that revoked it.
+            if !active {
+                return;
+            }
             if last != Some(revision) {
                 last = Some(revision);
                 let data = format!("{{\"revision\":{revision},\"rulesetRevision\":{ruleset}}}");

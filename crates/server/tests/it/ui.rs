@@ -443,3 +443,73 @@ async fn preview_counts_units_with_the_served_or_a_proposed_definition() {
     let flag = s.admin(Method::GET, "/api/v1/flags/f", None).await;
     assert_eq!(flag.json["version"], 1, "a preview writes nothing");
 }
+
+#[tokio::test]
+async fn the_change_stream_announces_changes_and_ends_when_its_token_is_revoked() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let s = TestServer::start().await;
+    s.import("flags:\n  - key: f\n").await;
+    let viewer = s.token("viewer", None).await;
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/changes")
+                .header("authorization", format!("Bearer {viewer}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = next_event(&mut body)
+        .await
+        .expect("the current revision first");
+    assert!(first.contains("\"revision\""), "{first}");
+    let r = s
+        .admin(
+            Method::PUT,
+            "/api/v1/flags/f/enabled",
+            Some(r#"{"enabled": false}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let second = next_event(&mut body).await.expect("a change event");
+    assert_ne!(first, second);
+    // Revoking the stream's token ends it.
+    let tokens = s.admin(Method::GET, "/api/v1/tokens", None).await;
+    let id = tokens.json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(next_event(&mut body).await, None, "the stream ends");
+}
+
+/// The next `change` event of an event-stream body (`None` once the stream has ended).
+async fn next_event(body: &mut axum::body::Body) -> Option<String> {
+    use http_body_util::BodyExt;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("an event or the end within 5 s")?;
+        if let Ok(data) = frame.expect("a frame").into_data() {
+            let text = String::from_utf8(data.to_vec()).unwrap();
+            if text.contains("event: change") {
+                return Some(text);
+            }
+        }
+    }
+}
