@@ -19,6 +19,15 @@ pub struct FieldChange {
     pub after: Option<Value>,
 }
 
+/// The fields where two flag definitions differ (`before` absent: every field of `after`).
+pub fn flag_changes(
+    before: Option<&switchyard_engine::FlagDef>,
+    after: &switchyard_engine::FlagDef,
+) -> Vec<FieldChange> {
+    let value = |d: &switchyard_engine::FlagDef| serde_json::to_value(d).unwrap_or(Value::Null);
+    field_changes(&before.map(value).unwrap_or(Value::Null), &value(after))
+}
+
 /// The fields where `before` and `after` differ, by path (objects are compared key by key;
 /// anything else as a whole).
 pub fn field_changes(before: &Value, after: &Value) -> Vec<FieldChange> {

@@ -496,13 +496,15 @@ impl Control {
     }
 
     /// What `change` would make of the flag now, without making it: the definition before
-    /// and after (`None` when it would change nothing). For previews (promotion's diff).
+    /// and after (`None` when it would change nothing), checked against `if_match` as the
+    /// change would be. For previews (promotion's diff, dry runs).
     pub fn preview_change(
         &self,
         key: &str,
         change: &FlagChange,
+        if_match: Option<i64>,
     ) -> Result<Option<(FlagDef, FlagDef)>> {
-        Ok(prepare_change(&self.snapshot(), key, change, None)?.map(|(b, a, _)| (b, a)))
+        Ok(prepare_change(&self.snapshot(), key, change, if_match)?.map(|(b, a, _)| (b, a)))
     }
 
     /// Applies one change to many flags in one transaction: every flag changed (each with its

@@ -19,6 +19,8 @@ pub const PREVIEW_MAX_UNITS: usize = 100_000;
 pub struct FlagCheck {
     /// The stored definition (normalized), when the flag exists.
     pub before: Option<FlagDef>,
+    /// The stored version compared against, when the flag exists.
+    pub version: Option<i64>,
     /// The proposed one (normalized), valid against everything else served.
     pub after: FlagDef,
 }
@@ -30,10 +32,16 @@ impl Control {
         let snap = self.snapshot();
         def.origin = stored_origin(&def.key);
         def.provenance = Default::default();
-        let before = snap.flag(&def.key).map(|f| normalize(f.definition).0);
+        let stored = snap.flag(&def.key);
+        let version = stored.as_ref().map(|f| f.meta.version);
+        let before = stored.map(|f| normalize(f.definition).0);
         let (after, _) = normalize(&def);
         check(snap.ruleset.clone(), vec![Change::Flag(Box::new(def))]).await?;
-        Ok(FlagCheck { before, after })
+        Ok(FlagCheck {
+            before,
+            version,
+            after,
+        })
     }
 
     /// How `units` would be served flag `key` in `environment`, by variant: with the served

@@ -571,13 +571,12 @@ pub async fn promote_flag(
     let change = FlagChange::Promote { from, to };
     let preview = state
         .control
-        .preview_change(&key, &change)
+        .preview_change(&key, &change, None)
         .map_err(|e| about_flag(&key, e))?;
-    let diff = |(before, after): &(switchyard_engine::FlagDef, switchyard_engine::FlagDef)| {
-        let v = |d| serde_json::to_value(d).unwrap_or(Value::Null);
-        switchyard_api_types::changes::field_changes(&v(before), &v(after))
-    };
-    let changes = preview.as_ref().map(diff).unwrap_or_default();
+    let changes = preview
+        .as_ref()
+        .map(|(before, after)| switchyard_api_types::changes::flag_changes(Some(before), after))
+        .unwrap_or_default();
     let version = state
         .control
         .snapshot()
@@ -817,24 +816,15 @@ async fn dry_run_change(
     change: &FlagChange,
     if_match: Option<i64>,
 ) -> ApiResult<Response> {
-    let snap = state.control.snapshot();
-    let current = snap.flag_or_hint(key)?.meta.version;
-    if let Some(expected) = if_match.filter(|v| *v != current) {
-        return Err(ApiError::from(ControlError::Stale {
-            what: format!("flag `{key}`"),
-            expected,
-            current,
-        }));
-    }
+    let current = state.control.snapshot().flag_or_hint(key)?.meta.version;
     let preview = state
         .control
-        .preview_change(key, change)
+        .preview_change(key, change, if_match)
         .map_err(|e| about_flag(key, e))?;
     let changes = match preview {
         None => Vec::new(),
         Some((before, after)) => {
-            let v = |d| serde_json::to_value(d).unwrap_or(Value::Null);
-            let changes = switchyard_api_types::changes::field_changes(&v(&before), &v(&after));
+            let changes = switchyard_api_types::changes::flag_changes(Some(&before), &after);
             state
                 .control
                 .check_flag(after)

@@ -8,9 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use switchyard_api_types::admin::VariantUnits;
-use switchyard_api_types::changes::{
-    field_changes, FlagCheckResult, PreviewRequest, PreviewResult,
-};
+use switchyard_api_types::changes::{flag_changes, FlagCheckResult, PreviewRequest, PreviewResult};
 use switchyard_control::ControlError;
 use switchyard_engine::source::{self, Format, Positions};
 use switchyard_engine::{FieldPath, FlagDef};
@@ -65,7 +63,6 @@ pub async fn check_flag(
     } else {
         (read_flag(&body, Some(&key))?.0, None)
     };
-    let version = state.control.snapshot().flag(&key).map(|f| f.meta.version);
     let checked = match state.control.check_flag(def).await {
         Ok(checked) => checked,
         Err(ControlError::Invalid { mut diagnostics }) => {
@@ -81,15 +78,13 @@ pub async fn check_flag(
         }
         Err(other) => return Err(ApiError::from(other)),
     };
-    let to_value = |def: &FlagDef| serde_json::to_value(def).unwrap_or_default();
-    let after = to_value(&checked.after);
-    let before = checked.before.as_ref().map(to_value).unwrap_or_default();
+    let after = serde_json::to_value(&checked.after).unwrap_or_default();
     Ok(Json(FlagCheckResult {
         key,
         exists: checked.before.is_some(),
-        version,
+        version: checked.version,
         yaml: source::to_yaml(&after),
-        changes: field_changes(&before, &after),
+        changes: flag_changes(checked.before.as_ref(), &checked.after),
         definition: checked.after,
     }))
 }

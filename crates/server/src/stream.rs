@@ -307,16 +307,16 @@ impl Streams {
     }
 }
 
-/// The receiver as the stream the SSE response reads; the guard lives as long as it.
-fn futures_stream(
+/// The receiver as the stream an SSE response reads; `guard` lives as long as it.
+pub(crate) fn futures_stream<G: Send + Unpin + 'static>(
     receiver: mpsc::Receiver<Event>,
-    guard: Connected,
+    guard: G,
 ) -> impl futures_core::Stream<Item = Result<Event, Infallible>> + Send {
-    struct Events {
+    struct Events<G> {
         receiver: mpsc::Receiver<Event>,
-        _guard: Connected,
+        _guard: G,
     }
-    impl futures_core::Stream for Events {
+    impl<G: Unpin> futures_core::Stream for Events<G> {
         type Item = Result<Event, Infallible>;
         fn poll_next(
             mut self: std::pin::Pin<&mut Self>,

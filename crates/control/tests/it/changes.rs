@@ -40,7 +40,7 @@ pub async fn promotion_copies_an_environment_and_bulk_changes_are_all_or_nothing
         to: "production".into(),
     };
     let (before, after) = c
-        .preview_change("checkout", &promote)
+        .preview_change("checkout", &promote, None)
         .unwrap()
         .expect("a change");
     assert_eq!(before.environments["production"].enabled, Some(false));

@@ -10,7 +10,6 @@
 //! anti-forgery token (`X-CSRF-Token`), and the API's CORS never allows credentials, so no
 //! other origin can act with a session. Pages forbid inline scripts and framing (CSP).
 
-use std::convert::Infallible;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -418,7 +417,7 @@ pub async fn changes(State(state): State<AppState>, Caller(caller): Caller) -> R
             }
         }
     });
-    let stream = Events { receiver };
+    let stream = crate::stream::futures_stream(receiver, ());
     let mut response = Sse::new(stream)
         .keep_alive(
             KeepAlive::new()
@@ -430,21 +429,6 @@ pub async fn changes(State(state): State<AppState>, Caller(caller): Caller) -> R
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
-}
-
-struct Events {
-    receiver: tokio::sync::mpsc::Receiver<Event>,
-}
-
-impl futures_core::Stream for Events {
-    type Item = Result<Event, Infallible>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.receiver.poll_recv(cx).map(|e| e.map(Ok))
-    }
 }
 
 /// Ends idle sessions every ten minutes (lookups end them too; this keeps the table small).

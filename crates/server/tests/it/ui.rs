@@ -214,16 +214,7 @@ async fn sign_in_refuses_sdk_keys_wrong_tokens_and_other_sites_and_revoking_ends
         StatusCode::FORBIDDEN,
         "a viewer's session changes nothing"
     );
-    let tokens = s.admin(Method::GET, "/api/v1/tokens", None).await;
-    let id = tokens.json["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["role"] == "viewer")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = viewer_token_id(&s).await;
     let r = s
         .admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
         .await;
@@ -481,16 +472,7 @@ async fn the_change_stream_announces_changes_and_ends_when_its_token_is_revoked(
     let second = next_event(&mut body).await.expect("a change event");
     assert_ne!(first, second);
     // Revoking the stream's token ends it.
-    let tokens = s.admin(Method::GET, "/api/v1/tokens", None).await;
-    let id = tokens.json["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["role"] == "viewer")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = viewer_token_id(&s).await;
     let r = s
         .admin(Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
         .await;
@@ -512,4 +494,18 @@ async fn next_event(body: &mut axum::body::Body) -> Option<String> {
             }
         }
     }
+}
+
+/// The id of the (one) viewer token.
+async fn viewer_token_id(s: &TestServer) -> String {
+    let tokens = s.admin(Method::GET, "/api/v1/tokens", None).await;
+    tokens.json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "viewer")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
