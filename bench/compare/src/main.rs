@@ -310,7 +310,20 @@ fn main() {
         "{:<40} {:>12} {:>12} {:>8}",
         "case", "switchyard", "yggdrasil", "ratio"
     );
+    // For profiling one side of one case: `COMPARE_ONLY=<part of a case name>` and
+    // `COMPARE_SIDE=switchyard|yggdrasil` (the other side is then not run).
+    let only = std::env::var("COMPARE_ONLY").ok();
+    let side = std::env::var("COMPARE_SIDE").ok();
     for (name, n, mut ours, mut theirs) in cases {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        if let Some(side) = side.as_deref() {
+            let f: &mut Side = if side == "yggdrasil" { &mut theirs } else { &mut ours };
+            let ns = median((0..ROUNDS * 4).map(|_| time_ns(n, &mut *f)).collect());
+            println!("{name:<40} {side}: {ns:.1} ns");
+            continue;
+        }
         // Warm up both.
         time_ns(n / 4, &mut ours);
         time_ns(n / 4, &mut theirs);

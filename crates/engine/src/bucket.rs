@@ -69,11 +69,13 @@ impl Bucketer {
     }
 
     /// The 32-bit hash of `unit` under this domain and salt.
+    #[inline]
     pub fn hash(&self, unit: &[u8]) -> u32 {
-        self.prefix.with(unit).finish()
+        self.prefix.finish_with(unit)
     }
 
     /// The bucket of `unit`, in `0..BUCKETS`.
+    #[inline]
     pub fn bucket(&self, unit: &[u8]) -> u32 {
         project(self.hash(unit), BUCKETS)
     }

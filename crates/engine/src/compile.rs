@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::strmap::{StrMap, StrSet};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
@@ -598,7 +599,7 @@ struct Shared<'a> {
     segment_index: &'a FxHashMap<String, u32>,
     segments: &'a [Option<Arc<Segment>>],
     segment_slots: &'a [Option<SegmentSlot>],
-    flag_index: &'a FxHashMap<Box<str>, u32>,
+    flag_index: &'a StrMap<u32>,
     slots: &'a [Option<Arc<FlagSlot>>],
 }
 
@@ -1051,7 +1052,7 @@ impl<'a> FlagCompiler<'a> {
             }
         }
 
-        let mut tenants = FxHashMap::default();
+        let mut tenants = StrMap::default();
         if let Some((map, path)) = &m.tenants {
             for (id, def) in map.iter() {
                 let tp = path.key(id.clone());
@@ -1180,20 +1181,24 @@ impl<'a> FlagCompiler<'a> {
             && targets.is_empty()
             && rules.is_empty()
             && experiment.is_none();
-        Some(Targeting {
-            enabled: m.enabled,
-            killed: m.kill_switch,
-            default_variant: default_variant?,
-            static_variant,
-            tenant_attr: ctx.tenant_attr.clone(),
-            tenants,
-            prerequisites: prerequisites.into_boxed_slice(),
-            targets: targets.into_boxed_slice(),
-            rules: rules.into_boxed_slice(),
-            fallthrough,
-            experiment,
-            is_static,
-        })
+        Some(
+            Targeting {
+                enabled: m.enabled,
+                killed: m.kill_switch,
+                default_variant: default_variant?,
+                static_variant,
+                tenant_attr: ctx.tenant_attr.clone(),
+                tenants,
+                prerequisites: prerequisites.into_boxed_slice(),
+                targets: targets.into_boxed_slice(),
+                rules: rules.into_boxed_slice(),
+                fallthrough,
+                experiment,
+                is_static,
+                fixed: None,
+            }
+            .with_fixed_answer(),
+        )
     }
 
     fn experiment(
@@ -1527,8 +1532,8 @@ fn id_set(
     path: &FieldPath,
     diagnostics: &mut Vec<Diagnostic>,
     flag: Option<&str>,
-) -> FxHashSet<Box<str>> {
-    let mut set = FxHashSet::default();
+) -> StrSet {
+    let mut set = StrSet::default();
     for (i, value) in values.iter().enumerate() {
         match id_text(value) {
             Some(text) => {

@@ -12,7 +12,8 @@
 
 use std::cmp::Ordering;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use crate::strmap::{ends_with, eq_bytes, starts_with, StrSet};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -77,7 +78,7 @@ pub(crate) enum Scalar {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ScalarSet {
-    strings: FxHashSet<Box<str>>,
+    strings: StrSet,
     numbers: Vec<f64>,
     bools: [bool; 2],
 }
@@ -99,8 +100,8 @@ pub(crate) enum Op {
 #[derive(Debug, Clone)]
 pub(crate) struct Segment {
     pub attr: AttrPath,
-    pub included: FxHashSet<Box<str>>,
-    pub excluded: FxHashSet<Box<str>>,
+    pub included: StrSet,
+    pub excluded: StrSet,
     pub cond: Option<Cond>,
 }
 
@@ -124,16 +125,11 @@ impl Cond {
 
     pub(crate) fn matches(&self, env: &Env<'_>) -> bool {
         match self {
-            Cond::All(items) => items.iter().all(|c| c.matches(env)),
-            Cond::Any(items) => items.iter().any(|c| c.matches(env)),
+            // Clauses, the usual items, are tested in the loop itself (no call per item).
+            Cond::All(items) => items.iter().all(|c| c.matches_inline(env)),
+            Cond::Any(items) => items.iter().any(|c| c.matches_inline(env)),
             Cond::Not(inner) => !inner.matches(env),
-            Cond::Clause { attr, op, negate } => {
-                let hit = match attr {
-                    Attr::Path(path) => env.ctx.lookup(path).is_some_and(|v| op.test(v)),
-                    Attr::Now => op.test_time(env.now),
-                };
-                hit != *negate
-            }
+            Cond::Clause { attr, op, negate } => clause_holds(attr, op, *negate, env),
             Cond::InSegment { segments, negate } => {
                 let hit = segments.iter().any(|&i| {
                     env.segments
@@ -143,6 +139,26 @@ impl Cond {
                 });
                 hit != *negate
             }
+        }
+    }
+}
+
+#[inline(always)]
+fn clause_holds(attr: &Attr, op: &Op, negate: bool, env: &Env<'_>) -> bool {
+    let hit = match attr {
+        Attr::Path(path) => env.ctx.lookup(path).is_some_and(|v| op.test(v)),
+        Attr::Now => op.test_time(env.now),
+    };
+    hit != negate
+}
+
+impl Cond {
+    /// [`Cond::matches`], with a clause tested inline.
+    #[inline(always)]
+    fn matches_inline(&self, env: &Env<'_>) -> bool {
+        match self {
+            Cond::Clause { attr, op, negate } => clause_holds(attr, op, *negate, env),
+            other => other.matches(env),
         }
     }
 }
@@ -203,9 +219,10 @@ pub(crate) fn id_text(value: &Value) -> Option<Box<str>> {
 }
 
 impl Scalar {
+    #[inline(always)]
     fn eq_value(&self, value: &Value) -> bool {
         match (self, value) {
-            (Scalar::Str(a), Value::String(b)) => **a == **b,
+            (Scalar::Str(a), Value::String(b)) => eq_bytes(a.as_bytes(), b.as_bytes()),
             (Scalar::Num(a), Value::Number(b)) => b.as_f64() == Some(*a),
             (Scalar::Bool(a), Value::Bool(b)) => a == b,
             _ => false,
@@ -214,6 +231,7 @@ impl Scalar {
 }
 
 impl ScalarSet {
+    #[inline(always)]
     fn contains(&self, value: &Value) -> bool {
         match value {
             Value::String(s) => self.strings.contains(s.as_str()),
@@ -224,22 +242,29 @@ impl ScalarSet {
     }
 }
 
+#[inline(always)]
 fn number_of(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        Value::String(s) => number_in(s),
         _ => None,
     }
 }
 
+/// A numeric string's number (out of line: the comparison of numbers stays small).
+#[inline(never)]
+fn number_in(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
 /// Parses a version leniently: an optional leading `v`, and `1` or `1.2` padded with zeros.
+#[inline(never)]
 pub(crate) fn parse_version(text: &str) -> Option<semver::Version> {
-    let text = text.trim();
-    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    let text = version_text(text);
     // Fast path for the common `MAJOR.MINOR.PATCH` (no pre-release, no build): no leading
     // zeros, digits only, exactly what the semver crate would accept for such text.
-    if let Some(v) = parse_plain_version(text) {
-        return Some(v);
+    if let Some([major, minor, patch]) = plain_version(text) {
+        return Some(semver::Version::new(major, minor, patch));
     }
     if let Ok(v) = semver::Version::parse(text) {
         return Some(v);
@@ -257,7 +282,41 @@ pub(crate) fn parse_version(text: &str) -> Option<semver::Version> {
     Some(semver::Version::new(major, minor, 0))
 }
 
-fn parse_plain_version(text: &str) -> Option<semver::Version> {
+/// The text a version is read from: trimmed, without a leading `v`.
+fn version_text(text: &str) -> &str {
+    // `trim` looks at Unicode whitespace character by character; text that starts and ends
+    // with an ASCII letter or digit (nearly every version) has none to trim.
+    let bytes = text.as_bytes();
+    let trimmed = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    let text = if trimmed(bytes.first()) && trimmed(bytes.last()) {
+        text
+    } else {
+        text.trim()
+    };
+    text.strip_prefix(['v', 'V']).unwrap_or(text)
+}
+
+/// How the version `text` compares with `operand` by semver precedence, when it is one. A
+/// plain `MAJOR.MINOR.PATCH` (what apps mostly send) is compared as three numbers, without
+/// building a [`semver::Version`]; anything else goes through [`parse_version`].
+#[inline]
+fn version_order(text: &str, operand: &semver::Version) -> Option<Ordering> {
+    if let Some(v) = plain_version(version_text(text)) {
+        // A release ranks above a pre-release of the same numbers.
+        let tie = if operand.pre.is_empty() {
+            Ordering::Equal
+        } else {
+            Ordering::Greater
+        };
+        return Some(
+            v.cmp(&[operand.major, operand.minor, operand.patch])
+                .then(tie),
+        );
+    }
+    parse_version(text).map(|v| v.cmp_precedence(operand))
+}
+
+fn plain_version(text: &str) -> Option<[u64; 3]> {
     // One pass over the bytes: three dot-separated decimal numbers without leading zeros.
     let mut numbers = [0u64; 3];
     let mut part = 0usize;
@@ -284,10 +343,11 @@ fn parse_plain_version(text: &str) -> Option<semver::Version> {
     if part != 2 || digits == 0 {
         return None;
     }
-    Some(semver::Version::new(numbers[0], numbers[1], numbers[2]))
+    Some(numbers)
 }
 
 /// Parses a timestamp: RFC 3339 text or Unix seconds.
+#[inline(never)]
 pub(crate) fn parse_time(value: &Value) -> Option<OffsetDateTime> {
     match value {
         Value::String(s) => {
@@ -311,16 +371,25 @@ fn ordering_holds(actual: Ordering, wanted: Ordering, or_equal: bool) -> bool {
 
 impl Op {
     /// Tests one attribute value; lists are handled here.
+    #[inline(always)]
     fn test(&self, value: &Value) -> bool {
         if let Value::Array(items) = value {
-            return match self {
-                Op::Contains(needle) => items.iter().any(|item| needle.eq_value(item)),
-                _ => items.iter().any(|item| self.test_scalar(item)),
-            };
+            return self.test_list(items);
         }
         self.test_scalar(value)
     }
 
+    #[inline(never)]
+    fn test_list(&self, items: &[Value]) -> bool {
+        match self {
+            Op::Contains(needle) => items.iter().any(|item| needle.eq_value(item)),
+            _ => items.iter().any(|item| self.test_scalar(item)),
+        }
+    }
+
+    /// Inlined where a clause is tested: the common operators are a few instructions here,
+    /// the rest (regular expressions, times, versions that are not plain) a call.
+    #[inline(always)]
     fn test_scalar(&self, value: &Value) -> bool {
         match self {
             Op::Equals(s) => s.eq_value(value),
@@ -329,19 +398,27 @@ impl Op {
                 value.as_str().is_some_and(|s| s.contains(&**needle))
             }
             Op::Contains(_) => false,
-            Op::StartsWith(prefix) => value.as_str().is_some_and(|s| s.starts_with(&**prefix)),
-            Op::EndsWith(suffix) => value.as_str().is_some_and(|s| s.ends_with(&**suffix)),
+            Op::StartsWith(prefix) => value.as_str().is_some_and(|s| starts_with(s, prefix)),
+            Op::EndsWith(suffix) => value.as_str().is_some_and(|s| ends_with(s, suffix)),
             Op::Compare(wanted, or_equal, operand) => number_of(value)
                 .and_then(|x| x.partial_cmp(operand))
                 .is_some_and(|ord| ordering_holds(ord, *wanted, *or_equal)),
-            Op::Regex(re) => value.as_str().is_some_and(|s| re.is_match(s)),
             Op::Semver(wanted, or_equal, operand) => value
                 .as_str()
-                .and_then(parse_version)
-                .is_some_and(|v| ordering_holds(v.cmp_precedence(operand), *wanted, *or_equal)),
+                .and_then(|text| version_order(text, operand))
+                .is_some_and(|ord| ordering_holds(ord, *wanted, *or_equal)),
+            Op::Regex(_) | Op::Time(..) => self.test_rare(value),
+        }
+    }
+
+    #[inline(never)]
+    fn test_rare(&self, value: &Value) -> bool {
+        match self {
+            Op::Regex(re) => value.as_str().is_some_and(|s| re.is_match(s)),
             Op::Time(wanted, operand) => {
                 parse_time(value).is_some_and(|t| t.cmp(operand) == *wanted)
             }
+            _ => self.test_scalar(value),
         }
     }
 
@@ -1163,11 +1240,46 @@ mod tests {
             "0.10.0",
             "1.2.3 ",
         ] {
-            let fast = parse_plain_version(text);
+            let fast = plain_version(text).map(|[a, b, c]| semver::Version::new(a, b, c));
             let slow = semver::Version::parse(text)
                 .ok()
                 .filter(|v| v.pre.is_empty() && v.build.is_empty());
             assert_eq!(fast, slow, "{text}");
+        }
+    }
+
+    #[test]
+    fn comparing_plain_versions_as_numbers_agrees_with_semver_precedence() {
+        let texts = [
+            "1.2.3",
+            "v1.2.3",
+            " 1.2.3 ",
+            "1.2.2",
+            "1.2.4",
+            "1.3.0",
+            "0.9.9",
+            "2.0.0",
+            "1.2",
+            "1",
+            "1.2.3-rc.1",
+            "1.2.3+build",
+            "1.2.3-alpha",
+            "junk",
+            "01.2.3",
+        ];
+        let operands = [
+            "1.2.3",
+            "1.2.3-rc.1",
+            "1.2.3-alpha.2",
+            "1.2.4-0",
+            "1.2.3+meta",
+        ];
+        for operand in operands {
+            let operand = semver::Version::parse(operand).unwrap();
+            for text in texts {
+                let slow = parse_version(text).map(|v| v.cmp_precedence(&operand));
+                assert_eq!(version_order(text, &operand), slow, "{text} vs {operand}");
+            }
         }
     }
 

@@ -8,17 +8,28 @@
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
-use hashbrown::HashTable;
 use serde_json::{Map, Value};
+
+use crate::strmap::{InlineKey, Slots};
 
 /// An evaluation context: `{"targetingKey": "...", <attributes, nested objects allowed>}`.
 ///
 /// Built once per request and borrowed by every evaluation; lookups never allocate.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    /// `(dotted path, value, nesting depth)`; objects are not entries, their leaves are.
-    entries: Vec<(Box<str>, Value, u16)>,
-    index: HashTable<u32>,
+    /// Objects are not entries, their leaves are.
+    entries: Vec<Entry>,
+    index: Slots,
+}
+
+/// One cache line: a lookup reads this and, for a short path, nothing else.
+#[derive(Debug, Clone)]
+#[repr(align(64))]
+struct Entry {
+    /// The dotted path; its tag is how deeply nested the value was (a nested path wins over
+    /// a literal dotted one).
+    path: InlineKey,
+    value: Value,
 }
 
 /// Why a JSON value is not a valid evaluation context.
@@ -113,21 +124,24 @@ impl Context {
     /// (`{"tenant": {"id": 1}}` over `{"tenant.id": 2}`), whatever their order.
     fn insert(&mut self, path: String, value: Value, depth: u16) {
         let hash = hash_of(&path);
-        let entries = &mut self.entries;
-        if let Some(&i) = self.index.find(hash, |&i| *entries[i as usize].0 == *path) {
-            let slot = &mut entries[i as usize];
-            if depth >= slot.2 {
-                slot.1 = value;
-                slot.2 = depth;
+        if let Some(i) = self.position(hash, &path) {
+            let entry = &mut self.entries[i];
+            if depth >= entry.path.tag() {
+                entry.value = value;
+                entry.path.set_tag(depth);
             }
             return;
         }
-        let Ok(i) = u32::try_from(entries.len()) else {
+        if u32::try_from(self.entries.len() + 1).is_err() {
             return;
-        };
-        entries.push((path.into_boxed_str(), value, depth));
-        self.index
-            .insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
+        }
+        let mut path = InlineKey::new(path.into_boxed_str());
+        path.set_tag(depth);
+        self.entries.push(Entry { path, value });
+        let entries = &self.entries;
+        self.index.insert(hash, entries.len() - 1, |i| {
+            hash_of(entries[i].path.as_str())
+        });
     }
 
     /// The targeting key, when present.
@@ -142,19 +156,26 @@ impl Context {
 
     /// Looks a compiled attribute up: the dotted path through nested objects
     /// (`{"tenant": {"id": ...}}`), or the literal name as one key (`{"tenant.id": ...}`).
+    #[inline]
     pub fn lookup(&self, path: &AttrPath) -> Option<&Value> {
-        self.find(path.hash, &path.full)
+        self.index
+            .find(path.hash, |i| self.entries[i].path.same(&path.key))
+            .map(|i| &self.entries[i].value)
     }
 
+    #[inline(always)]
     fn find(&self, hash: u64, path: &str) -> Option<&Value> {
-        self.index
-            .find(hash, |&i| *self.entries[i as usize].0 == *path)
-            .map(|&i| &self.entries[i as usize].1)
+        self.position(hash, path).map(|i| &self.entries[i].value)
+    }
+
+    #[inline(always)]
+    fn position(&self, hash: u64, path: &str) -> Option<usize> {
+        self.index.find(hash, |i| self.entries[i].path.is(path))
     }
 
     /// Every `(dotted path, value)` of the context.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries.iter().map(|(k, v, _)| (&**k, v))
+        self.entries.iter().map(|e| (e.path.as_str(), &e.value))
     }
 
     /// Number of attributes (leaves).
@@ -175,9 +196,9 @@ impl PartialEq for Context {
 }
 
 /// A compiled attribute reference: the dotted name and its precomputed hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AttrPath {
-    full: Box<str>,
+    key: InlineKey,
     hash: u64,
 }
 
@@ -185,16 +206,24 @@ impl AttrPath {
     /// Compiles `name` (`user.id`, `tenant.settings.preferredProvider`, `targetingKey`).
     pub fn new(name: &str) -> Self {
         Self {
-            full: name.into(),
+            key: InlineKey::new(name.into()),
             hash: hash_of(name),
         }
     }
 
     /// The attribute name as written.
     pub fn as_str(&self) -> &str {
-        &self.full
+        self.key.as_str()
     }
 }
+
+impl PartialEq for AttrPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.key.same(&other.key)
+    }
+}
+
+impl Eq for AttrPath {}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use crate::strmap::{StrMap, StrSet};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -182,6 +183,8 @@ pub struct Evaluation<'r> {
 }
 
 impl<'r> Evaluation<'r> {
+    #[cold]
+    #[inline(never)]
     fn not_found(message: String) -> Self {
         Self {
             value: &NULL,
@@ -275,7 +278,7 @@ pub struct Ruleset {
     /// Definitions, variant tables and dependencies by slot; `None` once removed.
     pub(crate) slots: Arc<Vec<Option<Arc<FlagSlot>>>>,
     /// Key → slot, for every flag present (compiled or not). Shared until a key comes or goes.
-    pub(crate) index: Arc<FxHashMap<Box<str>, u32>>,
+    pub(crate) index: Arc<StrMap<u32>>,
     /// Slots of the flags present, in document order. Shared until a key comes or goes.
     pub(crate) order: Arc<Vec<u32>>,
     /// Compiled segments by slot.
@@ -310,7 +313,7 @@ pub(crate) struct Targeting {
     pub default_variant: u16,
     pub static_variant: Option<u16>,
     pub tenant_attr: AttrPath,
-    pub tenants: FxHashMap<Box<str>, TenantAction>,
+    pub tenants: StrMap<TenantAction>,
     pub prerequisites: Box<[Prereq]>,
     pub targets: Box<[Target]>,
     pub rules: Box<[Rule]>,
@@ -319,6 +322,76 @@ pub(crate) struct Targeting {
     pub experiment: Option<Box<Experiment>>,
     /// No targeting at all: a fixed fallthrough is reported as STATIC.
     pub is_static: bool,
+    /// What this targeting serves whatever the context, when that is so (a kill switch, a
+    /// flag that is off, on for everyone or serving one value): evaluation answers it without
+    /// looking at the context. Set by [`Targeting::with_fixed_answer`].
+    pub fixed: Option<Fixed>,
+}
+
+/// An answer that does not depend on the context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Fixed {
+    variant: u16,
+    reason: Reason,
+    detail: Option<Detail<'static>>,
+}
+
+impl Targeting {
+    /// This targeting with [`Targeting::fixed`] worked out: the answer of the full evaluation
+    /// path, taken only where no step of that path can look at the context (the unit tests
+    /// check the two agree).
+    pub(crate) fn with_fixed_answer(mut self) -> Self {
+        self.fixed = self.fixed_answer();
+        self
+    }
+
+    fn fixed_answer(&self) -> Option<Fixed> {
+        let fixed = |variant, reason, detail| {
+            Some(Fixed {
+                variant,
+                reason,
+                detail,
+            })
+        };
+        if self.killed {
+            return fixed(
+                self.default_variant,
+                Reason::Disabled,
+                Some(Detail::KillSwitch),
+            );
+        }
+        if !self.tenants.is_empty() {
+            return None;
+        }
+        if !self.enabled {
+            return fixed(self.default_variant, Reason::Disabled, None);
+        }
+        if let Some(v) = self.static_variant {
+            return fixed(v, Reason::Static, None);
+        }
+        if !self.prerequisites.is_empty()
+            || !self.targets.is_empty()
+            || !self.rules.is_empty()
+            || self.experiment.is_some()
+        {
+            return None;
+        }
+        let Some(serve) = &self.fallthrough else {
+            return fixed(self.default_variant, Reason::Default, None);
+        };
+        match serve.fixed() {
+            Some(Served::Hit { variant, .. }) => {
+                let reason = if self.is_static {
+                    Reason::Static
+                } else {
+                    Reason::Default
+                };
+                fixed(variant, reason, Some(Detail::Fallthrough))
+            }
+            Some(Served::Miss) => fixed(self.default_variant, Reason::Default, None),
+            Some(Served::NoUnit) | None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +410,7 @@ pub(crate) struct Prereq {
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub attr: AttrPath,
-    pub ids: FxHashSet<Box<str>>,
+    pub ids: StrSet,
     pub variant: u16,
 }
 
@@ -369,6 +442,32 @@ pub(crate) enum Served {
     Hit { variant: u16, randomized: bool },
     Miss,
     NoUnit,
+}
+
+impl Serve {
+    /// What [`apply`] gives whatever the context, when it needs no unit (no percentage
+    /// strictly between 0 and 100 %, no split of more than one variant).
+    fn fixed(&self) -> Option<Served> {
+        let needs_rollout = matches!(self.percentage, Some(p) if p > 0 && p < BUCKETS);
+        let needs_split = matches!(&self.action, ServeAction::Split(ranges) if ranges.len() > 1);
+        if self.percentage == Some(0) {
+            return Some(Served::Miss);
+        }
+        if needs_rollout || needs_split {
+            return None;
+        }
+        let variant = match &self.action {
+            ServeAction::Variant(v) => *v,
+            ServeAction::Split(ranges) => match ranges.first() {
+                Some((_, v)) => *v,
+                None => return Some(Served::Miss),
+            },
+        };
+        Some(Served::Hit {
+            variant,
+            randomized: false,
+        })
+    }
 }
 
 /// Nesting bound for prerequisite chains (cycles are rejected when compiling).
@@ -567,10 +666,12 @@ impl<'r> Evaluator<'r> {
     /// Evaluates flag `key` for `ctx`.
     pub fn evaluate(&self, key: &str, ctx: &Context) -> Evaluation<'r> {
         match self.ruleset.index.get(key) {
-            Some(&i) if self.ruleset.flag(i).is_some() => self.evaluate_index(i, ctx, 0),
-            Some(_) => Evaluation::not_found(format!(
-                "flag `{key}` has errors in its definition and is not served"
-            )),
+            Some(&i) => match self.ruleset.flag(i) {
+                Some(flag) => self.evaluate_flag(flag, ctx, 0),
+                None => Evaluation::not_found(format!(
+                    "flag `{key}` has errors in its definition and is not served"
+                )),
+            },
             None => Evaluation::not_found(format!("flag `{key}` was not found")),
         }
     }
@@ -682,6 +783,46 @@ impl<'r> Evaluator<'r> {
         let Some(t) = self.targeting_of(flag) else {
             return general(flag, "internal: missing targeting");
         };
+        if let Some(f) = t.fixed {
+            return serve_variant(flag, f.variant, f.reason, f.detail);
+        }
+        self.evaluate_targeting(flag, t, ctx, depth)
+    }
+
+    /// The key of the first prerequisite of `t` that does not serve a required variant (out
+    /// of line: the evaluation of a flag without prerequisites stays small).
+    #[inline(never)]
+    fn failed_prerequisite(&self, t: &Targeting, ctx: &Context, depth: usize) -> Option<&'r str> {
+        let failed = t.prerequisites.iter().find(|prereq| {
+            let ok = depth < MAX_PREREQ_DEPTH && {
+                let result = self.evaluate_index(prereq.flag, ctx, depth + 1);
+                result.error.is_none()
+                    && result.variant.is_some_and(|served| {
+                        self.ruleset.flag(prereq.flag).is_some_and(|other| {
+                            prereq.variants.iter().any(|&v| {
+                                other
+                                    .variants
+                                    .get(v as usize)
+                                    .is_some_and(|(k, _)| **k == *served)
+                            })
+                        })
+                    })
+            };
+            !ok
+        })?;
+        Some(self.ruleset.flag(failed.flag).map_or("", |f| &*f.key))
+    }
+
+    /// The full evaluation of `flag`'s targeting `t` (what [`Targeting::fixed`] short-cuts).
+    /// Out of line, so that a fixed answer is served without its stack frame.
+    #[inline(never)]
+    fn evaluate_targeting(
+        &self,
+        flag: &'r Flag,
+        t: &'r Targeting,
+        ctx: &Context,
+        depth: usize,
+    ) -> Evaluation<'r> {
         let served = |variant: u16, reason: Reason, detail: Option<Detail<'r>>| {
             serve_variant(flag, variant, reason, detail)
         };
@@ -724,27 +865,12 @@ impl<'r> Evaluator<'r> {
             }
             return served(v, Reason::Static, None);
         }
-        for prereq in t.prerequisites.iter() {
-            let ok = depth < MAX_PREREQ_DEPTH && {
-                let result = self.evaluate_index(prereq.flag, ctx, depth + 1);
-                result.error.is_none()
-                    && result.variant.is_some_and(|served| {
-                        self.ruleset.flag(prereq.flag).is_some_and(|other| {
-                            prereq.variants.iter().any(|&v| {
-                                other
-                                    .variants
-                                    .get(v as usize)
-                                    .is_some_and(|(k, _)| **k == *served)
-                            })
-                        })
-                    })
-            };
-            if !ok {
-                let key = self.ruleset.flag(prereq.flag).map_or("", |f| &*f.key);
+        if !t.prerequisites.is_empty() {
+            if let Some(failed) = self.failed_prerequisite(t, ctx, depth) {
                 return served(
                     t.default_variant,
                     Reason::Default,
-                    Some(Detail::PrerequisiteFailed(key)),
+                    Some(Detail::PrerequisiteFailed(failed)),
                 );
             }
         }
@@ -838,10 +964,7 @@ fn article(name: &str) -> &'static str {
     }
 }
 
-pub(crate) fn tenant_action(
-    tenants: &FxHashMap<Box<str>, TenantAction>,
-    id: &Value,
-) -> Option<TenantAction> {
+pub(crate) fn tenant_action(tenants: &StrMap<TenantAction>, id: &Value) -> Option<TenantAction> {
     let mut found = None;
     with_id_text(id, |text| {
         found = tenants.get(text).copied();
@@ -850,6 +973,7 @@ pub(crate) fn tenant_action(
     found
 }
 
+#[inline]
 fn serve_variant<'r>(
     flag: &'r Flag,
     variant: u16,
@@ -869,6 +993,8 @@ fn serve_variant<'r>(
     }
 }
 
+#[cold]
+#[inline(never)]
 fn general<'r>(flag: &'r Flag, message: &str) -> Evaluation<'r> {
     Evaluation {
         value: &NULL,
@@ -923,25 +1049,11 @@ fn apply(serve: &Serve, ctx: &Context) -> Served {
 
 /// [`apply`], telling `probe` the unit and buckets it used.
 pub(crate) fn apply_probed(serve: &Serve, ctx: &Context, probe: &mut impl ServeProbe) -> Served {
+    // 0 % serves nobody; 100 % rollouts and one-variant splits randomize nobody.
+    if let Some(served) = serve.fixed() {
+        return served;
+    }
     let needs_rollout = matches!(serve.percentage, Some(p) if p > 0 && p < BUCKETS);
-    let needs_split = matches!(&serve.action, ServeAction::Split(ranges) if ranges.len() > 1);
-    if serve.percentage == Some(0) {
-        return Served::Miss;
-    }
-    if !needs_rollout && !needs_split {
-        let variant = match &serve.action {
-            ServeAction::Variant(v) => *v,
-            ServeAction::Split(ranges) => match ranges.first() {
-                Some((_, v)) => *v,
-                None => return Served::Miss,
-            },
-        };
-        // 100 % rollouts and one-variant splits randomize nobody.
-        return Served::Hit {
-            variant,
-            randomized: false,
-        };
-    }
     let unit = serve
         .unit
         .iter()
@@ -993,5 +1105,75 @@ pub(crate) fn bucket_of(bucketer: &Bucketer, unit: &Value) -> u32 {
             }
         }
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{load_str, Context, Format};
+
+    /// Every shape of flag whose answer can be fixed, and some whose answer cannot, in two
+    /// environments: the fixed answer is the full path's answer for every context.
+    #[test]
+    fn fixed_answers_are_what_the_full_evaluation_serves() {
+        let doc = json!({"flags": [
+            {"key": "on"},
+            {"key": "off", "enabled": false},
+            {"key": "killed", "killSwitch": true, "fallthrough": {"percentage": 50, "variant": "on"}},
+            {"key": "static", "type": "string", "variants": {"a": "A", "b": "B"},
+             "defaultVariant": "a", "variant": "b"},
+            {"key": "all-in", "fallthrough": {"percentage": 100, "variant": "on"}},
+            {"key": "none-in", "fallthrough": {"percentage": 0, "variant": "on"}},
+            {"key": "one-split", "type": "string", "variants": {"a": "A", "b": "B"},
+             "defaultVariant": "a", "fallthrough": {"split": {"b": 100}}},
+            {"key": "half", "fallthrough": {"percentage": 50, "variant": "on"}},
+            {"key": "ruled", "rules": [{"id": "r", "conditions": [
+                {"attribute": "plan", "operator": "equals", "value": "pro"}], "variant": "off"}]},
+            {"key": "tenanted", "tenants": {"t1": {"enabled": false}}},
+            {"key": "envs", "environments": {
+                "production": {"killSwitch": true},
+                "staging": {"fallthrough": {"percentage": 30, "variant": "on"}}}},
+        ]})
+        .to_string();
+        let ruleset = load_str(&doc, Format::Json, None).expect("compiles");
+        let contexts = [
+            Context::new(),
+            Context::from_value(json!({"targetingKey": "u1", "plan": "pro", "tenant": "t1"}))
+                .unwrap(),
+            Context::from_value(json!({"targetingKey": "u2", "plan": "free"})).unwrap(),
+        ];
+        let mut fixed = 0;
+        let mut not_fixed = 0;
+        for env in ["production", "staging", "elsewhere"] {
+            let eval = ruleset.evaluator(env, time::OffsetDateTime::UNIX_EPOCH);
+            for key in ruleset.keys() {
+                let flag = eval.flag_by_key(key).expect("served");
+                let t = eval.targeting_of(flag).expect("targeting");
+                if t.fixed.is_some() {
+                    fixed += 1;
+                } else {
+                    not_fixed += 1;
+                }
+                for ctx in &contexts {
+                    assert_eq!(
+                        eval.evaluate(key, ctx),
+                        eval.evaluate_targeting(flag, t, ctx, 0),
+                        "{key} in {env}"
+                    );
+                }
+            }
+        }
+        // Seven flags in every environment, and `envs` where killed and where top-level.
+        assert_eq!(
+            fixed,
+            7 * 3 + 2,
+            "on, off, killed, static, all-in, none-in, one-split"
+        );
+        assert!(
+            not_fixed >= 3 * 3,
+            "half, ruled and tenanted are never fixed"
+        );
     }
 }

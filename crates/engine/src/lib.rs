@@ -48,6 +48,7 @@ pub mod explain;
 pub mod hash;
 mod normalize;
 pub mod source;
+mod strmap;
 
 use std::path::Path;
 
