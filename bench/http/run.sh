@@ -14,9 +14,11 @@ cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -r
 trap cleanup EXIT
 
 ./target/release/examples/http_ceiling 127.0.0.1:18090 > "$work/ceiling.out" &
+ceiling_pid=$!
 SWITCHYARD_ADMIN_TOKEN=bench-admin-token-0123456789 SWITCHYARD_SEED_EXAMPLES=false SWITCHYARD_LOG=warn \
   ./target/release/switchyard serve --listen 127.0.0.1:18091 --db "sqlite://$work/db.sqlite" \
   --import bench/http/flags.yaml > "$work/server.out" &
+server_pid=$!
 for _ in $(seq 50); do
   grep -q listening "$work/server.out" 2>/dev/null && grep -q listening "$work/ceiling.out" 2>/dev/null && break
   sleep 0.2
@@ -26,10 +28,34 @@ SDK_KEY=$(curl -s -X POST http://127.0.0.1:18091/api/v1/tokens \
   -d '{"name":"bench","role":"sdk","environment":"production"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 export SDK_KEY
 
+# CPU time (user + system) a process has used, in clock ticks (/proc/PID/stat fields 14, 15).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# run NAME URL SCRIPT PID: wrk's figures, and the server's CPU time per request (which depends
+# less than requests/s on how wrk and the server share the two cores).
 run() {
   echo "== $1"
-  wrk -t$threads -c$conns -d${secs}s --latency -s "$3" "$2" | grep -E "Requests/sec|Latency|50%|99%|requests in|Non-2xx"
+  local before after out requests rps
+  before=$(ticks "$4")
+  out=$(wrk -t$threads -c$conns -d${secs}s --latency -s "$3" "$2")
+  after=$(ticks "$4")
+  echo "$out" | grep -E "Requests/sec|Latency|50%|99%|requests in|Non-2xx"
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  python3 -c "print(f'  server CPU: {($after - $before) / $hz * 1e6 / $requests:.1f} µs per request')"
+  echo "$rps" > "$work/$5.rps"
 }
-run "ceiling: plain axum handler, constant body" http://127.0.0.1:18090/ofrep/v1/evaluate/flags/checkout-redesign bench/http/single.lua
-run "OFREP single flag (5-condition rule)" http://127.0.0.1:18091/ofrep/v1/evaluate/flags/checkout-redesign bench/http/single.lua
-run "OFREP bulk (20 flags)" http://127.0.0.1:18091/ofrep/v1/evaluate/flags bench/http/bulk.lua
+rss() { awk '/^'"$2"':/ {printf "%.1f MiB", $2 / 1024}' "/proc/$1/status"; }
+echo "server resident memory at rest: $(rss "$server_pid" VmRSS)"
+run "ceiling: plain axum handler, constant body" http://127.0.0.1:18090/ofrep/v1/evaluate/flags/checkout-redesign bench/http/single.lua "$ceiling_pid" ceiling
+run "OFREP single flag (5-condition rule)" http://127.0.0.1:18091/ofrep/v1/evaluate/flags/checkout-redesign bench/http/single.lua "$server_pid" single
+run "OFREP bulk (20 flags)" http://127.0.0.1:18091/ofrep/v1/evaluate/flags bench/http/bulk.lua "$server_pid" bulk
+echo "server resident memory: $(rss "$server_pid" VmRSS) now, $(rss "$server_pid" VmHWM) at most"
+python3 - "$work" <<'PY'
+import sys
+d = sys.argv[1]
+rps = {k: float(open(f"{d}/{k}.rps").read()) for k in ("ceiling", "single", "bulk")}
+print(f"single flag: {100 * rps['single'] / rps['ceiling']:.0f} % of the ceiling; "
+      f"bulk: {100 * rps['bulk'] / rps['ceiling']:.0f} % of the ceiling")
+PY

@@ -122,7 +122,7 @@ impl Context {
 
     /// Files `value` under `path`. A nested path wins over a literal key spelled with dots
     /// (`{"tenant": {"id": 1}}` over `{"tenant.id": 2}`), whatever their order.
-    fn insert(&mut self, path: String, value: Value, depth: u16) {
+    pub(crate) fn insert(&mut self, path: String, value: Value, depth: u16) {
         let hash = hash_of(&path);
         if let Some(i) = self.position(hash, &path) {
             let entry = &mut self.entries[i];

@@ -40,6 +40,7 @@ pub mod bucket;
 pub mod compile;
 mod condition;
 pub mod context;
+mod context_json;
 pub mod diagnostic;
 pub mod document;
 pub mod eval;
@@ -55,6 +56,7 @@ use std::path::Path;
 pub use compile::{compile, is_valid_key, Change};
 pub use condition::{NOW_ATTRIBUTE, OPERATORS};
 pub use context::{AttrPath, Context, ContextError};
+pub use context_json::{ContextJsonError, ContextLimits};
 pub use diagnostic::{has_errors, Diagnostic, FieldPath, PathSegment, Severity};
 pub use document::{Document, FlagDef, FlagType, TargetingDef, FORMAT_VERSION};
 pub use eval::{

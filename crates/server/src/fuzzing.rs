@@ -44,7 +44,21 @@ pub fn evaluate_everything(ruleset: &Ruleset, ctx: &Context) {
 /// An OFREP request body (`POST /ofrep/v1/evaluate/flags[/{key}]`): read with the default
 /// limits; a context that is read is then evaluated against the example flags.
 pub fn ofrep_request(body: &[u8]) {
-    match crate::ofrep::parse_context(body, &Limits::default()) {
+    // Reading the context straight from the text gives what going through a JSON tree gives:
+    // the same context, or an error for the same input (the code may differ when the text is
+    // both invalid JSON and an invalid context: the first fault met is reported).
+    let direct = crate::ofrep::parse_context(body, &Limits::default());
+    let tree = crate::ofrep::parse_context_via_tree(body, &Limits::default());
+    match (&direct, &tree) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the two ways to read a context disagree"),
+        (Err(a), Err(b)) => {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+                assert_eq!(a.0, b.0, "valid JSON, different error codes: {a:?} / {b:?}");
+            }
+        }
+        _ => panic!("one way to read the context failed: {direct:?} / {tree:?}"),
+    }
+    match direct {
         Ok(ctx) => evaluate_everything(examples(), &ctx),
         Err((code, details)) => {
             assert!(

@@ -40,11 +40,10 @@ pub mod stream;
 pub mod ui;
 pub mod webhooks;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -268,9 +267,10 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             request_timeout,
         ))
-        .layer(axum::middleware::from_fn(edge::json_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::middleware::from_fn(edge::head_limits))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::edge,
+        ))
         .layer(cors)
         .with_state(state)
 }
@@ -286,22 +286,6 @@ fn body_limit(path: &str, limits: &listen::Limits) -> usize {
     } else {
         limits.admin_body_bytes
     }
-}
-
-/// Records request latency by route.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = request.method().clone();
-    // MatchedPath is a shared string: cloning it does not allocate.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state
-        .metrics
-        .http
-        .with_label_values(&[method.as_str(), route, response.status().as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    response
 }
 
 async fn healthz() -> &'static str {

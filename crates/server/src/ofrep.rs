@@ -129,8 +129,35 @@ pub(crate) fn refusal(denied: Denied, key: Option<&str>) -> Response {
 }
 
 /// Parses the request body into a context; `Err` carries the OFREP error code and details.
-/// A context deeper or larger than the configured limits is refused before it is built.
+/// The context is filed as the JSON is read (no JSON tree first), and one deeper or larger
+/// than the configured limits is refused before it is built.
 pub(crate) fn parse_context(
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Context, (&'static str, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::new());
+    }
+    let limits = switchyard_engine::ContextLimits {
+        max_depth: limits.context_depth,
+        max_values: limits.context_attributes,
+    };
+    Context::from_json(body, Some("context"), ENVELOPE, limits).map_err(|e| {
+        let code = if e.is_syntax() {
+            "PARSE_ERROR"
+        } else {
+            "INVALID_CONTEXT"
+        };
+        (code, e.to_string())
+    })
+}
+
+/// What an OFREP request body must be.
+const ENVELOPE: &str = "the request body must be a JSON object `{\"context\": {...}}`";
+
+/// [`parse_context`] by way of a JSON tree, as it was done before contexts were read
+/// straight from the text: the reference the fuzz target and the tests hold it to.
+pub fn parse_context_via_tree(
     body: &[u8],
     limits: &Limits,
 ) -> Result<Context, (&'static str, String)> {
@@ -144,10 +171,7 @@ pub(crate) fn parse_context(
         )
     })?;
     let Value::Object(mut top) = value else {
-        return Err((
-            "PARSE_ERROR",
-            "the request body must be a JSON object `{\"context\": {...}}`".to_owned(),
-        ));
+        return Err(("PARSE_ERROR", ENVELOPE.to_owned()));
     };
     match top.remove("context") {
         None | Some(Value::Null) => Ok(Context::new()),
@@ -349,50 +373,87 @@ pub async fn evaluate_all(
     let now = time::OffsetDateTime::now_utc();
     let evaluator = snapshot.ruleset.evaluator(env, now);
     let evals: Vec<(&str, Evaluation<'_>)> = evaluator.evaluate_all(&ctx).collect();
-    let flags = evals
-        .iter()
-        .map(|(key, eval)| {
-            record(&state, env, now.unix_timestamp(), key, eval);
-            expose(&state, env, &evaluator, key, &ctx, eval);
-            let metadata = snapshot.client_metadata(key);
-            match &eval.error {
-                None => Item::Success(Success {
-                    key,
-                    value: eval.value,
-                    reason: eval.reason.as_str(),
-                    variant: eval.variant,
-                    metadata,
-                }),
-                Some(err) => Item::Failure(Failure {
-                    key,
-                    error_code: err.code.as_str(),
-                    error_details: &err.message,
-                    metadata,
-                }),
-            }
-        })
-        .collect();
-    let body = to_vec(&Bulk {
-        flags,
-        metadata: SetMetadata {
-            revision: snapshot.ruleset_revision,
-        },
-        event_streams: crate::stream::advertised(&state, &principal.id).map(|s| [s]),
-    });
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+    for (key, eval) in &evals {
+        record(&state, env, now.unix_timestamp(), key, eval);
+        expose(&state, env, &evaluator, key, &ctx, eval);
+    }
+    let streams = crate::stream::advertised(&state, &principal.id).map(|s| [s]);
+    let etag = bulk_etag(snapshot.ruleset_revision, &evals, streams.as_ref());
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut response = if matches {
+        // What the client has is current: nothing to render.
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        json(StatusCode::OK, body)
+        let flags = evals
+            .iter()
+            .map(|(key, eval)| {
+                let metadata = snapshot.client_metadata(key);
+                match &eval.error {
+                    None => Item::Success(Success {
+                        key,
+                        value: eval.value,
+                        reason: eval.reason.as_str(),
+                        variant: eval.variant,
+                        metadata,
+                    }),
+                    Some(err) => Item::Failure(Failure {
+                        key,
+                        error_code: err.code.as_str(),
+                        error_details: &err.message,
+                        metadata,
+                    }),
+                }
+            })
+            .collect();
+        json(
+            StatusCode::OK,
+            to_vec(&Bulk {
+                flags,
+                metadata: SetMetadata {
+                    revision: snapshot.ruleset_revision,
+                },
+                event_streams: streams,
+            }),
+        )
     };
     if let Ok(v) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
+}
+
+/// The strong ETag of a bulk answer, from what determines its body rather than from the
+/// rendered body (so a 304 renders nothing): the ruleset revision (which fixes the flags, their
+/// values, metadata and order), and per flag the variant, reason and error served, plus the
+/// advertised event stream. Two answers with the same ETag have the same bytes.
+fn bulk_etag(
+    revision: i64,
+    evals: &[(&str, Evaluation<'_>)],
+    streams: Option<&[switchyard_api_types::ofrep::EventStream; 1]>,
+) -> String {
+    let mut h = Sha256::new();
+    // The body's layout: a new one must not match an ETag of the old.
+    h.update(b"ofrep-bulk-1\0");
+    h.update(revision.to_le_bytes());
+    for (key, eval) in evals {
+        for part in [*key, eval.variant.unwrap_or(""), eval.reason.as_str()] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        if let Some(err) = &eval.error {
+            h.update(err.code.as_str().as_bytes());
+            h.update([0]);
+            h.update(err.message.as_bytes());
+        }
+        h.update([0xff]);
+    }
+    if let Some(streams) = streams {
+        h.update(to_vec(streams));
+    }
+    format!("\"{}\"", &hex::encode(h.finalize())[..32])
 }
 
 #[cfg(test)]
@@ -426,6 +487,78 @@ mod tests {
             "]".repeat(100)
         );
         assert!(parse(arrays.as_bytes()).is_err());
+    }
+
+    /// Arbitrary JSON: objects with keys that collide once flattened (`a.b` beside
+    /// `{"a": {"b"}}`), arrays, every scalar, the targeting key in any type.
+    fn json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-c.]{0,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        proptest::sample::select(vec![
+                            "targetingKey",
+                            "a",
+                            "b",
+                            "a.b",
+                            "a.a",
+                            "b.a"
+                        ])
+                        .prop_map(str::to_owned),
+                        inner
+                    ),
+                    0..4
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_a_context_from_text_is_reading_it_through_a_tree(
+            context in json(),
+            depth in 0u16..6,
+            attributes in 0usize..40,
+        ) {
+            let limits = Limits { context_attributes: attributes, context_depth: depth, ..Limits::default() };
+            for body in [
+                serde_json::json!({"context": context.clone(), "other": [1, 2]}).to_string(),
+                context.to_string(),
+            ] {
+                let direct = parse_context(body.as_bytes(), &limits);
+                let tree = parse_context_via_tree(body.as_bytes(), &limits);
+                match (&direct, &tree) {
+                    (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                    (Err(a), Err(b)) => proptest::prop_assert_eq!(a.0, b.0, "{} / {}", a.1, b.1),
+                    _ => proptest::prop_assert!(false, "{body}: {direct:?} / {tree:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nested_attributes_win_over_dotted_names_read_either_way() {
+        for body in [
+            br#"{"context": {"a.b": 1, "a": {"b": 2}}}"#.as_slice(),
+            br#"{"context": {"a": {"b": 2}, "a.b": 1}}"#,
+        ] {
+            let ctx = parse(body).unwrap();
+            assert_eq!(ctx.get("a.b"), Some(&serde_json::json!(2)));
+            assert_eq!(
+                ctx,
+                parse_context_via_tree(body, &Limits::default()).unwrap()
+            );
+        }
     }
 
     #[test]
