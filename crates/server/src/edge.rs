@@ -52,7 +52,7 @@ pub async fn method_not_allowed(request: Request) -> Response {
 
 /// The edge of every route, as one layer (each layer costs a clone of the services below it
 /// and a boxed future per request): the limits on the request head (414 / 431), then the
-/// request, then any error that is not JSON made JSON ([`json_error`]), then the request's
+/// request, then any error that is not JSON made JSON (`json_error`), then the request's
 /// latency recorded by route and status.
 pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(refusal) = head_refusal(&request) {

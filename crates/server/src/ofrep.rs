@@ -155,7 +155,7 @@ pub(crate) fn parse_context(
 /// What an OFREP request body must be.
 const ENVELOPE: &str = "the request body must be a JSON object `{\"context\": {...}}`";
 
-/// [`parse_context`] by way of a JSON tree, as it was done before contexts were read
+/// `parse_context` by way of a JSON tree, as it was done before contexts were read
 /// straight from the text: the reference the fuzz target and the tests hold it to.
 pub fn parse_context_via_tree(
     body: &[u8],
