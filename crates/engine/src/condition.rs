@@ -365,6 +365,17 @@ pub(crate) fn parse_time(value: &Value) -> Option<OffsetDateTime> {
     }
 }
 
+/// Out of line: a regular expression's search is a call anyway.
+#[inline(never)]
+fn regex_matches(re: &regex::Regex, value: &Value) -> bool {
+    value.as_str().is_some_and(|s| re.is_match(s))
+}
+
+#[inline(never)]
+fn time_holds(value: &Value, wanted: Ordering, operand: &OffsetDateTime) -> bool {
+    parse_time(value).is_some_and(|t| t.cmp(operand) == wanted)
+}
+
 fn ordering_holds(actual: Ordering, wanted: Ordering, or_equal: bool) -> bool {
     actual == wanted || (or_equal && actual == Ordering::Equal)
 }
@@ -388,7 +399,8 @@ impl Op {
     }
 
     /// Inlined where a clause is tested: the common operators are a few instructions here,
-    /// the rest (regular expressions, times, versions that are not plain) a call.
+    /// the rest (regular expressions, times, numeric strings, versions that are not plain) a
+    /// call.
     #[inline(always)]
     fn test_scalar(&self, value: &Value) -> bool {
         match self {
@@ -407,18 +419,8 @@ impl Op {
                 .as_str()
                 .and_then(|text| version_order(text, operand))
                 .is_some_and(|ord| ordering_holds(ord, *wanted, *or_equal)),
-            Op::Regex(_) | Op::Time(..) => self.test_rare(value),
-        }
-    }
-
-    #[inline(never)]
-    fn test_rare(&self, value: &Value) -> bool {
-        match self {
-            Op::Regex(re) => value.as_str().is_some_and(|s| re.is_match(s)),
-            Op::Time(wanted, operand) => {
-                parse_time(value).is_some_and(|t| t.cmp(operand) == *wanted)
-            }
-            _ => self.test_scalar(value),
+            Op::Regex(re) => regex_matches(re, value),
+            Op::Time(wanted, operand) => time_holds(value, *wanted, operand),
         }
     }
 

@@ -6,10 +6,11 @@
 //! The result is what [`Context::from_value`] gives for the same text (a test in the server
 //! checks the two on arbitrary input).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::error::Category;
 use serde_json::Value;
 
 use crate::context::{Context, ContextError, TARGETING_KEY};
@@ -50,50 +51,47 @@ impl ContextJsonError {
 }
 
 impl Context {
-    /// Reads a context from JSON text: the whole text when `field` is `None`, else the value
-    /// of `field` in the top-level object (`{"context": {...}}`; other members are skipped;
-    /// a missing or `null` one is an empty context). `envelope` names the expected shape in
-    /// the error for a top level that is not an object.
+    /// Reads a context from JSON text: the value of `field` in the top-level object
+    /// (`{"context": {...}}`; other members are skipped; a missing or `null` one is an empty
+    /// context). `envelope` says what the text must be, for a top level that is not an object.
     pub fn from_json(
         text: &[u8],
-        field: Option<&str>,
+        field: &str,
         envelope: &str,
         limits: ContextLimits,
     ) -> Result<Context, ContextJsonError> {
         let builder = Builder {
-            ctx: Cell::new(Some(Context::new())),
+            ctx: RefCell::new(Context::new()),
             values: Cell::new(0),
             limits,
             problem: Cell::new(None),
         };
         let mut de = serde_json::Deserializer::from_slice(text);
-        let read = match field {
-            None => ContextSeed(&builder).deserialize(&mut de),
-            Some(field) => Envelope {
+        let read = de
+            .deserialize_map(Envelope {
                 builder: &builder,
                 field,
                 envelope,
-            }
-            .deserialize(&mut de),
-        };
-        let read = read.and_then(|()| de.end());
+            })
+            .and_then(|()| de.end());
         match (read, builder.problem.take()) {
             (_, Some(problem)) => Err(problem),
+            // Valid JSON of another type than the object expected.
+            (Err(e), None) if e.classify() == Category::Data => {
+                Err(ContextJsonError::Syntax(envelope.to_owned()))
+            }
             (Err(e), None) => Err(ContextJsonError::Syntax(format!(
                 "the request body is not valid JSON: {e}"
             ))),
-            (Ok(()), None) => {
-                let ctx = builder.ctx.take().unwrap_or_default();
-                Ok(ctx)
-            }
+            (Ok(()), None) => Ok(builder.ctx.into_inner()),
         }
     }
 }
 
-/// What the visitors share: the context being filled and the limits' counts. Cells, because
+/// What the visitors share: the context being filled and the limits' count. Cells, because
 /// serde hands each nested seed its own borrow.
 struct Builder {
-    ctx: Cell<Option<Context>>,
+    ctx: RefCell<Context>,
     values: Cell<usize>,
     limits: ContextLimits,
     problem: Cell<Option<ContextJsonError>>,
@@ -107,8 +105,10 @@ impl Builder {
         E::custom(message)
     }
 
-    fn count<E: de::Error>(&self, n: usize) -> Result<(), E> {
-        let values = self.values.get() + n;
+    /// Counts a value `depth` levels down against the limits.
+    fn value<E: de::Error>(&self, depth: u16) -> Result<(), E> {
+        self.depth(depth)?;
+        let values = self.values.get() + 1;
         self.values.set(values);
         if values > self.limits.max_values {
             return Err(self.fail(ContextJsonError::TooLarge(self.limits.max_values)));
@@ -122,12 +122,6 @@ impl Builder {
         }
         Ok(())
     }
-
-    fn insert(&self, path: String, value: Value, depth: u16) {
-        let mut ctx = self.ctx.take().unwrap_or_default();
-        ctx.insert(path, value, depth);
-        self.ctx.set(Some(ctx));
-    }
 }
 
 /// The top-level object around the context.
@@ -135,13 +129,6 @@ struct Envelope<'a> {
     builder: &'a Builder,
     field: &'a str,
     envelope: &'a str,
-}
-
-impl<'de> DeserializeSeed<'de> for Envelope<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_any(self)
-    }
 }
 
 impl<'de> Visitor<'de> for Envelope<'_> {
@@ -155,105 +142,23 @@ impl<'de> Visitor<'de> for Envelope<'_> {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == self.field {
                 // A repeated member replaces the earlier one, as in a JSON object.
-                self.builder.ctx.set(Some(Context::new()));
+                self.builder.ctx.replace(Context::new());
                 self.builder.values.set(0);
-                map.next_value_seed(ContextSeed(self.builder))?;
+                map.next_value_seed(Node {
+                    builder: self.builder,
+                    path: String::new(),
+                    depth: 0,
+                })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(())
     }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.not_an_object())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.not_an_object())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.not_an_object())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.not_an_object())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.not_an_object())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(self.not_an_object())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.not_an_object())
-    }
 }
 
-impl Envelope<'_> {
-    fn not_an_object<E: de::Error>(&self) -> E {
-        self.builder
-            .fail(ContextJsonError::Syntax(self.envelope.to_owned()))
-    }
-}
-
-/// The context value itself: an object, or `null` for an empty context.
-struct ContextSeed<'a>(&'a Builder);
-
-impl<'de> DeserializeSeed<'de> for ContextSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_any(self)
-    }
-}
-
-impl ContextSeed<'_> {
-    fn not_an_object<E: de::Error>(&self, found: &'static str) -> E {
-        self.0
-            .fail(ContextJsonError::Invalid(ContextError::NotAnObject {
-                found,
-            }))
-    }
-}
-
-impl<'de> Visitor<'de> for ContextSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a context object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        Node {
-            builder: self.0,
-            path: String::new(),
-            depth: 0,
-        }
-        .visit_map(map)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.not_an_object("a boolean"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.not_an_object("a number"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.not_an_object("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.not_an_object("a number"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.not_an_object("a string"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.not_an_object("a list"))
-    }
-}
-
-/// A value at `path` (`""` for the context itself), `depth` levels down.
+/// A value at `path`, `depth` levels down: the context itself at depth 0 (an object, or
+/// `null` for an empty context), its attributes below.
 struct Node<'a> {
     builder: &'a Builder,
     path: String,
@@ -268,19 +173,43 @@ impl<'de> DeserializeSeed<'de> for Node<'_> {
 }
 
 impl Node<'_> {
-    fn leaf<E: de::Error>(self, value: Value) -> Result<(), E> {
-        // Leaves of nested objects count at their object's depth, as when a tree is
-        // flattened.
-        self.builder.count(1)?;
-        if self.depth == 1 && self.path == TARGETING_KEY && !value.is_string() {
+    /// The targeting key must be a string.
+    fn check_targeting_key<E: de::Error>(&self, found: &'static str) -> Result<(), E> {
+        if self.depth == 1 && self.path == TARGETING_KEY {
             return Err(self.builder.fail(ContextJsonError::Invalid(
-                ContextError::TargetingKeyNotString {
-                    found: crate::document::describe(&value),
-                },
+                ContextError::TargetingKeyNotString { found },
             )));
         }
-        self.builder.insert(self.path, value, self.depth - 1);
         Ok(())
+    }
+
+    /// Files a value that is not an object (a scalar, or an array read whole).
+    fn file<E: de::Error>(self, value: Value) -> Result<(), E> {
+        if self.depth == 0 {
+            if value.is_null() {
+                return Ok(());
+            }
+            return Err(self
+                .builder
+                .fail(ContextJsonError::Invalid(ContextError::NotAnObject {
+                    found: crate::document::describe(&value),
+                })));
+        }
+        if !value.is_string() {
+            self.check_targeting_key(crate::document::describe(&value))?;
+        }
+        // Leaves of nested objects are filed at their object's depth, as when a tree is
+        // flattened.
+        self.builder
+            .ctx
+            .borrow_mut()
+            .insert(self.path, value, self.depth - 1);
+        Ok(())
+    }
+
+    fn leaf<E: de::Error>(self, value: Value) -> Result<(), E> {
+        self.builder.value(self.depth)?;
+        self.file(value)
     }
 }
 
@@ -293,11 +222,7 @@ impl<'de> Visitor<'de> for Node<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.builder.depth(self.depth)?;
-        if self.depth == 1 && self.path == TARGETING_KEY {
-            return Err(self.builder.fail(ContextJsonError::Invalid(
-                ContextError::TargetingKeyNotString { found: "an object" },
-            )));
-        }
+        self.check_targeting_key("an object")?;
         while let Some(key) = map.next_key::<String>()? {
             let path = if self.path.is_empty() {
                 key
@@ -313,57 +238,42 @@ impl<'de> Visitor<'de> for Node<'_> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.builder.depth(self.depth)?;
-        self.builder.count(1)?;
-        if self.depth == 1 && self.path == TARGETING_KEY {
-            return Err(self.builder.fail(ContextJsonError::Invalid(
-                ContextError::TargetingKeyNotString { found: "a list" },
-            )));
-        }
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Item {
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let items = Item {
             builder: self.builder,
-            depth: self.depth + 1,
-        })? {
-            items.push(item);
+            depth: self.depth,
         }
-        self.builder
-            .insert(self.path, Value::Array(items), self.depth - 1);
-        Ok(())
+        .visit_seq(seq)?;
+        self.file(items)
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
         self.leaf(Value::Bool(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
         self.leaf(Value::from(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
         self.leaf(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
-        self.leaf(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        self.leaf(Value::from(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
         self.leaf(Value::String(v.to_owned()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
         self.leaf(Value::String(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.builder.depth(self.depth)?;
+        if self.depth == 0 {
+            return Ok(());
+        }
         self.leaf(Value::Null)
     }
 }
 
-/// An item of an array in a context, kept as a JSON value (with the limits held).
+/// An array in a context, or anything inside one: kept as a JSON value, with the limits held.
 struct Item<'a> {
     builder: &'a Builder,
     depth: u16,
@@ -373,6 +283,20 @@ impl<'de> DeserializeSeed<'de> for Item<'_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
         de.deserialize_any(self)
+    }
+}
+
+impl Item<'_> {
+    fn inner(&self) -> Item<'_> {
+        Item {
+            builder: self.builder,
+            depth: self.depth + 1,
+        }
+    }
+
+    fn scalar<E: de::Error>(&self, value: Value) -> Result<Value, E> {
+        self.builder.value(self.depth)?;
+        Ok(value)
     }
 }
 
@@ -387,23 +311,16 @@ impl<'de> Visitor<'de> for Item<'_> {
         self.builder.depth(self.depth)?;
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Item {
-                builder: self.builder,
-                depth: self.depth + 1,
-            })?;
-            out.insert(key, value);
+            out.insert(key, map.next_value_seed(self.inner())?);
         }
         Ok(Value::Object(out))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.builder.depth(self.depth)?;
-        self.builder.count(1)?;
+        // An array counts as a value, and so does each of its items.
+        self.builder.value(self.depth)?;
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Item {
-            builder: self.builder,
-            depth: self.depth + 1,
-        })? {
+        while let Some(item) = seq.next_element_seed(self.inner())? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -419,7 +336,7 @@ impl<'de> Visitor<'de> for Item<'_> {
         self.scalar(Value::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        self.scalar(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        self.scalar(Value::from(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         self.scalar(Value::String(v.to_owned()))
@@ -429,13 +346,5 @@ impl<'de> Visitor<'de> for Item<'_> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
         self.scalar(Value::Null)
-    }
-}
-
-impl Item<'_> {
-    fn scalar<E: de::Error>(&self, value: Value) -> Result<Value, E> {
-        self.builder.depth(self.depth)?;
-        self.builder.count(1)?;
-        Ok(value)
     }
 }

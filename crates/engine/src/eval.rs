@@ -380,13 +380,9 @@ impl Targeting {
             return fixed(self.default_variant, Reason::Default, None);
         };
         match serve.fixed() {
+            // Nothing but the fallthrough here: the targeting is static.
             Some(Served::Hit { variant, .. }) => {
-                let reason = if self.is_static {
-                    Reason::Static
-                } else {
-                    Reason::Default
-                };
-                fixed(variant, reason, Some(Detail::Fallthrough))
+                fixed(variant, Reason::Static, Some(Detail::Fallthrough))
             }
             Some(Served::Miss) => fixed(self.default_variant, Reason::Default, None),
             Some(Served::NoUnit) | None => None,

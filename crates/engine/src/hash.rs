@@ -154,23 +154,9 @@ impl Murmur3 {
     #[must_use]
     #[inline]
     pub fn finish(&self) -> u32 {
-        let mut h = self.h1;
-        let n = usize::from(self.tail_len);
-        if n != 0 {
-            // Little-endian partial block from the valid tail bytes only.
-            let mut k = 0u32;
-            let mut i = n;
-            while i > 0 {
-                i -= 1;
-                k = (k << 8) | u32::from(self.tail[i]);
-            }
-            h ^= scramble(k);
-        }
-        fmix32(h ^ self.len)
+        self.finish_with(&[])
     }
-}
 
-impl Murmur3 {
     /// `self.with(bytes).finish()`, computed in registers: nothing is written back to a state,
     /// so a hot caller (a bucketer, once per evaluation) pays neither the copies of the state
     /// nor the store-to-load stalls that writing it and reading it back would cost.

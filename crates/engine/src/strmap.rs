@@ -6,10 +6,10 @@
 //! evaluation costs, so they are done here in the cheapest way measured (bench/compare):
 //!
 //! - [`Slots`]: open addressing with linear probing over the indices of entries kept in a
-//!   vector, at most half full. Each entry keeps its full 64-bit hash, compared before the
-//!   text, so a probe compares text only for the entry it is after. The comparison is generic
-//!   and inlined (`hashbrown`'s `find` makes an indirect call per candidate, and its
-//!   `iter_hash` measured slower still).
+//!   vector, at most half full. The comparison is generic and inlined (`hashbrown`'s `find`
+//!   makes an indirect call per candidate, and its `iter_hash` measured slower still).
+//! - [`InlineKey`]: a key with its first bytes inline, compared without reading its heap
+//!   text; [`StrMap`] also keeps each key's hash and compares it first.
 //! - [`eq_bytes`]: equality of short strings with word loads, inline (a slice comparison is a
 //!   `memcmp` call, which for a short key costs more than the rest of the lookup).
 //!
@@ -286,7 +286,11 @@ impl<V> Default for StrMap<V> {
 impl<V> StrMap<V> {
     #[inline(always)]
     fn position(&self, key: &str) -> Option<usize> {
-        let h = hash(key);
+        self.position_hashed(key, hash(key))
+    }
+
+    #[inline(always)]
+    fn position_hashed(&self, key: &str, h: u64) -> Option<usize> {
         self.slots.find(h, |i| {
             let (k, _, kh) = &self.entries[i];
             *kh == h && k.is(key)
@@ -307,10 +311,10 @@ impl<V> StrMap<V> {
 
     /// Sets `key` to `value`, returning the value it replaces.
     pub(crate) fn insert(&mut self, key: Box<str>, value: V) -> Option<V> {
-        if let Some(i) = self.position(&key) {
+        let h = hash(&key);
+        if let Some(i) = self.position_hashed(&key, h) {
             return Some(std::mem::replace(&mut self.entries[i].1, value));
         }
-        let h = hash(&key);
         self.entries.push((InlineKey::new(key), value, h));
         let entries = &self.entries;
         self.slots.insert(h, entries.len() - 1, |i| entries[i].2);

@@ -142,7 +142,7 @@ pub(crate) fn parse_context(
         max_depth: limits.context_depth,
         max_values: limits.context_attributes,
     };
-    Context::from_json(body, Some("context"), ENVELOPE, limits).map_err(|e| {
+    Context::from_json(body, "context", ENVELOPE, limits).map_err(|e| {
         let code = if e.is_syntax() {
             "PARSE_ERROR"
         } else {
@@ -315,37 +315,43 @@ pub async fn evaluate_flag(
     let eval = evaluator.evaluate(&key, &ctx);
     record(&state, env, now.unix_timestamp(), &key, &eval);
     expose(&state, env, &evaluator, &key, &ctx, &eval);
-    let metadata = snapshot.client_metadata(&key);
+    let status = match eval.error.as_deref().map(|e| e.code) {
+        None => StatusCode::OK,
+        Some(ErrorCode::FlagNotFound) => StatusCode::NOT_FOUND,
+        Some(ErrorCode::General) => StatusCode::INTERNAL_SERVER_ERROR,
+        Some(
+            ErrorCode::TypeMismatch
+            | ErrorCode::ParseError
+            | ErrorCode::TargetingKeyMissing
+            | ErrorCode::InvalidContext,
+        ) => StatusCode::BAD_REQUEST,
+    };
+    json(
+        status,
+        to_vec(&item(&key, &eval, snapshot.client_metadata(&key))),
+    )
+}
+
+/// One flag's answer, as the single-flag body and as an item of the bulk body.
+fn item<'a>(
+    key: &'a str,
+    eval: &'a Evaluation<'_>,
+    metadata: Option<&'a Map<String, Value>>,
+) -> Item<'a> {
     match &eval.error {
-        None => json(
-            StatusCode::OK,
-            to_vec(&Success {
-                key: &key,
-                value: eval.value,
-                reason: eval.reason.as_str(),
-                variant: eval.variant,
-                metadata,
-            }),
-        ),
-        Some(err) => {
-            let status = match err.code {
-                ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
-                ErrorCode::General => StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::TypeMismatch
-                | ErrorCode::ParseError
-                | ErrorCode::TargetingKeyMissing
-                | ErrorCode::InvalidContext => StatusCode::BAD_REQUEST,
-            };
-            json(
-                status,
-                to_vec(&Failure {
-                    key: &key,
-                    error_code: err.code.as_str(),
-                    error_details: &err.message,
-                    metadata,
-                }),
-            )
-        }
+        None => Item::Success(Success {
+            key,
+            value: eval.value,
+            reason: eval.reason.as_str(),
+            variant: eval.variant,
+            metadata,
+        }),
+        Some(err) => Item::Failure(Failure {
+            key,
+            error_code: err.code.as_str(),
+            error_details: &err.message,
+            metadata,
+        }),
     }
 }
 
@@ -389,24 +395,7 @@ pub async fn evaluate_all(
     } else {
         let flags = evals
             .iter()
-            .map(|(key, eval)| {
-                let metadata = snapshot.client_metadata(key);
-                match &eval.error {
-                    None => Item::Success(Success {
-                        key,
-                        value: eval.value,
-                        reason: eval.reason.as_str(),
-                        variant: eval.variant,
-                        metadata,
-                    }),
-                    Some(err) => Item::Failure(Failure {
-                        key,
-                        error_code: err.code.as_str(),
-                        error_details: &err.message,
-                        metadata,
-                    }),
-                }
-            })
+            .map(|(key, eval)| item(key, eval, snapshot.client_metadata(key)))
             .collect();
         json(
             StatusCode::OK,
