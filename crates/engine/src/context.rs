@@ -55,7 +55,7 @@ pub const TARGETING_KEY: &str = "targetingKey";
 /// The attribute-path hash: fast, and seeded once per process so that attribute names chosen
 /// by a client cannot be crafted to collide (a context is attacker-controlled input on OFREP).
 /// Results never depend on it: it only places entries in the table.
-fn hash_of(path: &str) -> u64 {
+pub(crate) fn hash_of(path: &str) -> u64 {
     static STATE: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
     STATE.get_or_init(Default::default).hash_one(path)
 }
@@ -101,7 +101,9 @@ impl Context {
         let name = name.into();
         match value.into() {
             Value::Object(map) => self.insert_object(name, map, 0),
-            other => self.insert(name, other, 0),
+            other => {
+                self.insert(name, other, 0);
+            }
         }
         self
     }
@@ -115,14 +117,17 @@ impl Context {
             };
             match value {
                 Value::Object(inner) => self.insert_object(path, inner, depth.saturating_add(1)),
-                leaf => self.insert(path, leaf, depth),
+                leaf => {
+                    self.insert(path, leaf, depth);
+                }
             }
         }
     }
 
     /// Files `value` under `path`. A nested path wins over a literal key spelled with dots
-    /// (`{"tenant": {"id": 1}}` over `{"tenant.id": 2}`), whatever their order.
-    pub(crate) fn insert(&mut self, path: String, value: Value, depth: u16) {
+    /// (`{"tenant": {"id": 1}}` over `{"tenant.id": 2}`), whatever their order. False when
+    /// `path` was there already.
+    pub(crate) fn insert(&mut self, path: String, value: Value, depth: u16) -> bool {
         let hash = hash_of(&path);
         if let Some(i) = self.position(hash, &path) {
             let entry = &mut self.entries[i];
@@ -130,10 +135,10 @@ impl Context {
                 entry.value = value;
                 entry.path.set_tag(depth);
             }
-            return;
+            return false;
         }
         if u32::try_from(self.entries.len() + 1).is_err() {
-            return;
+            return false;
         }
         let mut path = InlineKey::new(path.into_boxed_str());
         path.set_tag(depth);
@@ -142,6 +147,7 @@ impl Context {
         self.index.insert(hash, entries.len() - 1, |i| {
             hash_of(entries[i].path.as_str())
         });
+        true
     }
 
     /// The targeting key, when present.

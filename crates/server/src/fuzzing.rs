@@ -41,6 +41,8 @@ pub fn evaluate_everything(ruleset: &Ruleset, ctx: &Context) {
     }
 }
 
+const RAW_VALUE_KEY: &[u8] = b"$serde_json::private::RawValue";
+
 /// An OFREP request body (`POST /ofrep/v1/evaluate/flags[/{key}]`): read with the default
 /// limits; a context that is read is then evaluated against the example flags.
 pub fn ofrep_request(body: &[u8]) {
@@ -49,10 +51,19 @@ pub fn ofrep_request(body: &[u8]) {
     // both invalid JSON and an invalid context: the first fault met is reported).
     let direct = crate::ofrep::parse_context(body, &Limits::default());
     let tree = crate::ofrep::parse_context_via_tree(body, &Limits::default());
+    // The reference has a quirk of its own: serde_json's `Value` takes an object whose key is
+    // this magic name for an embedded raw value and re-parses its string as JSON. That is not
+    // JSON's meaning, so such text is not compared (what is read is still evaluated).
+    let quirk = body
+        .windows(RAW_VALUE_KEY.len())
+        .any(|w| w == RAW_VALUE_KEY);
     match (&direct, &tree) {
+        _ if quirk => {}
         (Ok(a), Ok(b)) => assert_eq!(a, b, "the two ways to read a context disagree"),
         (Err(a), Err(b)) => {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            // Not `IgnoredAny`: serde_json skips an ignored string without checking its
+            // UTF-8 or escapes, so it calls some invalid text valid.
+            if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
                 assert_eq!(a.0, b.0, "valid JSON, different error codes: {a:?} / {b:?}");
             }
         }

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use switchyard_engine::{Context, Detail, ErrorCode, Evaluation, Reason};
+use switchyard_engine::{
+    Context, ContextJsonError, ContextLimits, Detail, ErrorCode, Evaluation, Reason,
+};
 
 use crate::auth::{Caller, Denied};
 use crate::listen::Limits;
@@ -135,14 +137,29 @@ pub(crate) fn parse_context(
     body: &[u8],
     limits: &Limits,
 ) -> Result<Context, (&'static str, String)> {
+    read_context(body, limits, Context::from_json)
+}
+
+/// `parse_context` by way of a JSON tree, as it was done before contexts were read
+/// straight from the text: the reference the fuzz target and the tests hold it to.
+pub fn parse_context_via_tree(
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Context, (&'static str, String)> {
+    read_context(body, limits, Context::from_json_tree)
+}
+
+type Reader = fn(&[u8], &str, &str, ContextLimits) -> Result<Context, ContextJsonError>;
+
+fn read_context(
+    body: &[u8],
+    limits: &Limits,
+    read: Reader,
+) -> Result<Context, (&'static str, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
-    let limits = switchyard_engine::ContextLimits {
-        max_depth: limits.context_depth,
-        max_values: limits.context_attributes,
-    };
-    Context::from_json(body, "context", ENVELOPE, limits).map_err(|e| {
+    read(body, "context", ENVELOPE, context_limits(limits)).map_err(|e| {
         let code = if e.is_syntax() {
             "PARSE_ERROR"
         } else {
@@ -152,71 +169,23 @@ pub(crate) fn parse_context(
     })
 }
 
-/// What an OFREP request body must be.
-const ENVELOPE: &str = "the request body must be a JSON object `{\"context\": {...}}`";
-
-/// `parse_context` by way of a JSON tree, as it was done before contexts were read
-/// straight from the text: the reference the fuzz target and the tests hold it to.
-pub fn parse_context_via_tree(
-    body: &[u8],
-    limits: &Limits,
-) -> Result<Context, (&'static str, String)> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Context::new());
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        (
-            "PARSE_ERROR",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
-    let Value::Object(mut top) = value else {
-        return Err(("PARSE_ERROR", ENVELOPE.to_owned()));
-    };
-    match top.remove("context") {
-        None | Some(Value::Null) => Ok(Context::new()),
-        Some(ctx) => {
-            check_shape(&ctx, limits)?;
-            Context::from_value(ctx).map_err(|e| ("INVALID_CONTEXT", e.to_string()))
-        }
+fn context_limits(limits: &Limits) -> ContextLimits {
+    ContextLimits {
+        max_depth: limits.context_depth,
+        max_values: limits.context_attributes,
     }
 }
+
+/// What an OFREP request body must be.
+const ENVELOPE: &str = "the request body must be a JSON object `{\"context\": {...}}`";
 
 /// Refuses a context nested deeper than `limits.context_depth` or with more than
 /// `limits.context_attributes` values (leaves and array items), without recursing without
 /// bound.
 pub(crate) fn check_shape(ctx: &Value, limits: &Limits) -> Result<(), (&'static str, String)> {
-    let mut values = 0usize;
-    let mut stack: Vec<(&Value, u16)> = vec![(ctx, 0)];
-    while let Some((value, depth)) = stack.pop() {
-        if depth > limits.context_depth {
-            return Err((
-                "INVALID_CONTEXT",
-                format!(
-                    "the context is nested more than {} levels deep",
-                    limits.context_depth
-                ),
-            ));
-        }
-        match value {
-            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
-            Value::Array(items) => {
-                values += 1;
-                stack.extend(items.iter().map(|v| (v, depth + 1)));
-            }
-            _ => values += 1,
-        }
-        if values > limits.context_attributes {
-            return Err((
-                "INVALID_CONTEXT",
-                format!(
-                    "the context has more than {} values; make it smaller",
-                    limits.context_attributes
-                ),
-            ));
-        }
-    }
-    Ok(())
+    context_limits(limits)
+        .check(ctx)
+        .map_err(|e| ("INVALID_CONTEXT", e.to_string()))
 }
 
 /// Counts an evaluation. Keys that name no flag share one series: the key comes from the
@@ -548,6 +517,27 @@ mod tests {
                 parse_context_via_tree(body, &Limits::default()).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn text_a_full_parse_refuses_is_refused_wherever_it_is() {
+        // serde_json skips an ignored string without checking its escapes; found by the
+        // ofrep_request fuzz target (a lone surrogate in a member beside the context).
+        for body in [
+            br#"{"other": "\ud800", "context": {}}"#.as_slice(),
+            br#"{"other": {"\udc00": 1}}"#,
+            br#"{"other": [["\ud800x"]], "context": {"a": 1}}"#,
+            br#"{"context": {"a": "\ud800"}}"#,
+        ] {
+            let direct = parse(body).unwrap_err();
+            let tree = parse_context_via_tree(body, &Limits::default()).unwrap_err();
+            assert_eq!(
+                (direct.0, tree.0),
+                ("PARSE_ERROR", "PARSE_ERROR"),
+                "{direct:?}"
+            );
+        }
+        assert!(parse(br#"{"other": "\ud83d\ude00", "context": {}}"#).is_ok());
     }
 
     #[test]
