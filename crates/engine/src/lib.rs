@@ -102,28 +102,35 @@ pub fn check_str(
         }
         d
     };
-    let parsed = match source::parse(text, format) {
-        Ok(parsed) => parsed,
+    let value = match source::parse_value(text, format) {
+        Ok(value) => value,
         Err(d) => return (None, vec![attribute(d, None)]),
     };
     // A file holding one flag (what `flags create -f` takes) is a document with that flag;
     // its problems are reported at the flag's own paths (`rules[0]`, not `flags[0].rules[0]`).
-    let single = is_single_flag(&parsed.value);
+    let single = is_single_flag(&value);
     let value = if single {
-        serde_json::json!({ "flags": [parsed.value] })
+        serde_json::json!({ "flags": [value] })
     } else {
-        parsed.value
+        value
     };
     let (doc, mut diagnostics) = Document::from_value(value);
     let (ruleset, compile_diagnostics) = compile(&doc);
     diagnostics.extend(compile_diagnostics);
+    // Where each value is written is only worked out when a diagnostic needs a line: the text
+    // is read a second time then (it parsed once, so it parses again).
+    let positions = if diagnostics.is_empty() {
+        None
+    } else {
+        source::parse(text, format).ok().map(|parsed| parsed.positions)
+    };
     let mut diagnostics: Vec<Diagnostic> = diagnostics
         .into_iter()
         .map(|mut d| {
             if single {
                 d.path = unwrap_single(&d.path);
             }
-            attribute(d, Some(&parsed.positions))
+            attribute(d, positions.as_ref())
         })
         .collect();
     // Read top to bottom; diagnostics without a line keep their order at the end.

@@ -116,8 +116,27 @@ pub struct Source {
 pub fn parse(text: &str, format: Format) -> Result<Source, Diagnostic> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
-        Format::Yaml => parse_yaml(text, Mode::Strict),
+        Format::Yaml => parse_yaml(text, Mode::Strict, true),
         Format::Json => parse_json(text),
+    }
+}
+
+/// [`parse`] without the positions: the same value, or the same error, at a fraction of the
+/// cost (no path is built per value). What loading does first; the positions are worked out
+/// only when a diagnostic needs a line.
+///
+/// # Errors
+///
+/// As [`parse`], and the same diagnostic: on an error the text is parsed again with the
+/// positions, which is where the error's path and line come from.
+pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostic> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match format {
+        Format::Yaml => match parse_yaml(text, Mode::Strict, false) {
+            Ok(source) => Ok(source.value),
+            Err(_) => parse(text, format).map(|source| source.value),
+        },
+        Format::Json => json_value(text),
     }
 }
 
@@ -125,27 +144,36 @@ pub fn parse(text: &str, format: Format) -> Result<Source, Diagnostic> {
 // JSON
 
 fn parse_json(text: &str) -> Result<Source, Diagnostic> {
-    let stripped = strip_json_comments(text)?;
-    if stripped.trim().is_empty() {
+    let value = json_value(text)?;
+    if value.is_null() {
         return Ok(Source {
-            value: Value::Null,
+            value,
             positions: Positions::default(),
         });
     }
-    let value: Value = serde_json::from_str(&stripped).map_err(|err| {
+    // Best effort: JSON is YAML flow syntax, but a few JSON texts (tabs in odd places, unusual
+    // escapes) may still trip the YAML scanner. Positions are then simply unknown.
+    let stripped = strip_json_comments(text)?;
+    let positions = parse_yaml(&stripped, Mode::PositionsOnly, true)
+        .map(|source| source.positions)
+        .unwrap_or_default();
+    Ok(Source { value, positions })
+}
+
+/// A JSON text's value (comments allowed; `null` for a text of only comments and blanks).
+fn json_value(text: &str) -> Result<Value, Diagnostic> {
+    let stripped = strip_json_comments(text)?;
+    if stripped.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&stripped).map_err(|err| {
         let mut diagnostic =
             Diagnostic::error(FieldPath::root(), format!("JSON syntax error: {err}"));
         if err.line() > 0 {
             diagnostic.line = Some(err.line());
         }
         diagnostic
-    })?;
-    // Best effort: JSON is YAML flow syntax, but a few JSON texts (tabs in odd places, unusual
-    // escapes) may still trip the YAML scanner. Positions are then simply unknown.
-    let positions = parse_yaml(&stripped, Mode::PositionsOnly)
-        .map(|source| source.positions)
-        .unwrap_or_default();
-    Ok(Source { value, positions })
+    })
 }
 
 /// Blanks out `//` and `/* */` comments, keeping every byte offset and every line break.
@@ -218,10 +246,14 @@ enum Mode {
     PositionsOnly,
 }
 
-fn parse_yaml(text: &str, mode: Mode) -> Result<Source, Diagnostic> {
+/// `record`: whether to work out the positions (and the paths of values, which only they and
+/// error messages need; without them an error's diagnostic is at the root, to be read again
+/// with them).
+fn parse_yaml(text: &str, mode: Mode, record: bool) -> Result<Source, Diagnostic> {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
         mode,
+        record,
         anchors: HashMap::new(),
         positions: Positions::default(),
         nodes: 0,
@@ -244,6 +276,7 @@ struct Anchored {
 struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
     mode: Mode,
+    record: bool,
     anchors: HashMap<usize, Anchored>,
     positions: Positions,
     /// Value nodes produced so far, aliases expanded.
@@ -251,6 +284,15 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// A value's path below `path`, when recording; the root (no allocation) when not.
+    fn extend(&self, path: &FieldPath, child: impl FnOnce(&FieldPath) -> FieldPath) -> FieldPath {
+        if self.record {
+            child(path)
+        } else {
+            FieldPath::root()
+        }
+    }
+
     fn next(&mut self) -> Result<(Event, Marker), Diagnostic> {
         self.parser.next_token().map_err(|err| syntax_error(&err))
     }
@@ -284,7 +326,9 @@ impl Builder<'_> {
         path: &FieldPath,
         depth: usize,
     ) -> Result<Value, Diagnostic> {
-        self.positions.record(path, mark.line());
+        if self.record {
+            self.positions.record(path, mark.line());
+        }
         let start_nodes = self.nodes;
         self.count_nodes(1, path, mark)?;
         let (value, anchor) = match event {
@@ -367,7 +411,7 @@ impl Builder<'_> {
             if event == Event::SequenceEnd {
                 return Ok(Value::Array(items));
             }
-            let item_path = path.index(items.len());
+            let item_path = self.extend(path, |path| path.index(items.len()));
             items.push(self.node(event, item_mark, &item_path, depth)?);
         }
     }
@@ -380,6 +424,7 @@ impl Builder<'_> {
     ) -> Result<Value, Diagnostic> {
         Self::check_depth(depth, path, mark)?;
         let mut map = Map::new();
+        // The line of each key, for the duplicate key's message (when recording).
         let mut key_lines: HashMap<String, usize> = HashMap::new();
         loop {
             let (event, key_mark) = self.next()?;
@@ -388,8 +433,13 @@ impl Builder<'_> {
             }
             let key = self.key(event, key_mark, path)?;
             let key_line = key_mark.line();
-            let member_path = path.key(key.as_str());
-            if let Some(first_line) = key_lines.insert(key.clone(), key_line) {
+            let member_path = self.extend(path, |path| path.key(key.as_str()));
+            let first_line = if self.record {
+                key_lines.insert(key.clone(), key_line)
+            } else {
+                map.contains_key(&key).then_some(0)
+            };
+            if let Some(first_line) = first_line {
                 if self.mode == Mode::Strict {
                     return Err(at(
                         &member_path,
@@ -411,7 +461,7 @@ impl Builder<'_> {
                 _ => false,
             };
             let value = self.node(event, value_mark, &member_path, depth)?;
-            if prefer_key_line && value_mark.line() > key_line {
+            if self.record && prefer_key_line && value_mark.line() > key_line {
                 self.positions.record(&member_path, key_line);
             }
             map.insert(key, value);
@@ -648,22 +698,42 @@ mod tests {
     use crate::diagnostic::PathSegment;
     use serde_json::json;
 
+    /// Parses with the positions, after checking that parsing without them gives the same
+    /// value or the same error (every test below goes through here).
+    fn parsed(text: &str, format: Format) -> Result<Source, Diagnostic> {
+        let full = parse(text, format);
+        let value = parse_value(text, format);
+        assert_eq!(value, full.clone().map(|source| source.value), "{text}");
+        full
+    }
+
+    #[test]
+    fn without_positions_nothing_is_recorded() {
+        let text = "flags:\n  - key: a\n    rules: [{variant: on}]\n";
+        let source = parse_yaml(text, Mode::Strict, false).unwrap();
+        assert!(source.positions.lines.is_empty());
+        assert_eq!(source.value, parsed(text, Format::Yaml).unwrap().value);
+        // The error comes from reading again with the positions: its path and line.
+        let error = parse_value("a:\n  b: 1\n  b: 2\n", Format::Yaml).unwrap_err();
+        assert_eq!((error.path, error.line), (path("a.b"), Some(3)));
+    }
+
     fn yaml(text: &str) -> Source {
-        match parse(text, Format::Yaml) {
+        match parsed(text, Format::Yaml) {
             Ok(source) => source,
             Err(diagnostic) => panic!("unexpected error: {diagnostic}"),
         }
     }
 
     fn yaml_err(text: &str) -> Diagnostic {
-        match parse(text, Format::Yaml) {
+        match parsed(text, Format::Yaml) {
             Ok(source) => panic!("expected an error, got {:?}", source.value),
             Err(diagnostic) => diagnostic,
         }
     }
 
     fn json_src(text: &str) -> Source {
-        match parse(text, Format::Json) {
+        match parsed(text, Format::Json) {
             Ok(source) => source,
             Err(diagnostic) => panic!("unexpected error: {diagnostic}"),
         }
@@ -967,7 +1037,7 @@ empty:
         let diagnostic = yaml_err(&text);
         assert!(diagnostic.message.contains("nested"), "{diagnostic}");
         let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
-        assert!(parse(&ok, Format::Yaml).is_ok());
+        assert!(parsed(&ok, Format::Yaml).is_ok());
     }
 
     #[test]
@@ -1030,7 +1100,7 @@ empty:
 
     #[test]
     fn json_syntax_errors() {
-        let diagnostic = match parse("// header\n{\n  \"a\": 1,\n  \"b\" 2\n}\n", Format::Json) {
+        let diagnostic = match parsed("// header\n{\n  \"a\": 1,\n  \"b\" 2\n}\n", Format::Json) {
             Ok(_) => panic!("expected an error"),
             Err(diagnostic) => diagnostic,
         };
@@ -1038,13 +1108,13 @@ empty:
         assert!(diagnostic.message.contains("column"), "{diagnostic}");
         assert!(diagnostic.file.is_none());
 
-        let diagnostic = match parse("{\n \"a\": 1 / 2\n}", Format::Json) {
+        let diagnostic = match parsed("{\n \"a\": 1 / 2\n}", Format::Json) {
             Ok(_) => panic!("expected an error"),
             Err(diagnostic) => diagnostic,
         };
         assert_eq!(diagnostic.line, Some(2), "{diagnostic}");
 
-        let diagnostic = match parse("{\n\"a\": 1\n} /* open", Format::Json) {
+        let diagnostic = match parsed("{\n\"a\": 1\n} /* open", Format::Json) {
             Ok(_) => panic!("expected an error"),
             Err(diagnostic) => diagnostic,
         };
@@ -1071,7 +1141,7 @@ empty:
             "unicode": "日本 é 🚀", "nothing": null
         });
         let text = to_yaml(&value);
-        let back = parse(&text, Format::Yaml)
+        let back = parsed(&text, Format::Yaml)
             .expect("exported YAML parses")
             .value;
         assert_eq!(back, value, "{text}");
