@@ -122,7 +122,9 @@ pub fn check_str(
     let positions = if diagnostics.is_empty() {
         None
     } else {
-        source::parse(text, format).ok().map(|parsed| parsed.positions)
+        source::parse(text, format)
+            .ok()
+            .map(|parsed| parsed.positions)
     };
     let mut diagnostics: Vec<Diagnostic> = diagnostics
         .into_iter()
