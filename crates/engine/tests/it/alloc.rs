@@ -1,8 +1,9 @@
 //! Evaluation allocates nothing on the common paths: a counting global allocator proves it
 //! (an exact count, not a timing).
 //!
-//! The only `unsafe` in the workspace: a global allocator must implement an unsafe trait. It
-//! forwards every call unchanged to the system allocator.
+//! `unsafe` here (and in `examples/ruleset_memory.rs`, the only other place in the workspace):
+//! a global allocator must implement an unsafe trait. It forwards every call unchanged to the
+//! system allocator.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};

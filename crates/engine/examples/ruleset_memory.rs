@@ -1,0 +1,66 @@
+//! Heap bytes held by a compiled ruleset of N generated flags (the shapes of the 10 000-flag
+//! compile bench), counted by a wrapping allocator: what memory per flag the engine accounts
+//! for, apart from the server's other copies. `cargo run --release -p switchyard-engine
+//! --example ruleset_memory -- 10000`
+//!
+//! `unsafe` only because a global allocator must implement an unsafe trait (as in
+//! `tests/it/alloc.rs`); it forwards to the system allocator.
+#![allow(unsafe_code)]
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged, only counting the sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let mut doc = String::from("flags:\n");
+    for i in 0..n {
+        doc.push_str(&format!("  - key: flag-{i}\n"));
+        match i % 4 {
+            1 => doc.push_str("    fallthrough: {percentage: 12.5, variant: \"on\"}\n"),
+            2 => doc.push_str("    rules:\n      - conditions:\n          - {attribute: plan, operator: in, value: [a, b, c, d]}\n          - {attribute: v, operator: semver_gte, value: \"1.2.0\"}\n        variant: \"on\"\n"),
+            3 => doc.push_str("    type: string\n    variants: {a: a, b: b, c: c}\n    defaultVariant: a\n    fallthrough: {split: {a: 50, b: 25, c: 25}}\n    environments:\n      production: {enabled: false}\n"),
+            _ => {}
+        }
+    }
+    let before = LIVE.load(Ordering::Relaxed);
+    let ruleset = switchyard_engine::load_str(&doc, switchyard_engine::Format::Yaml, None)
+        .expect("the generated flags compile");
+    let held = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "{n} flags ({} bytes of YAML): the ruleset holds {:.1} MiB on the heap, {:.0} bytes per flag",
+        doc.len(),
+        held as f64 / 1048576.0,
+        held as f64 / n as f64
+    );
+    drop(ruleset);
+}
