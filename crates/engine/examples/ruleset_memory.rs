@@ -42,10 +42,12 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
+    // `plain` as a second argument: only the plain on/off shape (what a flag costs at least).
+    let plain = std::env::args().nth(2).as_deref() == Some("plain");
     let mut doc = String::from("flags:\n");
     for i in 0..n {
         doc.push_str(&format!("  - key: flag-{i}\n"));
-        match i % 4 {
+        match if plain { 0 } else { i % 4 } {
             1 => doc.push_str("    fallthrough: {percentage: 12.5, variant: \"on\"}\n"),
             2 => doc.push_str("    rules:\n      - conditions:\n          - {attribute: plan, operator: in, value: [a, b, c, d]}\n          - {attribute: v, operator: semver_gte, value: \"1.2.0\"}\n        variant: \"on\"\n"),
             3 => doc.push_str("    type: string\n    variants: {a: a, b: b, c: c}\n    defaultVariant: a\n    fallthrough: {split: {a: 50, b: 25, c: 25}}\n    environments:\n      production: {enabled: false}\n"),
@@ -61,6 +63,10 @@ fn main() {
         doc.len(),
         held as f64 / 1048576.0,
         held as f64 / n as f64
+    );
+    println!(
+        "a flag definition (`FlagDef`) is {} bytes before what it points to",
+        std::mem::size_of::<switchyard_engine::FlagDef>()
     );
     drop(ruleset);
 }
