@@ -10,42 +10,26 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 bin=${BIN:-./target/release/switchyard}
 [ -n "${BIN:-}" ] || cargo build --release -q -p switchyard
+source bench/http/common.sh
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 import=()
 if [ -n "${FLAGS:-}" ]; then
-  python3 - "$FLAGS" > "$work/flags.yaml" <<'PY'
-import sys
-print("flags:")
-for i in range(int(sys.argv[1])):
-    print(f"  - key: flag-{i}")
-    if i % 4 == 1:
-        print('    fallthrough: {percentage: 12.5, variant: "on"}')
-    elif i % 4 == 2:
-        print("    rules:\n      - conditions:\n          - {attribute: plan, operator: in, value: [a, b, c, d]}"
-              '\n          - {attribute: v, operator: semver_gte, value: "1.2.0"}\n        variant: "on"')
-    elif i % 4 == 3:
-        print("    type: string\n    variants: {a: a, b: b, c: c}\n    defaultVariant: a"
-              "\n    fallthrough: {split: {a: 50, b: 25, c: 25}}\n    environments:\n      production: {enabled: false}")
-PY
+  cargo run --release -q -p switchyard-engine --example ruleset_memory -- "$FLAGS" --yaml > "$work/flags.yaml"
   import=(--import "$work/flags.yaml")
   export SWITCHYARD_SEED_EXAMPLES=false
 fi
-SWITCHYARD_ADMIN_TOKEN=bench-admin-token-0123456789 SWITCHYARD_LOG=warn \
-  "$bin" serve --listen 127.0.0.1:18092 --db "sqlite://$work/db.sqlite" "${import[@]}" > "$work/server.out" 2>&1 &
-pid=$!
-for _ in $(seq 1200); do grep -q listening "$work/server.out" 2>/dev/null && break; sleep 0.1; done
-SDK_KEY=$(curl -s -X POST http://127.0.0.1:18092/api/v1/tokens \
-  -H "Authorization: Bearer bench-admin-token-0123456789" \
-  -d '{"name":"bench","role":"sdk","environment":"production"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+serve "$bin" 18092 "$work/server.log" "${import[@]}"
+pid=$served_pid
+SDK_KEY=$(sdk_key 18092)
 export SDK_KEY
 sleep 2
 kib() { awk '/^'"$2"':/ {print $2}' "/proc/$1/status"; }
 mib() { python3 -c "print(f'{$1 / 1024:.1f} MiB')"; }
 echo "at rest: $(mib "$(kib $pid VmRSS)")"
-flags=$(curl -s http://127.0.0.1:18092/api/v1/flags -H "Authorization: Bearer bench-admin-token-0123456789" \
+flags=$(curl -s http://127.0.0.1:18092/api/v1/flags -H "Authorization: Bearer $ADMIN_TOKEN" \
   | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d.get("flags", d) if isinstance(d, dict) else d))')
 echo "flags served: $flags; after listing them all: $(mib "$(kib $pid VmRSS)")"
 flag=checkout-redesign

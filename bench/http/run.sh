@@ -9,23 +9,18 @@ conns=64
 threads=2
 cargo build --release -q -p switchyard
 cargo build --release -q -p switchyard-server --example http_ceiling
+source bench/http/common.sh
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 ./target/release/examples/http_ceiling 127.0.0.1:18090 > "$work/ceiling.out" &
 ceiling_pid=$!
-SWITCHYARD_ADMIN_TOKEN=bench-admin-token-0123456789 SWITCHYARD_SEED_EXAMPLES=false SWITCHYARD_LOG=warn \
-  ./target/release/switchyard serve --listen 127.0.0.1:18091 --db "sqlite://$work/db.sqlite" \
-  --import bench/http/flags.yaml > "$work/server.out" &
-server_pid=$!
-for _ in $(seq 50); do
-  grep -q listening "$work/server.out" 2>/dev/null && grep -q listening "$work/ceiling.out" 2>/dev/null && break
-  sleep 0.2
-done
-SDK_KEY=$(curl -s -X POST http://127.0.0.1:18091/api/v1/tokens \
-  -H "Authorization: Bearer bench-admin-token-0123456789" \
-  -d '{"name":"bench","role":"sdk","environment":"production"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+SWITCHYARD_SEED_EXAMPLES=false serve ./target/release/switchyard 18091 "$work/server.log" \
+  --import bench/http/flags.yaml
+server_pid=$served_pid
+for _ in $(seq 50); do grep -q listening "$work/ceiling.out" 2>/dev/null && break; sleep 0.2; done
+SDK_KEY=$(sdk_key 18091)
 export SDK_KEY
 
 # CPU time (user + system) a process has used, in clock ticks (/proc/PID/stat fields 14, 15).

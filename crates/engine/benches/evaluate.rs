@@ -5,6 +5,9 @@
 
 use std::hint::black_box;
 
+#[path = "support/generated_flags.rs"]
+mod generated_flags;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
 use switchyard_engine::{compile, load_str, Change, Context, Document, Format};
@@ -65,28 +68,8 @@ fn evaluation(c: &mut Criterion) {
     group.finish();
 }
 
-/// 10 000 flags of the shapes above, as a parsed document (parsing YAML is measured apart).
-fn ten_thousand_flags() -> String {
-    let mut doc = String::from("flags:\n");
-    for i in 0..10_000 {
-        match i % 4 {
-            0 => doc.push_str(&format!("  - key: flag-{i}\n")),
-            1 => doc.push_str(&format!(
-                "  - key: flag-{i}\n    fallthrough: {{percentage: 12.5, variant: \"on\"}}\n"
-            )),
-            2 => doc.push_str(&format!(
-                "  - key: flag-{i}\n    rules:\n      - conditions:\n          - {{attribute: plan, operator: in, value: [a, b, c, d]}}\n          - {{attribute: v, operator: semver_gte, value: \"1.2.0\"}}\n        variant: \"on\"\n"
-            )),
-            _ => doc.push_str(&format!(
-                "  - key: flag-{i}\n    type: string\n    variants: {{a: a, b: b, c: c}}\n    defaultVariant: a\n    fallthrough: {{split: {{a: 50, b: 25, c: 25}}}}\n    environments:\n      production: {{enabled: false}}\n"
-            )),
-        }
-    }
-    doc
-}
-
 fn compilation(c: &mut Criterion) {
-    let text = ten_thousand_flags();
+    let text = generated_flags::generated_flags(10_000, false);
     let value = switchyard_engine::source::parse(&text, Format::Yaml)
         .expect("yaml")
         .value;

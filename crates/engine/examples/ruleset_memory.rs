@@ -1,7 +1,7 @@
 //! Heap bytes held by a compiled ruleset of N generated flags (the shapes of the 10 000-flag
-//! compile bench), counted by a wrapping allocator: what memory per flag the engine accounts
-//! for, apart from the server's other copies. `cargo run --release -p switchyard-engine
-//! --example ruleset_memory -- 10000`
+//! compile bench, `benches/support/generated_flags.rs`), counted by a wrapping allocator: what
+//! memory per flag the engine accounts for, apart from the server's other copies.
+//! `cargo run --release -p switchyard-engine --example ruleset_memory -- 10000 [plain] [--yaml]`
 //!
 //! `unsafe` only because a global allocator must implement an unsafe trait (as in
 //! `tests/it/alloc.rs`); it forwards to the system allocator.
@@ -37,22 +37,19 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+#[path = "../benches/support/generated_flags.rs"]
+mod generated_flags;
+
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000);
-    // `plain` as a second argument: only the plain on/off shape (what a flag costs at least).
-    let plain = std::env::args().nth(2).as_deref() == Some("plain");
-    let mut doc = String::from("flags:\n");
-    for i in 0..n {
-        doc.push_str(&format!("  - key: flag-{i}\n"));
-        match if plain { 0 } else { i % 4 } {
-            1 => doc.push_str("    fallthrough: {percentage: 12.5, variant: \"on\"}\n"),
-            2 => doc.push_str("    rules:\n      - conditions:\n          - {attribute: plan, operator: in, value: [a, b, c, d]}\n          - {attribute: v, operator: semver_gte, value: \"1.2.0\"}\n        variant: \"on\"\n"),
-            3 => doc.push_str("    type: string\n    variants: {a: a, b: b, c: c}\n    defaultVariant: a\n    fallthrough: {split: {a: 50, b: 25, c: 25}}\n    environments:\n      production: {enabled: false}\n"),
-            _ => {}
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    // `plain`: only the plain on/off shape (what a flag costs at least). `--yaml`: print the
+    // generated file instead (what `bench/http/memory.sh` imports).
+    let plain = args.iter().any(|a| a == "plain");
+    let doc = generated_flags::generated_flags(n, plain);
+    if args.iter().any(|a| a == "--yaml") {
+        print!("{doc}");
+        return;
     }
     let before = LIVE.load(Ordering::Relaxed);
     let ruleset = switchyard_engine::load_str(&doc, switchyard_engine::Format::Yaml, None)

@@ -118,14 +118,8 @@ pub fn check_str(
     let (ruleset, compile_diagnostics) = compile(&doc);
     diagnostics.extend(compile_diagnostics);
     // Where each value is written is only worked out when a diagnostic needs a line: the text
-    // is read a second time then (it parsed once, so it parses again).
-    let positions = if diagnostics.is_empty() {
-        None
-    } else {
-        source::parse(text, format)
-            .ok()
-            .map(|parsed| parsed.positions)
-    };
+    // is read a second time then.
+    let positions = (!diagnostics.is_empty()).then(|| source::positions(text, format));
     let mut diagnostics: Vec<Diagnostic> = diagnostics
         .into_iter()
         .map(|mut d| {

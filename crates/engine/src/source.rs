@@ -63,7 +63,7 @@ impl Format {
 /// block mapping or sequence (or an empty or block scalar) starting on a later line, the line is
 /// that of the member's key. For an alias, the line is the alias's; values inside it fall back to
 /// it through [`Positions::line_of`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Positions {
     lines: HashMap<FieldPath, usize>,
 }
@@ -136,7 +136,22 @@ pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostic> {
             Ok(source) => Ok(source.value),
             Err(_) => parse(text, format).map(|source| source.value),
         },
-        Format::Json => json_value(text),
+        Format::Json => json_value(&strip_json_comments(text)?),
+    }
+}
+
+/// Where each value of `text` is written, for a text [`parse_value`] has read (empty when
+/// it does not parse). For YAML the value is built again with them; a JSON text's value is
+/// not read again, only its positions.
+pub fn positions(text: &str, format: Format) -> Positions {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match format {
+        Format::Yaml => parse_yaml(text, Mode::Strict, true)
+            .map(|source| source.positions)
+            .unwrap_or_default(),
+        Format::Json => strip_json_comments(text)
+            .map(|stripped| json_positions(&stripped))
+            .unwrap_or_default(),
     }
 }
 
@@ -144,29 +159,22 @@ pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostic> {
 // JSON
 
 fn parse_json(text: &str) -> Result<Source, Diagnostic> {
-    let value = json_value(text)?;
-    if value.is_null() {
-        return Ok(Source {
-            value,
-            positions: Positions::default(),
-        });
-    }
-    // Best effort: JSON is YAML flow syntax, but a few JSON texts (tabs in odd places, unusual
-    // escapes) may still trip the YAML scanner. Positions are then simply unknown.
     let stripped = strip_json_comments(text)?;
-    let positions = parse_yaml(&stripped, Mode::PositionsOnly, true)
-        .map(|source| source.positions)
-        .unwrap_or_default();
+    let value = json_value(&stripped)?;
+    let positions = if value.is_null() {
+        Positions::default()
+    } else {
+        json_positions(&stripped)
+    };
     Ok(Source { value, positions })
 }
 
-/// A JSON text's value (comments allowed; `null` for a text of only comments and blanks).
-fn json_value(text: &str) -> Result<Value, Diagnostic> {
-    let stripped = strip_json_comments(text)?;
+/// The value of a JSON text whose comments are blanked out (`null` for a blank text).
+fn json_value(stripped: &str) -> Result<Value, Diagnostic> {
     if stripped.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(&stripped).map_err(|err| {
+    serde_json::from_str(stripped).map_err(|err| {
         let mut diagnostic =
             Diagnostic::error(FieldPath::root(), format!("JSON syntax error: {err}"));
         if err.line() > 0 {
@@ -174,6 +182,15 @@ fn json_value(text: &str) -> Result<Value, Diagnostic> {
         }
         diagnostic
     })
+}
+
+/// Positions of a JSON text whose comments are blanked out. Best effort: JSON is YAML flow
+/// syntax, but a few JSON texts (tabs in odd places, unusual escapes) may still trip the YAML
+/// scanner; positions are then simply unknown.
+fn json_positions(stripped: &str) -> Positions {
+    parse_yaml(stripped, Mode::PositionsOnly, true)
+        .map(|source| source.positions)
+        .unwrap_or_default()
 }
 
 /// Blanks out `//` and `/* */` comments, keeping every byte offset and every line break.
@@ -699,11 +716,15 @@ mod tests {
     use serde_json::json;
 
     /// Parses with the positions, after checking that parsing without them gives the same
-    /// value or the same error (every test below goes through here).
+    /// value or the same error, and that the positions read apart are the same (every test
+    /// below goes through here).
     fn parsed(text: &str, format: Format) -> Result<Source, Diagnostic> {
         let full = parse(text, format);
         let value = parse_value(text, format);
         assert_eq!(value, full.clone().map(|source| source.value), "{text}");
+        if let Ok(source) = &full {
+            assert_eq!(positions(text, format), source.positions, "{text}");
+        }
         full
     }
 
