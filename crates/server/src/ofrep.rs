@@ -495,11 +495,7 @@ mod tests {
             ] {
                 let direct = parse_context(body.as_bytes(), &limits);
                 let tree = parse_context_via_tree(body.as_bytes(), &limits);
-                match (&direct, &tree) {
-                    (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
-                    (Err(a), Err(b)) => proptest::prop_assert_eq!(a.0, b.0, "{} / {}", a.1, b.1),
-                    _ => proptest::prop_assert!(false, "{body}: {direct:?} / {tree:?}"),
-                }
+                proptest::prop_assert_eq!(direct, tree, "{}", body);
             }
         }
     }
