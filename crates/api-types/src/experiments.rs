@@ -83,6 +83,11 @@ pub struct MetricSpec {
     /// `false` for metrics that should go down (errors, latency). Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub higher_is_better: Option<bool>,
+    /// CUPED variance reduction: each unit's value of this metric over this many days before
+    /// its first exposure is the covariate (not for `mean` metrics). Units active before the
+    /// experiment then need fewer units for the same power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuped_days: Option<f64>,
 }
 
 impl MetricSpec {
@@ -340,8 +345,31 @@ pub struct MetricResults {
     pub role: MetricRole,
     /// Whether higher is better.
     pub higher_is_better: bool,
+    /// CUPED, when the metric asks for it (`cupedDays`); `null` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuped: Option<CupedResults>,
     /// Each arm, control first.
     pub arms: Vec<ArmResult>,
+}
+
+/// How CUPED adjusted a metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CupedResults {
+    /// The pre-period, in days before each unit's first exposure.
+    pub pre_period_days: f64,
+    /// Whether the comparisons use the adjusted means; `false` when the covariate cannot
+    /// help (it does not vary, or an arm has fewer than two units), see `note`.
+    pub applied: bool,
+    /// θ = cov(y, x) / var(x) over every unit.
+    pub theta: Option<f64>,
+    /// How much smaller the per-unit variance is, pooled over the arms (0.3: 30 % fewer units
+    /// needed for the same power).
+    pub variance_reduction: Option<f64>,
+    /// Why it was not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One arm of one metric.
@@ -361,6 +389,9 @@ pub struct ArmResult {
     pub mean: Option<f64>,
     /// Sample standard deviation of the per-unit values.
     pub sd: Option<f64>,
+    /// The CUPED-adjusted mean the comparisons use (with `cuped` applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjusted_mean: Option<f64>,
     /// Against control (absent for the control itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_control: Option<Comparison>,

@@ -344,6 +344,9 @@ fn describe(e: &ExperimentResource) -> String {
             m.window_hours
                 .map(|h| format!(", within {h} h of exposure"))
                 .unwrap_or_default()
+                + &m.cuped_days
+                    .map(|d| format!(", CUPED over {d} days before"))
+                    .unwrap_or_default()
         );
     }
     if let Some(l) = &s.layer {
@@ -437,6 +440,22 @@ fn render_results(r: &ExperimentResults) -> String {
                 "lower"
             }
         );
+        if let Some(cuped) = &m.cuped {
+            let _ = match (cuped.applied, cuped.theta, cuped.variance_reduction) {
+                (true, Some(theta), reduction) => writeln!(
+                    out,
+                    "CUPED over {} days before exposure: theta {theta:.4}, variance {} — lifts and tests below are adjusted (MEAN is what units did)",
+                    cuped.pre_period_days,
+                    reduction.map_or_else(|| "unchanged".to_owned(), |r| format!("-{:.1} %", r * 100.0)),
+                ),
+                _ => writeln!(
+                    out,
+                    "CUPED over {} days: {}",
+                    cuped.pre_period_days,
+                    cuped.note.as_deref().unwrap_or("not applied")
+                ),
+            };
+        }
         let rows: Vec<Vec<String>> = m
             .arms
             .iter()

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_api_types::experiments::{
-    ExperimentResource, ExperimentSpec, ExperimentStatus, MetricRole, Transition,
+    ExperimentResource, ExperimentSpec, ExperimentStatus, MetricKind, MetricRole, Transition,
 };
 use switchyard_engine::document::{ConditionDef, ExperimentDef, LayerSliceDef, ServeDef};
 use switchyard_engine::{normalize, FlagDef};
@@ -312,6 +312,22 @@ fn check_spec(spec: &ExperimentSpec) -> Result<()> {
                 return bad(
                     &format!("metrics[{i}].windowHours"),
                     format!("the attribution window must be a positive number of hours, not {w}"),
+                );
+            }
+        }
+        if let Some(d) = m.cuped_days {
+            if !(d > 0.0 && d <= 365.0) {
+                return bad(
+                    &format!("metrics[{i}].cupedDays"),
+                    format!(
+                        "the CUPED pre-period must be more than 0 and at most 365 days, not {d}"
+                    ),
+                );
+            }
+            if m.kind == MetricKind::Mean {
+                return bad(
+                    &format!("metrics[{i}].cupedDays"),
+                    "CUPED does not apply to `mean` metrics: their units are only those with events, so most have no pre-period value; use `sum` or `count`".to_owned(),
                 );
             }
         }

@@ -13,7 +13,7 @@
 //! across treatments × primary and secondary metrics.
 
 use switchyard_api_types::experiments::{
-    ArmResult, ArmUnits, Comparison, ExperimentResults, ExperimentStatus, MetricKind,
+    ArmResult, ArmUnits, Comparison, CupedResults, ExperimentResults, ExperimentStatus, MetricKind,
     MetricResults, MetricRole, MetricSpec, Recommendation, ResultWarning, SeriesArm, SeriesPoint,
     SrmCheck,
 };
@@ -60,11 +60,12 @@ impl Acc {
     }
 }
 
-/// Per arm and day (cumulative), for one metric.
+/// Per arm and day (cumulative), for one metric, with its CUPED covariate's sums.
 struct Series {
     arms: usize,
     days: usize,
     acc: Vec<Acc>,
+    pre: Vec<PreAcc>,
 }
 
 impl Series {
@@ -73,13 +74,22 @@ impl Series {
             arms,
             days,
             acc: vec![Acc::default(); arms * days],
+            pre: vec![PreAcc::default(); arms * days],
         }
     }
 
     /// Adds one unit's cumulative value on each day from its exposure on; `kind` says how
-    /// its events become its value.
+    /// its events (and its pre-period's, the covariate) become its value.
     fn add(&mut self, arm: usize, unit: &UnitHistory, kind: MetricKind) {
         let first = usize::try_from(unit.exposed_day.max(0)).unwrap_or(usize::MAX);
+        let value = |n: u64, total: f64| match kind {
+            MetricKind::Conversion => Some(f64::from(u8::from(n > 0))),
+            MetricKind::Count => Some(n as f64),
+            MetricKind::Sum => Some(total),
+            MetricKind::Mean if n > 0 => Some(total / n as f64),
+            MetricKind::Mean => None,
+        };
+        let x = value(unit.pre.0, unit.pre.1).unwrap_or(0.0);
         let (mut n, mut total) = (0u64, 0.0f64);
         let mut next = 0;
         for day in first..self.days {
@@ -88,14 +98,12 @@ impl Series {
                 total += unit.days[next].2;
                 next += 1;
             }
-            let x = match kind {
-                MetricKind::Conversion => f64::from(u8::from(n > 0)),
-                MetricKind::Count => n as f64,
-                MetricKind::Sum => total,
-                MetricKind::Mean if n > 0 => total / n as f64,
-                MetricKind::Mean => continue,
+            let Some(y) = value(n, total) else {
+                continue;
             };
-            self.acc[day * self.arms + arm].add(x);
+            let slot = day * self.arms + arm;
+            self.acc[slot].add(y);
+            self.pre[slot].add(x, y);
         }
     }
 
@@ -109,10 +117,42 @@ impl Series {
             d => self.at(d - 1, arm),
         }
     }
+
+    /// CUPED over the arms' sums on `day`.
+    fn cuped(&self, day: usize) -> std::result::Result<stats::CupedResult, stats::StatsError> {
+        let arms: Vec<stats::CupedArm> = (0..self.arms)
+            .map(|i| {
+                let (y, p) = (self.at(day, i), self.pre[day * self.arms + i]);
+                stats::CupedArm {
+                    n: y.n,
+                    y: (y.sum, y.sum2),
+                    x: (p.sum, p.sum2),
+                    xy: p.cross,
+                }
+            })
+            .collect();
+        stats::cuped(&arms)
+    }
 }
 
-fn compare(kind: MetricKind, higher_is_better: bool, c: Acc, t: Acc, alpha: f64) -> Comparison {
-    let mut out = Comparison {
+/// Pre-period sums of one arm for CUPED: Σx, Σx², Σxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct PreAcc {
+    sum: f64,
+    sum2: f64,
+    cross: f64,
+}
+
+impl PreAcc {
+    fn add(&mut self, x: f64, y: f64) {
+        self.sum += x;
+        self.sum2 += x * x;
+        self.cross += x * y;
+    }
+}
+
+fn inconclusive() -> Comparison {
+    Comparison {
         abs_lift: None,
         rel_lift: None,
         ci_abs: None,
@@ -124,73 +164,131 @@ fn compare(kind: MetricKind, higher_is_better: bool, c: Acc, t: Acc, alpha: f64)
         chance_to_beat_control: None,
         expected_loss: None,
         verdict: "inconclusive".to_owned(),
-    };
+    }
+}
+
+/// Treatment `t` against control `c` from their running sums: the two-proportion test and the
+/// beta-binomial model for conversions, Welch and the Gaussian model otherwise.
+fn compare(kind: MetricKind, higher_is_better: bool, c: Acc, t: Acc, alpha: f64) -> Comparison {
+    if kind != MetricKind::Conversion {
+        let summary = |a: Acc| MeanSummary::new(a.mean()?, a.sd()?, a.n as f64).ok();
+        return match (summary(c), summary(t)) {
+            (Some(sc), Some(st)) => compare_means(higher_is_better, sc, st, alpha),
+            _ => {
+                let mut out = inconclusive();
+                if let (Some(mc), Some(mt)) = (c.mean(), t.mean()) {
+                    out.abs_lift = Some(mt - mc);
+                    out.rel_lift = (mc != 0.0).then(|| (mt - mc) / mc);
+                }
+                out
+            }
+        };
+    }
+    let mut out = inconclusive();
     let (Some(mc), Some(mt)) = (c.mean(), t.mean()) else {
         return out;
     };
     let diff = mt - mc;
     out.abs_lift = Some(diff);
     out.rel_lift = (mc != 0.0).then(|| diff / mc);
-    let se;
-    if kind == MetricKind::Conversion {
-        let (Ok(pc), Ok(pt)) = (
-            Proportion::new(c.sum.round() as u64, c.n),
-            Proportion::new(t.sum.round() as u64, t.n),
-        ) else {
-            return out;
-        };
-        let Ok(r) = stats::proportions(pc, pt, alpha) else {
-            return out;
-        };
-        out.p_value = r.p_value;
-        out.ci_abs = Some(r.ci_abs);
-        out.ci_rel = r.ci_rel;
-        let (chance, loss) = if higher_is_better {
-            (r.chance_to_beat_control, r.expected_loss_treatment)
-        } else {
-            (1.0 - r.chance_to_beat_control, r.expected_loss_control)
-        };
-        out.chance_to_beat_control = Some(chance);
-        out.expected_loss = Some(loss);
-        let (rc, rt) = (pc.rate(), pt.rate());
-        se = (rc * (1.0 - rc) / c.n as f64 + rt * (1.0 - rt) / t.n as f64).sqrt();
+    let (Ok(pc), Ok(pt)) = (
+        Proportion::new(c.sum.round() as u64, c.n),
+        Proportion::new(t.sum.round() as u64, t.n),
+    ) else {
+        return out;
+    };
+    let Ok(r) = stats::proportions(pc, pt, alpha) else {
+        return out;
+    };
+    out.p_value = r.p_value;
+    out.ci_abs = Some(r.ci_abs);
+    out.ci_rel = r.ci_rel;
+    let (chance, loss) = if higher_is_better {
+        (r.chance_to_beat_control, r.expected_loss_treatment)
     } else {
-        let (Some(sc), Some(st)) = (c.sd(), t.sd()) else {
-            return out;
-        };
-        let (Ok(sum_c), Ok(sum_t)) = (
-            MeanSummary::new(mc, sc, c.n as f64),
-            MeanSummary::new(mt, st, t.n as f64),
-        ) else {
-            return out;
-        };
-        if let Ok(r) = stats::means(sum_c, sum_t, alpha) {
-            out.p_value = r.p_value;
-            out.ci_abs = r.ci_abs;
-            out.ci_rel = r.ci_rel;
-        }
-        se = (sc * sc / c.n as f64 + st * st / t.n as f64).sqrt();
-        let signed = if higher_is_better { diff } else { -diff };
-        if let Some(b) = stats::gaussian(signed, se) {
-            out.chance_to_beat_control = Some(b.chance_to_beat_control);
-            out.expected_loss = Some(b.expected_loss_treatment);
-        }
+        (1.0 - r.chance_to_beat_control, r.expected_loss_control)
+    };
+    out.chance_to_beat_control = Some(chance);
+    out.expected_loss = Some(loss);
+    let (rc, rt) = (pc.rate(), pt.rate());
+    let se = (rc * (1.0 - rc) / c.n as f64 + rt * (1.0 - rt) / t.n as f64).sqrt();
+    sequential(
+        &mut out,
+        diff,
+        se,
+        (c.n + t.n) as f64,
+        alpha,
+        higher_is_better,
+    );
+    out
+}
+
+/// Welch, the Gaussian model and the sequential test from two arms' summaries (raw, or
+/// CUPED-adjusted).
+fn compare_means(higher_is_better: bool, c: MeanSummary, t: MeanSummary, alpha: f64) -> Comparison {
+    let mut out = inconclusive();
+    let diff = t.mean - c.mean;
+    out.abs_lift = Some(diff);
+    out.rel_lift = (c.mean != 0.0).then(|| diff / c.mean);
+    if let Ok(r) = stats::means(c, t, alpha) {
+        out.p_value = r.p_value;
+        out.ci_abs = r.ci_abs;
+        out.ci_rel = r.ci_rel;
     }
-    if let Ok(cs) =
-        stats::confidence_sequence(diff, se, (c.n + t.n) as f64, alpha, stats::DEFAULT_TUNING)
-    {
+    let se = (c.var_of_mean() + t.var_of_mean()).sqrt();
+    let signed = if higher_is_better { diff } else { -diff };
+    if let Some(b) = stats::gaussian(signed, se) {
+        out.chance_to_beat_control = Some(b.chance_to_beat_control);
+        out.expected_loss = Some(b.expected_loss_treatment);
+    }
+    sequential(&mut out, diff, se, c.n + t.n, alpha, higher_is_better);
+    out
+}
+
+/// The always-valid interval and p-value, and the verdict they give.
+fn sequential(out: &mut Comparison, diff: f64, se: f64, n: f64, alpha: f64, higher: bool) {
+    if let Ok(cs) = stats::confidence_sequence(diff, se, n, alpha, stats::DEFAULT_TUNING) {
         out.sequential_ci_abs = Some(cs.ci);
         out.sequential_p_value = Some(cs.p_value);
         let up = cs.ci[0] > 0.0;
         let down = cs.ci[1] < 0.0;
-        out.verdict = match (up, down, higher_is_better) {
+        out.verdict = match (up, down, higher) {
             (true, _, true) | (_, true, false) => "better",
             (true, _, false) | (_, true, true) => "worse",
             _ => "inconclusive",
         }
         .to_owned();
     }
-    out
+}
+
+/// CUPED over every arm's totals: the adjusted summaries the comparisons use (`None` when
+/// it cannot apply), and what to report.
+fn cuped(days: f64, totals: &Series) -> (Option<Vec<MeanSummary>>, CupedResults) {
+    let mut report = CupedResults {
+        pre_period_days: days,
+        applied: false,
+        theta: None,
+        variance_reduction: None,
+        note: None,
+    };
+    match totals.cuped(0) {
+        Ok(r) => {
+            let (mut raw, mut adjusted) = (0.0, 0.0);
+            for (i, a) in r.arms.iter().enumerate() {
+                let y = totals.at(0, i);
+                raw += (a.n - 1.0) * y.sd().unwrap_or(0.0).powi(2);
+                adjusted += (a.n - 1.0) * a.sd * a.sd;
+            }
+            report.applied = true;
+            report.theta = Some(r.theta);
+            report.variance_reduction = (raw > 0.0).then(|| 1.0 - adjusted / raw);
+            (Some(r.arms), report)
+        }
+        Err(err) => {
+            report.note = Some(format!("not applied: {err}"));
+            (None, report)
+        }
+    }
 }
 
 fn date(ms: i64) -> String {
@@ -282,6 +380,7 @@ impl Control {
                     MetricKind::Mean => Aggregate::Mean,
                 },
                 window_ms: window(m),
+                pre_period_ms: m.cuped_days.map(|d| (d * DAY_MS as f64) as i64),
             })
             .collect();
         let conversion_primary =
@@ -312,11 +411,18 @@ impl Control {
                     acc.n += n;
                     acc.sum += x;
                     acc.sum2 += xx;
+                    if let Some((x, xx, xy)) = row.pre.get(mi).copied().flatten() {
+                        let p = &mut totals.pre[arm];
+                        p.sum += x;
+                        p.sum2 += xx;
+                        p.cross += xy;
+                    }
                 }
             }
             let higher = metric.higher_is_better.unwrap_or(true);
+            let adjusted = metric.cuped_days.map(|days| cuped(days, &totals));
             metrics.push(metric_results(
-                metric, &arms, control, &totals, higher, alpha,
+                metric, &arms, control, &totals, adjusted, higher, alpha,
             ));
         }
 
@@ -332,13 +438,20 @@ impl Control {
                     let Some(arm) = arm_of(&row.variant) else {
                         continue;
                     };
+                    let pre = f64::from(u8::from(row.pre_converted == Some(true)));
                     for day in usize::try_from(row.exposed_day).unwrap_or(0)..series_days {
                         let converted = row.first_day.is_some_and(|f| f <= day as i64);
-                        let x = if converted { row.units as f64 } else { 0.0 };
-                        let acc = &mut series.acc[day * arms.len() + arm];
+                        let y = f64::from(u8::from(converted));
+                        let units = row.units as f64;
+                        let slot = day * arms.len() + arm;
+                        let acc = &mut series.acc[slot];
                         acc.n += row.units;
-                        acc.sum += x;
-                        acc.sum2 += x;
+                        acc.sum += y * units;
+                        acc.sum2 += y * units;
+                        let p = &mut series.pre[slot];
+                        p.sum += pre * units;
+                        p.sum2 += pre * units;
+                        p.cross += pre * y * units;
                     }
                 }
             } else {
@@ -349,6 +462,7 @@ impl Control {
                     window_ms: window(metric),
                     start_ms: start,
                     end_ms: end,
+                    pre_period_ms: summary_metrics[mi].pre_period_ms,
                 };
                 store
                     .unit_days(&q, |unit| {
@@ -358,7 +472,8 @@ impl Control {
                     })
                     .await?;
             }
-            series_points = series_of(&series, &arms, control, metric.kind, alpha, Some(start));
+            let cuped = metric.cuped_days.is_some();
+            series_points = series_of(&series, &arms, control, metric.kind, cuped, alpha, start);
         }
         adjust(&mut metrics, alpha);
 
@@ -394,15 +509,20 @@ fn metric_results(
     arms: &[(&String, f64)],
     control: usize,
     series: &Series,
+    cuped: Option<(Option<Vec<MeanSummary>>, CupedResults)>,
     higher: bool,
     alpha: f64,
 ) -> MetricResults {
+    let (adjusted, cuped) = cuped.map_or((None, None), |(a, r)| (a, Some(r)));
     let c = series.last(control);
     let mut out_arms = Vec::with_capacity(arms.len());
     let order = std::iter::once(control).chain((0..arms.len()).filter(|&i| i != control));
     for i in order {
         let a = series.last(i);
-        let vs_control = (i != control).then(|| compare(metric.kind, higher, c, a, alpha));
+        let vs_control = (i != control).then(|| match &adjusted {
+            Some(adj) => compare_means(higher, adj[control], adj[i], alpha),
+            None => compare(metric.kind, higher, c, a, alpha),
+        });
         out_arms.push(ArmResult {
             variant: arms[i].0.clone(),
             control: i == control,
@@ -410,6 +530,7 @@ fn metric_results(
             conversions: (metric.kind == MetricKind::Conversion).then(|| a.sum.round() as u64),
             mean: a.mean(),
             sd: a.sd(),
+            adjusted_mean: adjusted.as_ref().map(|adj| adj[i].mean),
             vs_control,
         });
     }
@@ -419,30 +540,35 @@ fn metric_results(
         kind: metric.kind,
         role: metric.role,
         higher_is_better: higher,
+        cuped,
         arms: out_arms,
     }
 }
 
+/// The series' points; with `cuped`, each day's comparisons are adjusted by that day's θ
+/// (what the results would have said that day), unadjusted where CUPED cannot apply.
 fn series_of(
     series: &Series,
     arms: &[(&String, f64)],
     control: usize,
     kind: MetricKind,
+    cuped: bool,
     alpha: f64,
-    start: Option<i64>,
+    start: i64,
 ) -> Vec<SeriesPoint> {
-    let Some(start) = start else {
-        return Vec::new();
-    };
     (0..series.days)
         .map(|d| {
             let c = series.at(d, control);
+            let adjusted = cuped.then(|| series.cuped(d).ok()).flatten();
             SeriesPoint {
                 date: date(start + d as i64 * DAY_MS),
                 arms: (0..arms.len())
                     .map(|i| {
                         let a = series.at(d, i);
-                        let cmp = (i != control).then(|| compare(kind, true, c, a, alpha));
+                        let cmp = (i != control).then(|| match &adjusted {
+                            Some(r) => compare_means(true, r.arms[control], r.arms[i], alpha),
+                            None => compare(kind, true, c, a, alpha),
+                        });
                         SeriesArm {
                             variant: arms[i].0.clone(),
                             units: a.n,
@@ -751,6 +877,7 @@ mod tests {
             variant: variant.into(),
             exposed_day: exposed,
             days: days.to_vec(),
+            pre: (0, 0.0),
         }
     }
 
@@ -776,6 +903,33 @@ mod tests {
         s.add(0, &unit("a", 0, &[]), MetricKind::Sum);
         s.add(0, &unit("a", 0, &[]), MetricKind::Mean);
         assert_eq!((s.at(1, 0).n, s.at(1, 0).sum), (1, 0.0));
+    }
+
+    #[test]
+    fn the_covariate_is_the_pre_period_value_on_every_day() {
+        let mut u = unit("a", 1, &[(1, 2, 10.0), (3, 1, 5.0)]);
+        u.pre = (3, 7.0);
+        for (kind, x) in [
+            (MetricKind::Conversion, 1.0),
+            (MetricKind::Count, 3.0),
+            (MetricKind::Sum, 7.0),
+        ] {
+            let mut s = Series::new(1, 4);
+            s.add(0, &u, kind);
+            assert_eq!(s.pre[0], PreAcc::default(), "not exposed on day 0");
+            for day in 1..4 {
+                let y = s.at(day, 0).sum;
+                assert_eq!(
+                    s.pre[day],
+                    PreAcc {
+                        sum: x,
+                        sum2: x * x,
+                        cross: x * y
+                    },
+                    "{kind:?} day {day}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -974,6 +974,7 @@ impl Control {
                         event,
                         aggregate: Aggregate::Converted,
                         window_ms: None,
+                        pre_period_ms: None,
                     }];
                     let rows = store
                         .experiment_summary(&SummaryQuery {

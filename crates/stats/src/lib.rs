@@ -162,7 +162,7 @@ impl MeanSummary {
     }
 
     /// The variance of the mean, sd² / n.
-    pub(crate) fn var_of_mean(&self) -> f64 {
+    pub fn var_of_mean(&self) -> f64 {
         self.sd * self.sd / self.n
     }
 }

@@ -35,6 +35,9 @@ pub struct MetricQuery<'a> {
     pub start_ms: i64,
     /// Only exposures and events before this instant (its end, or now), unix ms.
     pub end_ms: i64,
+    /// Also count each unit's events in this long a period before its first exposure (CUPED's
+    /// covariate; see [`SummaryMetric::pre_period_ms`]).
+    pub pre_period_ms: Option<i64>,
 }
 
 /// One exposed unit's metric events, by day.
@@ -46,6 +49,8 @@ pub struct UnitHistory {
     pub exposed_day: i64,
     /// `(day, events, sum of values)` for each day it sent the event, ascending.
     pub days: Vec<(i64, u64, f64)>,
+    /// `(events, sum of values)` in the pre-period (zeros without one).
+    pub pre: (u64, f64),
 }
 
 impl Store {
@@ -81,23 +86,29 @@ impl Store {
         mut visit: impl FnMut(&UnitHistory),
     ) -> Result<()> {
         // Integer division on both backends (BIGINT / BIGINT, INTEGER / INTEGER); the window
-        // and the end are separate conditions so that no dialect's LEAST/MIN is needed.
+        // and the end are separate conditions so that no dialect's LEAST/MIN is needed. Events
+        // of the pre-period form one more group per unit (`pre` = 1, day 0), first.
         let window = q.window_ms.unwrap_or(i64::MAX / 4);
+        let reach = q
+            .pre_period_ms
+            .map_or(CLOCK_SKEW_MS, |p| p.saturating_add(CLOCK_SKEW_MS));
         let mut rows = sqlx::query(
-            "SELECT unit, variant, exposed_day, day, COUNT(at_ms) AS n, \
+            "SELECT unit, variant, exposed_day, pre, day, COUNT(at_ms) AS n, \
                     SUM(COALESCE(value, 0.0)) AS total \
              FROM (SELECT e.unit AS unit, e.variant AS variant, \
                           (e.first_at_ms - $4) / $6 AS exposed_day, \
-                          (CASE WHEN m.at_ms < e.first_at_ms THEN e.first_at_ms ELSE m.at_ms END - $4) / $6 AS day, \
+                          CASE WHEN m.at_ms < e.first_at_ms - $8 THEN 1 ELSE 0 END AS pre, \
+                          CASE WHEN m.at_ms < e.first_at_ms - $8 THEN 0 \
+                               ELSE (CASE WHEN m.at_ms < e.first_at_ms THEN e.first_at_ms ELSE m.at_ms END - $4) / $6 END AS day, \
                           m.at_ms AS at_ms, m.value AS value \
                    FROM experiment_exposures e \
                    LEFT JOIN metric_events m \
                      ON m.environment = $2 AND m.event = $3 AND m.unit = e.unit \
-                    AND m.at_ms >= e.first_at_ms - $8 AND m.at_ms - e.first_at_ms <= $5 \
+                    AND m.at_ms >= e.first_at_ms - $9 AND m.at_ms - e.first_at_ms <= $5 \
                     AND m.at_ms < $7 \
                    WHERE e.experiment = $1 AND e.first_at_ms < $7) joined \
-             GROUP BY unit, variant, exposed_day, day \
-             ORDER BY unit, day",
+             GROUP BY unit, variant, exposed_day, pre, day \
+             ORDER BY unit, pre DESC, day",
         )
         .bind(q.experiment)
         .bind(q.environment)
@@ -107,6 +118,7 @@ impl Store {
         .bind(DAY_MS)
         .bind(q.end_ms)
         .bind(CLOCK_SKEW_MS)
+        .bind(reach)
         .fetch(self.pool());
         let mut current: Option<(String, UnitHistory)> = None;
         while let Some(row) = rows.try_next().await? {
@@ -121,11 +133,17 @@ impl Store {
                         variant: row.try_get("variant")?,
                         exposed_day: row.try_get::<i64, _>("exposed_day")?.max(0),
                         days: Vec::new(),
+                        pre: (0, 0.0),
                     },
                 ));
             }
             let n: i64 = row.try_get("n")?;
-            if n > 0 {
+            if n > 0 && row.try_get::<i32, _>("pre")? == 1 {
+                let total: f64 = row.try_get("total")?;
+                if let Some((_, history)) = current.as_mut() {
+                    history.pre = (n as u64, total);
+                }
+            } else if n > 0 {
                 let day: i64 = row.try_get("day")?;
                 let total: f64 = row.try_get("total")?;
                 if let Some((_, history)) = current.as_mut() {
@@ -162,6 +180,11 @@ pub struct SummaryMetric<'a> {
     pub aggregate: Aggregate,
     /// Only events at most this long after the unit's first exposure (`None`: any).
     pub window_ms: Option<i64>,
+    /// CUPED's covariate: the same aggregate over the unit's events of the same name in this
+    /// long a period before its first exposure (ending where the post-exposure events begin,
+    /// [`CLOCK_SKEW_MS`] before it). `None`: no covariate. Not for [`Aggregate::Mean`], whose
+    /// units are only those with events.
+    pub pre_period_ms: Option<i64>,
 }
 
 /// An experiment's exposures and the metrics to sum over them.
@@ -191,10 +214,16 @@ pub struct SummaryRow {
     pub exposed_day: i64,
     /// The day of their first event of the grouping metric (`None`: none in its window).
     pub first_day: Option<i64>,
+    /// Whether they sent the grouping metric's event in its pre-period (`None`: it has none,
+    /// or is not a conversion): a conversion's covariate, for its series.
+    pub pre_converted: Option<bool>,
     /// Units in the group.
     pub units: u64,
-    /// Per metric: units counted, Σx and Σx² of their values.
+    /// Per metric: units counted, Σy and Σy² of their values.
     pub sums: Vec<(u64, f64, f64)>,
+    /// Per metric with a pre-period: Σx, Σx² and Σxy of the units' pre-period values `x`
+    /// (over the same units as `sums`); `None` for the others.
+    pub pre: Vec<Option<(f64, f64, f64)>>,
 }
 
 impl Store {
@@ -203,7 +232,7 @@ impl Store {
     /// `(environment, unit, event, at_ms, value)` index), returning a row per arm, exposure day
     /// and first-event day: a few hundred rows whatever the number of events.
     pub async fn experiment_summary(&self, q: &SummaryQuery<'_>) -> Result<Vec<SummaryRow>> {
-        const FIXED: usize = 6;
+        const FIXED: usize = 7;
         let never = i64::MAX / 4;
         // Metrics on the same event and window share their per-unit count and sum: each is
         // computed once per event row.
@@ -221,9 +250,17 @@ impl Store {
             .collect();
         let event = |j: usize| format!("${}", FIXED + 1 + 2 * j);
         let window = |j: usize| format!("${}", FIXED + 2 + 2 * j);
+        // With a pre-period the join reaches further back than the post-exposure events, so
+        // they need a lower bound of their own.
+        let any_pre = q.metrics.iter().any(|m| m.pre_period_ms.is_some());
+        let post = if any_pre {
+            " AND m.at_ms >= e.first_at_ms - $6"
+        } else {
+            ""
+        };
         let hit = |j: usize| {
             format!(
-                "m.event = {} AND m.at_ms - e.first_at_ms <= {}",
+                "m.event = {} AND m.at_ms - e.first_at_ms <= {}{post}",
                 event(j),
                 window(j)
             )
@@ -244,6 +281,29 @@ impl Store {
                 per_unit.push(format!(
                     "COALESCE(SUM(CASE WHEN {} THEN m.value END), 0.0) AS s{j}",
                     hit(j)
+                ));
+            }
+        }
+        // Each pre-period: its own bound, after the pairs' parameters.
+        let mut pre_binds = Vec::new();
+        let mut reach = CLOCK_SKEW_MS;
+        for (k, m) in q.metrics.iter().enumerate() {
+            let Some(pre_ms) = m.pre_period_ms else {
+                continue;
+            };
+            reach = reach.max(pre_ms.saturating_add(CLOCK_SKEW_MS));
+            pre_binds.push(pre_ms.saturating_add(CLOCK_SKEW_MS));
+            let bound = format!("${}", FIXED + 2 * pairs.len() + pre_binds.len());
+            let before = format!(
+                "m.event = {} AND m.at_ms < e.first_at_ms - $6 AND m.at_ms >= e.first_at_ms - {bound}",
+                event(pair_of[k])
+            );
+            per_unit.push(format!(
+                "SUM(CASE WHEN {before} THEN 1 ELSE 0 END) AS pn{k}"
+            ));
+            if m.aggregate == Aggregate::Sum {
+                per_unit.push(format!(
+                    "COALESCE(SUM(CASE WHEN {before} THEN m.value END), 0.0) AS ps{k}"
                 ));
             }
         }
@@ -268,6 +328,21 @@ impl Store {
                 real(x.clone()),
                 real(format!("({x}) * ({x})"))
             ));
+            if m.pre_period_ms.is_some() {
+                let c = match m.aggregate {
+                    Aggregate::Converted => format!("CASE WHEN pn{k} > 0 THEN 1.0 ELSE 0.0 END"),
+                    Aggregate::Count => format!("pn{k} * 1.0"),
+                    Aggregate::Sum => format!("ps{k}"),
+                    // Refused by the caller; analysed without a covariate.
+                    Aggregate::Mean => "0.0".to_owned(),
+                };
+                outer.push(format!(
+                    "{} AS c{k}, {} AS cc{k}, {} AS cy{k}",
+                    real(c.clone()),
+                    real(format!("({c}) * ({c})")),
+                    real(format!("({c}) * ({x})"))
+                ));
+            }
         }
         let first_day = match q.first_day_of {
             Some(k) => format!(
@@ -276,6 +351,20 @@ impl Store {
                 hit(pair_of[k])
             ),
             None => "NULL".to_owned(),
+        };
+        let first_pre = match q.first_day_of {
+            Some(k)
+                if q.metrics[k].pre_period_ms.is_some()
+                    && q.metrics[k].aggregate == Aggregate::Converted =>
+            {
+                format!("CASE WHEN pn{k} > 0 THEN 1 ELSE 0 END")
+            }
+            _ => "NULL".to_owned(),
+        };
+        let group_pre = if first_pre == "NULL" {
+            String::new()
+        } else {
+            format!(", {first_pre}")
         };
         let names: Vec<String> = (0..pairs.len()).map(event).collect();
         let in_list = if names.is_empty() {
@@ -294,17 +383,17 @@ impl Store {
             format!(", {}", outer.join(", "))
         };
         let sql = format!(
-            "SELECT variant, exposed_day, first_day, COUNT(*) AS units{outer} \
+            "SELECT variant, exposed_day, first_day, {first_pre} AS first_pre, COUNT(*) AS units{outer} \
              FROM (SELECT e.variant AS variant, (e.first_at_ms - $3) / $4 AS exposed_day, \
                           {first_day} AS first_day{per_unit} \
                    FROM experiment_exposures e \
                    LEFT JOIN metric_events m \
                      ON m.environment = $2 AND m.unit = e.unit AND m.event IN ({in_list}) \
-                    AND m.at_ms >= e.first_at_ms - $6 AND m.at_ms < $5 \
+                    AND m.at_ms >= e.first_at_ms - $7 AND m.at_ms < $5 \
                    WHERE e.experiment = $1 AND e.first_at_ms < $5 \
                    GROUP BY e.unit, e.variant, e.first_at_ms) per_unit \
-             GROUP BY variant, exposed_day, first_day \
-             ORDER BY variant, exposed_day, first_day"
+             GROUP BY variant, exposed_day, first_day{group_pre} \
+             ORDER BY variant, exposed_day, first_day{group_pre}"
         );
         let mut query = sqlx::query(&sql)
             .bind(q.experiment)
@@ -312,9 +401,13 @@ impl Store {
             .bind(q.start_ms)
             .bind(DAY_MS)
             .bind(q.end_ms)
-            .bind(CLOCK_SKEW_MS);
+            .bind(CLOCK_SKEW_MS)
+            .bind(reach);
         for (event, window) in &pairs {
             query = query.bind(*event).bind(*window);
+        }
+        for bound in pre_binds {
+            query = query.bind(bound);
         }
         // PostgreSQL hashes a row per unit: with the default 4 MB of work memory a million
         // units spill to disk; 64 MB keeps them in memory (for this statement only).
@@ -326,20 +419,32 @@ impl Store {
         tx.commit().await?;
         rows.iter()
             .map(|r| {
+                let real = |name: String| r.try_get::<f64, _>(name.as_str());
                 let mut sums = Vec::with_capacity(q.metrics.len());
-                for k in 0..q.metrics.len() {
+                let mut pre = Vec::with_capacity(q.metrics.len());
+                for (k, m) in q.metrics.iter().enumerate() {
                     sums.push((
                         r.try_get::<i64, _>(format!("u{k}").as_str())?.max(0) as u64,
-                        r.try_get::<f64, _>(format!("x{k}").as_str())?,
-                        r.try_get::<f64, _>(format!("xx{k}").as_str())?,
+                        real(format!("x{k}"))?,
+                        real(format!("xx{k}"))?,
                     ));
+                    pre.push(match m.pre_period_ms {
+                        Some(_) => Some((
+                            real(format!("c{k}"))?,
+                            real(format!("cc{k}"))?,
+                            real(format!("cy{k}"))?,
+                        )),
+                        None => None,
+                    });
                 }
                 Ok(SummaryRow {
                     variant: r.try_get("variant")?,
                     exposed_day: r.try_get::<i64, _>("exposed_day")?.max(0),
                     first_day: r.try_get::<Option<i64>, _>("first_day")?.map(|d| d.max(0)),
+                    pre_converted: r.try_get::<Option<i32>, _>("first_pre")?.map(|p| p == 1),
                     units: r.try_get::<i64, _>("units")?.max(0) as u64,
                     sums,
+                    pre,
                 })
             })
             .collect()

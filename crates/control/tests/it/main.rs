@@ -56,6 +56,7 @@ on_both!(operations = ops:
 on_both!(experiment_runs = experiments:
     the_lifecycle_changes_the_flag_in_the_same_transaction,
     a_known_effect_is_detected,
+    cuped_narrows_the_interval_with_the_pre_period,
     a_a_experiments_keep_their_false_positive_rate,
     guardrails_and_sample_ratio_mismatches_pause_experiments,
 );

@@ -1932,11 +1932,16 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
                 window_ms: Some(2 * day),
                 start_ms: start,
                 end_ms: start + 5 * day,
+                pre_period_ms: None,
             },
             |u| seen.push(u.clone()),
         )
         .await
         .unwrap();
+    assert!(
+        seen.iter().all(|u| u.pre == (0, 0.0)),
+        "no pre-period asked"
+    );
     type Days = Vec<(i64, u64, f64)>;
     let summary: Vec<(String, i64, Days)> = seen
         .into_iter()
@@ -1951,6 +1956,32 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         ]
     );
 
+    // With a pre-period, `a`'s purchase two minutes before its exposure is its covariate;
+    // the days after are the same.
+    let mut with_pre = Vec::new();
+    store
+        .unit_days(
+            &switchyard_storage::MetricQuery {
+                experiment: "exp-1",
+                environment: "production",
+                event: "purchase",
+                window_ms: Some(2 * day),
+                start_ms: start,
+                end_ms: start + 5 * day,
+                pre_period_ms: Some(day),
+            },
+            |u| with_pre.push(u.clone()),
+        )
+        .await
+        .unwrap();
+    let pre: Vec<(u64, f64)> = with_pre.iter().map(|u| u.pre).collect();
+    assert_eq!(pre, vec![(1, 100.0), (0, 0.0), (0, 0.0)]);
+    let days: Vec<Days> = with_pre.into_iter().map(|u| u.days).collect();
+    assert_eq!(
+        days,
+        summary.iter().map(|s| s.2.clone()).collect::<Vec<_>>()
+    );
+
     // The one-pass summary: per arm, exposure day and first-event day.
     use switchyard_storage::{Aggregate, SummaryMetric, SummaryQuery};
     let metrics = [
@@ -1958,21 +1989,25 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
             event: "purchase",
             aggregate: Aggregate::Converted,
             window_ms: Some(2 * day),
+            pre_period_ms: None,
         },
         SummaryMetric {
             event: "purchase",
             aggregate: Aggregate::Sum,
             window_ms: None,
+            pre_period_ms: None,
         },
         SummaryMetric {
             event: "purchase",
             aggregate: Aggregate::Mean,
             window_ms: None,
+            pre_period_ms: None,
         },
         SummaryMetric {
             event: "refund",
             aggregate: Aggregate::Count,
             window_ms: None,
+            pre_period_ms: None,
         },
     ];
     let rows = store
@@ -2022,6 +2057,98 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
                 1,
                 vec![(1, 1.0, 1.0), (1, 3.0, 9.0), (1, 3.0, 9.0), (1, 0.0, 0.0)]
             ),
+        ]
+    );
+
+    // CUPED's covariate: the same aggregate before each unit's exposure. `a`'s purchase two
+    // minutes before its exposure is its pre-period (and still not a post-exposure one).
+    let with_pre = [
+        SummaryMetric {
+            event: "purchase",
+            aggregate: Aggregate::Sum,
+            window_ms: None,
+            pre_period_ms: Some(day),
+        },
+        SummaryMetric {
+            event: "purchase",
+            aggregate: Aggregate::Converted,
+            window_ms: Some(2 * day),
+            pre_period_ms: Some(day),
+        },
+        SummaryMetric {
+            event: "purchase",
+            aggregate: Aggregate::Count,
+            window_ms: None,
+            // 30 s (+ the minute of clock skew) does not reach back two minutes.
+            pre_period_ms: Some(30_000),
+        },
+    ];
+    let rows = store
+        .experiment_summary(&SummaryQuery {
+            experiment: "exp-1",
+            environment: "production",
+            start_ms: start,
+            end_ms: start + 5 * day,
+            metrics: &with_pre,
+            first_day_of: None,
+        })
+        .await
+        .unwrap();
+    type Pre = Vec<Option<(f64, f64, f64)>>;
+    let got: Vec<(String, i64, Sums, Pre)> = rows
+        .into_iter()
+        .map(|r| (r.variant, r.exposed_day, r.sums, r.pre))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "control".into(),
+                0,
+                vec![(1, 12.5, 156.25), (1, 1.0, 1.0), (1, 3.0, 9.0)],
+                vec![
+                    Some((100.0, 10_000.0, 1_250.0)),
+                    Some((1.0, 1.0, 1.0)),
+                    Some((0.0, 0.0, 0.0))
+                ]
+            ),
+            (
+                "treatment".into(),
+                1,
+                vec![(1, 3.0, 9.0), (1, 1.0, 1.0), (1, 2.0, 4.0)],
+                vec![Some((0.0, 0.0, 0.0)); 3]
+            ),
+            (
+                "treatment".into(),
+                3,
+                vec![(1, 3.0, 9.0), (1, 1.0, 1.0), (1, 1.0, 1.0)],
+                vec![Some((0.0, 0.0, 0.0)); 3]
+            ),
+        ]
+    );
+
+    // Grouped by the conversion's first day, the rows also split on its pre-period value.
+    let rows = store
+        .experiment_summary(&SummaryQuery {
+            experiment: "exp-1",
+            environment: "production",
+            start_ms: start,
+            end_ms: start + 5 * day,
+            metrics: &with_pre,
+            first_day_of: Some(1),
+        })
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<i64>, Option<bool>)> = rows
+        .into_iter()
+        .map(|r| (r.variant, r.first_day, r.pre_converted))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("control".into(), Some(0), Some(true)),
+            ("treatment".into(), Some(1), Some(false)),
+            ("treatment".into(), Some(3), Some(false)),
         ]
     );
 
