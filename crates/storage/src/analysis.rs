@@ -391,7 +391,7 @@ impl Store {
                      ON m.environment = $2 AND m.unit = e.unit AND m.event IN ({in_list}) \
                     AND m.at_ms >= e.first_at_ms - $7 AND m.at_ms < $5 \
                    WHERE e.experiment = $1 AND e.first_at_ms < $5 \
-                   GROUP BY e.unit, e.variant, e.first_at_ms) per_unit \
+                   GROUP BY e.experiment, e.unit) per_unit \
              GROUP BY variant, exposed_day, first_day{group_pre} \
              ORDER BY variant, exposed_day, first_day{group_pre}"
         );
@@ -409,11 +409,14 @@ impl Store {
         for bound in pre_binds {
             query = query.bind(bound);
         }
-        // PostgreSQL hashes a row per unit: with the default 4 MB of work memory a million
-        // units spill to disk; 64 MB keeps them in memory (for this statement only).
+        // PostgreSQL hashes a row per unit (about 210 bytes each): with the default 4 MB of
+        // work memory a million units spill to disk; 128 MB (256 MB for hashes, PostgreSQL's
+        // `hash_mem_multiplier` being 2) keeps them in memory, for this statement only.
+        // Grouping by the exposures' primary key lets the variant and the exposure time be read
+        // without hashing them too.
         let mut tx = self.pool().begin().await?;
         if self.backend() == crate::Backend::Postgres {
-            tx.execute("SET LOCAL work_mem = '64MB'").await?;
+            tx.execute("SET LOCAL work_mem = '128MB'").await?;
         }
         let rows = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
