@@ -276,7 +276,8 @@ test('experiments: start one from the UI, then read its results with the chart',
   const created = await adminApi('POST', '/api/v1/experiments', {
     id: 'ui-exp', flag: 'ui-checkout', environment: 'development', control: 'off', variants: { off: 50, on: 50 },
     hypothesis: 'the new checkout converts better',
-    metrics: [{ event: 'checkout', kind: 'conversion', role: 'primary' }],
+    metrics: [{ event: 'checkout', kind: 'conversion', role: 'primary' },
+      { event: 'visit', kind: 'count', role: 'secondary', cupedDays: 7 }],
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   await adminApi('PUT', '/api/v1/flags/ui-checkout/environments/development/enabled', { enabled: true });
@@ -295,6 +296,15 @@ test('experiments: start one from the UI, then read its results with the chart',
   }
   const events = Object.entries(variants).filter(([, v], i) => i % (v === 'on' ? 3 : 5) === 0)
     .map(([unit], i) => ({ type: 'metric', id: `ui-${i}`, event: 'checkout', unit, timestampMs: Date.now() }));
+  // Visits before the experiment (CUPED's covariate) predict the visits after.
+  const day = 86400000;
+  Object.keys(variants).forEach((unit, i) => {
+    for (let k = 0; k < i % 4; k++) {
+      events.push({ type: 'metric', id: `ui-pre-${i}-${k}`, event: 'visit', unit, timestampMs: Date.now() - 2 * day - k * 1000 });
+      events.push({ type: 'metric', id: `ui-post-${i}-${k}`, event: 'visit', unit, timestampMs: Date.now() + k });
+    }
+    if (i % 3 === 0) events.push({ type: 'metric', id: `ui-post-${i}-x`, event: 'visit', unit, timestampMs: Date.now() });
+  });
   await new Promise((r) => setTimeout(r, 500));
   const sent = await fetch(`${URL_}/sdk/v1/events`, { method: 'POST', headers: { Authorization: `Bearer ${SDK}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ events }) });
   assert.equal(sent.status, 200);
@@ -303,6 +313,7 @@ test('experiments: start one from the UI, then read its results with the chart',
   await page.locator('section.results figure.chart svg').first().waitFor();
   await page.locator('[data-testid="srm"]').waitFor();
   await page.locator('.warnings li').first().waitFor();
+  assert.match(await page.locator('[data-testid="cuped"]').textContent(), /CUPED-adjusted over 7 days/);
   const units = await page.locator('section.results table').first().textContent();
   assert.match(units, /\d{2,}/);
   await shot(page, 'experiment-results');

@@ -914,12 +914,22 @@ function resultsHtml(r) {
     ${r.warnings.length ? h`<ul class="warnings">${r.warnings.map((w) => h`<li class="notice">${w.message}</li>`)}</ul>` : ''}
     <table><thead><tr><th>Variant</th><th>Weight</th><th class="num">Units</th></tr></thead><tbody>${r.variants.map((v) => h`<tr><td><code>${v.variant}</code>${v.control ? ' (control)' : ''}</td><td>${v.weight} %</td><td class="num">${v.units}</td></tr>`)}</tbody></table>
     ${r.metrics.map((m) => h`<h3>${m.name} <span class="badge">${m.role}</span> <span class="muted small">${m.kind}, ${m.higherIsBetter ? 'higher is better' : 'lower is better'}</span></h3>
+      ${cupedNote(m)}
       ${liftChart(m)}
       <div class="scroll"><table class="num-table"><thead><tr><th>Variant</th><th>Units</th><th>${m.kind === 'conversion' ? 'Rate' : 'Mean'}</th><th>Lift (abs)</th><th>95 % CI</th><th>Rel. lift</th><th>p</th><th>p (adj.)</th><th>p (sequential)</th><th>Chance to beat control</th><th>Expected loss</th><th>Verdict</th></tr></thead>
       <tbody>${m.arms.map((a) => { const c = a.vsControl || {}; return h`<tr><td><code>${a.variant}</code>${a.control ? ' (control)' : ''}</td><td>${a.units}</td><td>${m.kind === 'conversion' ? pct(a.mean, 2) : num(a.mean)}</td>
         <td>${c.absLift === undefined ? '—' : m.kind === 'conversion' ? pct(c.absLift, 2) : num(c.absLift)}</td><td>${c.ciAbs ? (m.kind === 'conversion' ? `${pct(c.ciAbs[0], 2)} … ${pct(c.ciAbs[1], 2)}` : `${num(c.ciAbs[0])} … ${num(c.ciAbs[1])}`) : '—'}</td>
         <td>${c.relLift === undefined ? '—' : pct(c.relLift)}</td><td>${num(c.pValue, 4)}</td><td>${num(c.pValueAdjusted, 4)}</td><td>${num(c.sequentialPValue, 4)}</td><td>${pct(c.chanceToBeatControl)}</td><td>${num(c.expectedLoss, 5)}</td><td>${c.verdict || ''}</td></tr>`; })}</tbody></table></div>`)}
     ${seriesChart(r.series)}</section>`;
+}
+
+/// What CUPED did to a metric's comparisons, when the metric asks for it.
+function cupedNote(m) {
+  const c = m.cuped;
+  if (!c) return '';
+  if (!c.applied) return h`<p class="muted small" data-testid="cuped">CUPED (${c.prePeriodDays} days before exposure): ${c.note || 'not applied'}</p>`;
+  const cut = c.varianceReduction === null || c.varianceReduction === undefined ? '' : `, variance ${pct(-c.varianceReduction)}`;
+  return h`<p class="muted small" data-testid="cuped">CUPED-adjusted over ${c.prePeriodDays} days before exposure (θ = ${num(c.theta, 4)}${cut}): lifts, intervals and tests use the adjusted means; the rate or mean shown is what units did.</p>`;
 }
 
 /// Absolute lift of each treatment with its 95 % interval, around zero (SVG, no script).
