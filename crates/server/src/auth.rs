@@ -1,5 +1,6 @@
 //! Authentication and authorization, in one place. The route table (`crate::ROUTES`) says who
-//! may call each route; [`guard`] — applied to every route from that table — authenticates
+//! may call each route; [`guard`] — run by the edge layer for every route of that table, with
+//! the access `crate::access_of` finds for it — authenticates
 //! the caller and checks its role before the handler runs, so no body is read (or parsed)
 //! for a caller who may not make the call. Handlers receive the caller as a [`Caller`].
 //!
@@ -8,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -328,11 +329,3 @@ pub async fn guard(state: AppState, access: Access, mut request: Request, next: 
     }
 }
 
-/// [`guard`] as a middleware function: its state is the app state and the route's access.
-pub async fn guard_layer(
-    State((state, access)): State<(AppState, Access)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    guard(state, access, request, next).await
-}

@@ -52,8 +52,9 @@ pub async fn method_not_allowed(request: Request) -> Response {
 
 /// The edge of every route, as one layer (each layer costs a clone of the services below it
 /// and a boxed future per request): the limits on the request head (414 / 431), then the
-/// request, then any error that is not JSON made JSON (`json_error`), then the request's
-/// latency recorded by route and status.
+/// route's guard (`auth::guard`, with the access the route table gives it) and the request,
+/// then any error that is not JSON made JSON (`json_error`), then the request's latency
+/// recorded by route and status.
 pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(refusal) = head_refusal(&request) {
         return refusal;
@@ -63,7 +64,14 @@ pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -
     // MatchedPath and Uri are shared strings: cloning them does not allocate.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let uri = request.uri().clone();
-    let response = json_error(&uri, next.run(request).await).await;
+    let access = route
+        .as_ref()
+        .and_then(|r| crate::access_of(&method, r.as_str()));
+    let response = match access {
+        Some(access) => crate::auth::guard(state.clone(), access, request, next).await,
+        None => next.run(request).await,
+    };
+    let response = json_error(&uri, response).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state
         .metrics

@@ -80,13 +80,12 @@ macro_rules! routes {
         fn table_router(state: &AppState) -> Router<AppState> {
             let router = Router::new();
             $(
+                // The route's guard is not a layer of its own: the edge layer looks the
+                // route's access up in `ROUTES` (`access_of`) and runs the guard itself, which
+                // saves a boxed future and a clone of the route's services per request.
                 let router = router.route(
                     $path,
                     $method($handler)
-                        .route_layer(axum::middleware::from_fn_with_state(
-                            (state.clone(), $access),
-                            auth::guard_layer,
-                        ))
                         .layer(axum::extract::DefaultBodyLimit::max(body_limit(
                             $path,
                             &state.settings.limits,
@@ -273,6 +272,27 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(cors)
         .with_state(state)
+}
+
+/// Who may call the table's route `path` (as axum matched it) with `method`; `None` for
+/// routes outside the table (the web UI's pages, which check their sessions themselves) and
+/// methods the route does not have (answered 405). `HEAD` is `GET`'s, as axum routes it.
+pub fn access_of(method: &axum::http::Method, path: &str) -> Option<Access> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<HashMap<(&'static str, &'static str), Access>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        ROUTES
+            .iter()
+            .map(|r| ((r.method, r.path), r.access))
+            .collect()
+    });
+    let method = if method == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    table.get(&(method, path)).copied()
 }
 
 /// The largest request body a route accepts: OFREP small, imports large, the rest between.

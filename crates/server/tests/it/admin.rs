@@ -848,6 +848,11 @@ async fn every_route_checks_its_role_before_reading_the_body() {
             }
             checked += 1;
         }
+        // axum answers HEAD with the GET handler: the guard must hold for it too.
+        if route.method == "GET" && matches!(route.access, Access::Role(_)) {
+            let r = s.call(Method::HEAD, &uri, None, None, &[]).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "HEAD {}", route.path);
+        }
     }
     assert_eq!(checked, switchyard_server::ROUTES.len() * 5);
 }
