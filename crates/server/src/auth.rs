@@ -328,4 +328,3 @@ pub async fn guard(state: AppState, access: Access, mut request: Request, next: 
         Err(denied) => denied.into_admin_error(),
     }
 }
-
