@@ -145,9 +145,14 @@ struct PreAcc {
 
 impl PreAcc {
     fn add(&mut self, x: f64, y: f64) {
-        self.sum += x;
-        self.sum2 += x * x;
-        self.cross += x * y;
+        self.merge(x, x * x, x * y);
+    }
+
+    /// Adds sums already taken over some units.
+    fn merge(&mut self, sum: f64, sum2: f64, cross: f64) {
+        self.sum += sum;
+        self.sum2 += sum2;
+        self.cross += cross;
     }
 }
 
@@ -412,17 +417,26 @@ impl Control {
                     acc.sum += x;
                     acc.sum2 += xx;
                     if let Some((x, xx, xy)) = row.pre.get(mi).copied().flatten() {
-                        let p = &mut totals.pre[arm];
-                        p.sum += x;
-                        p.sum2 += xx;
-                        p.cross += xy;
+                        totals.pre[arm].merge(x, xx, xy);
                     }
                 }
             }
             let higher = metric.higher_is_better.unwrap_or(true);
-            let adjusted = metric.cuped_days.map(|days| cuped(days, &totals));
+            let (adjusted, report) = match metric.cuped_days {
+                Some(days) => {
+                    let (adjusted, report) = cuped(days, &totals);
+                    (adjusted, Some(report))
+                }
+                None => (None, None),
+            };
             metrics.push(metric_results(
-                metric, &arms, control, &totals, adjusted, higher, alpha,
+                metric,
+                &arms,
+                control,
+                &totals,
+                (adjusted.as_deref(), report),
+                higher,
+                alpha,
             ));
         }
 
@@ -448,10 +462,8 @@ impl Control {
                         acc.n += row.units;
                         acc.sum += y * units;
                         acc.sum2 += y * units;
-                        let p = &mut series.pre[slot];
-                        p.sum += pre * units;
-                        p.sum2 += pre * units;
-                        p.cross += pre * y * units;
+                        // x is 0 or 1, so Σx² = Σx.
+                        series.pre[slot].merge(pre * units, pre * units, pre * y * units);
                     }
                 }
             } else {
@@ -509,17 +521,16 @@ fn metric_results(
     arms: &[(&String, f64)],
     control: usize,
     series: &Series,
-    cuped: Option<(Option<Vec<MeanSummary>>, CupedResults)>,
+    (adjusted, cuped): (Option<&[MeanSummary]>, Option<CupedResults>),
     higher: bool,
     alpha: f64,
 ) -> MetricResults {
-    let (adjusted, cuped) = cuped.map_or((None, None), |(a, r)| (a, Some(r)));
     let c = series.last(control);
     let mut out_arms = Vec::with_capacity(arms.len());
     let order = std::iter::once(control).chain((0..arms.len()).filter(|&i| i != control));
     for i in order {
         let a = series.last(i);
-        let vs_control = (i != control).then(|| match &adjusted {
+        let vs_control = (i != control).then(|| match adjusted {
             Some(adj) => compare_means(higher, adj[control], adj[i], alpha),
             None => compare(metric.kind, higher, c, a, alpha),
         });
@@ -530,7 +541,7 @@ fn metric_results(
             conversions: (metric.kind == MetricKind::Conversion).then(|| a.sum.round() as u64),
             mean: a.mean(),
             sd: a.sd(),
-            adjusted_mean: adjusted.as_ref().map(|adj| adj[i].mean),
+            adjusted_mean: adjusted.map(|adj| adj[i].mean),
             vs_control,
         });
     }

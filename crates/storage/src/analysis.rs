@@ -138,15 +138,12 @@ impl Store {
                 ));
             }
             let n: i64 = row.try_get("n")?;
-            if n > 0 && row.try_get::<i32, _>("pre")? == 1 {
+            if let (true, Some((_, history))) = (n > 0, current.as_mut()) {
                 let total: f64 = row.try_get("total")?;
-                if let Some((_, history)) = current.as_mut() {
+                if row.try_get::<i32, _>("pre")? == 1 {
                     history.pre = (n as u64, total);
-                }
-            } else if n > 0 {
-                let day: i64 = row.try_get("day")?;
-                let total: f64 = row.try_get("total")?;
-                if let Some((_, history)) = current.as_mut() {
+                } else {
+                    let day: i64 = row.try_get("day")?;
                     history.days.push((day.max(0), n as u64, total));
                 }
             }
@@ -286,12 +283,10 @@ impl Store {
         }
         // Each pre-period: its own bound, after the pairs' parameters.
         let mut pre_binds = Vec::new();
-        let mut reach = CLOCK_SKEW_MS;
         for (k, m) in q.metrics.iter().enumerate() {
             let Some(pre_ms) = m.pre_period_ms else {
                 continue;
             };
-            reach = reach.max(pre_ms.saturating_add(CLOCK_SKEW_MS));
             pre_binds.push(pre_ms.saturating_add(CLOCK_SKEW_MS));
             let bound = format!("${}", FIXED + 2 * pairs.len() + pre_binds.len());
             let before = format!(
@@ -352,20 +347,20 @@ impl Store {
             ),
             None => "NULL".to_owned(),
         };
-        let first_pre = match q.first_day_of {
-            Some(k)
-                if q.metrics[k].pre_period_ms.is_some()
-                    && q.metrics[k].aggregate == Aggregate::Converted =>
-            {
-                format!("CASE WHEN pn{k} > 0 THEN 1 ELSE 0 END")
-            }
-            _ => "NULL".to_owned(),
-        };
-        let group_pre = if first_pre == "NULL" {
-            String::new()
-        } else {
-            format!(", {first_pre}")
-        };
+        // How far back the join reaches: the longest pre-period, else the clock skew.
+        let reach = pre_binds.iter().copied().fold(CLOCK_SKEW_MS, i64::max);
+        let first_pre = q
+            .first_day_of
+            .filter(|&k| {
+                q.metrics[k].pre_period_ms.is_some()
+                    && q.metrics[k].aggregate == Aggregate::Converted
+            })
+            .map(|k| format!("CASE WHEN pn{k} > 0 THEN 1 ELSE 0 END"));
+        let group_pre = first_pre
+            .as_ref()
+            .map(|e| format!(", {e}"))
+            .unwrap_or_default();
+        let first_pre = first_pre.unwrap_or_else(|| "NULL".to_owned());
         let names: Vec<String> = (0..pairs.len()).map(event).collect();
         let in_list = if names.is_empty() {
             "NULL".to_owned()

@@ -74,6 +74,34 @@ fn assigned(c: &Control, flag: &str, unit: &str) -> Option<String> {
     matches!(e.detail, Some(Detail::Experiment(_))).then(|| e.variant.unwrap().to_owned())
 }
 
+/// A production exposure of `unit` to `variant` of `flag`, for `experiment`.
+fn exposure(
+    flag: &str,
+    experiment: &str,
+    unit: String,
+    variant: String,
+    at_ms: i64,
+) -> ExposureRow {
+    ExposureRow {
+        environment: "production".into(),
+        flag: flag.into(),
+        unit,
+        variant,
+        at_ms,
+        experiment: Some(experiment.into()),
+    }
+}
+
+/// A xorshift64 generator from `state` (not 0): the tests' random numbers, reproducible.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// Draft → running → paused → running → completed (shipping), each audited, with the flag's
 /// block written and removed in the same transaction; the rules between live experiments.
 pub async fn the_lifecycle_changes_the_flag_in_the_same_transaction(db: Db) {
@@ -294,13 +322,8 @@ pub async fn the_lifecycle_changes_the_flag_in_the_same_transaction(db: Db) {
 /// Simulates one experiment on `flag`: `units` exposed (assigned by the engine, as OFREP
 /// would), each converting with `p_control`, or `p_treatment` in the treatment.
 async fn simulate(c: &Control, id: &str, flag: &str, units: usize, p: (f64, f64), seed: u64) {
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut uniform = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut uniform = move || (next() >> 11) as f64 / (1u64 << 53) as f64;
     let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let mut exposures = Vec::new();
     let mut metrics = Vec::new();
@@ -330,14 +353,7 @@ async fn simulate(c: &Control, id: &str, flag: &str, units: usize, p: (f64, f64)
                 at_ms: now + 1000,
             });
         }
-        exposures.push(ExposureRow {
-            environment: "production".into(),
-            flag: flag.into(),
-            unit,
-            variant,
-            at_ms: now,
-            experiment: Some(id.into()),
-        });
+        exposures.push(exposure(flag, id, unit, variant, now));
     }
     c.append_events(&exposures, &metrics).await.expect("append");
 }
@@ -414,13 +430,8 @@ pub async fn cuped_narrows_the_interval_with_the_pre_period(db: Db) {
         .await
         .unwrap();
 
-    let mut rng = 7u64;
-    let mut uniform = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        ((rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut next = xorshift(7);
+    let mut uniform = move || ((next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     let mut normal = move || {
         let (a, b) = (uniform(), uniform());
         (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
@@ -462,14 +473,7 @@ pub async fn cuped_narrows_the_interval_with_the_pre_period(db: Db) {
         }
         metrics.push(event(format!("{unit}-y"), now + 1000, y));
         values[arm].push((x, y));
-        exposures.push(ExposureRow {
-            environment: "production".into(),
-            flag: "banner".into(),
-            unit,
-            variant,
-            at_ms: now,
-            experiment: Some("spend".into()),
-        });
+        exposures.push(exposure("banner", "spend", unit, variant, now));
     }
     c.append_events(&exposures, &metrics).await.expect("append");
     let r = c
@@ -657,14 +661,7 @@ pub async fn guardrails_and_sample_ratio_mismatches_pause_experiments(db: Db) {
                 at_ms: now + 10,
             });
         }
-        exposures.push(ExposureRow {
-            environment: "production".into(),
-            flag: "banner".into(),
-            unit,
-            variant,
-            at_ms: now,
-            experiment: Some("harmful".into()),
-        });
+        exposures.push(exposure("banner", "harmful", unit, variant, now));
     }
     // `skewed`: the treatment's exposures are lost two times in three.
     for i in 0..3000 {
@@ -675,14 +672,7 @@ pub async fn guardrails_and_sample_ratio_mismatches_pause_experiments(db: Db) {
         if variant == "on" && i % 3 != 0 {
             continue;
         }
-        exposures.push(ExposureRow {
-            environment: "production".into(),
-            flag: "srm-flag".into(),
-            unit,
-            variant,
-            at_ms: now,
-            experiment: Some("skewed".into()),
-        });
+        exposures.push(exposure("srm-flag", "skewed", unit, variant, now));
     }
     c.append_events(&exposures, &metrics).await.unwrap();
     simulate(&c, "healthy", "healthy-flag", 2000, (0.2, 0.2), 7).await;

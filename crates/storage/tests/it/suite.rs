@@ -1984,6 +1984,26 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
 
     // The one-pass summary: per arm, exposure day and first-event day.
     use switchyard_storage::{Aggregate, SummaryMetric, SummaryQuery};
+    // The experiment's summary over its first five days.
+    async fn five_days(
+        store: &Store,
+        start: i64,
+        metrics: &[SummaryMetric<'_>],
+        first_day_of: Option<usize>,
+    ) -> Vec<switchyard_storage::SummaryRow> {
+        let day = switchyard_storage::DAY_MS;
+        store
+            .experiment_summary(&SummaryQuery {
+                experiment: "exp-1",
+                environment: "production",
+                start_ms: start,
+                end_ms: start + 5 * day,
+                metrics,
+                first_day_of,
+            })
+            .await
+            .unwrap()
+    }
     let metrics = [
         SummaryMetric {
             event: "purchase",
@@ -2010,17 +2030,7 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
             pre_period_ms: None,
         },
     ];
-    let rows = store
-        .experiment_summary(&SummaryQuery {
-            experiment: "exp-1",
-            environment: "production",
-            start_ms: start,
-            end_ms: start + 5 * day,
-            metrics: &metrics,
-            first_day_of: Some(0),
-        })
-        .await
-        .unwrap();
+    let rows = five_days(store, start, &metrics, Some(0)).await;
     type Sums = Vec<(u64, f64, f64)>;
     let got: Vec<(String, i64, Option<i64>, u64, Sums)> = rows
         .into_iter()
@@ -2083,17 +2093,7 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
             pre_period_ms: Some(30_000),
         },
     ];
-    let rows = store
-        .experiment_summary(&SummaryQuery {
-            experiment: "exp-1",
-            environment: "production",
-            start_ms: start,
-            end_ms: start + 5 * day,
-            metrics: &with_pre,
-            first_day_of: None,
-        })
-        .await
-        .unwrap();
+    let rows = five_days(store, start, &with_pre, None).await;
     type Pre = Vec<Option<(f64, f64, f64)>>;
     let got: Vec<(String, i64, Sums, Pre)> = rows
         .into_iter()
@@ -2128,17 +2128,7 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
     );
 
     // Grouped by the conversion's first day, the rows also split on its pre-period value.
-    let rows = store
-        .experiment_summary(&SummaryQuery {
-            experiment: "exp-1",
-            environment: "production",
-            start_ms: start,
-            end_ms: start + 5 * day,
-            metrics: &with_pre,
-            first_day_of: Some(1),
-        })
-        .await
-        .unwrap();
+    let rows = five_days(store, start, &with_pre, Some(1)).await;
     let got: Vec<(String, Option<i64>, Option<bool>)> = rows
         .into_iter()
         .map(|r| (r.variant, r.first_day, r.pre_converted))
