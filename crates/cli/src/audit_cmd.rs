@@ -52,7 +52,7 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode> {
     }
     let AuditList { entries } = reply.parse()?;
     if entries.is_empty() {
-        println!("no audit entries match");
+        outln!("no audit entries match");
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = entries
@@ -69,7 +69,7 @@ pub fn run(args: &AuditArgs) -> Result<ExitCode> {
         })
         .collect();
     let headers = ["AT", "ACTOR", "ACTION", "SUBJECT", "ENV", "REASON"];
-    print!("{}", table::render(&headers, &rows));
+    out!("{}", table::render(&headers, &rows));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -143,7 +143,7 @@ pub fn run(args: &ExperimentsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let e: ExperimentResource = reply.parse()?;
-            println!(
+            outln!(
                 "created experiment {} (draft) on flag {} in {}; start it with `switchyard experiments start {}`",
                 e.spec.id, e.spec.flag, e.spec.environment, e.spec.id
             );
@@ -167,7 +167,7 @@ pub fn run(args: &ExperimentsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let e: ExperimentResource = reply.parse()?;
-            println!("experiment {} is at version {}", e.spec.id, e.version);
+            outln!("experiment {} is at version {}", e.spec.id, e.version);
         }
         ExperimentsCommand::List { env, flag, status } => {
             let reply = client
@@ -183,7 +183,7 @@ pub fn run(args: &ExperimentsArgs) -> Result<ExitCode> {
             }
             let ExperimentList { experiments } = reply.parse()?;
             if experiments.is_empty() {
-                println!("no experiments");
+                outln!("no experiments");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = experiments
@@ -199,7 +199,7 @@ pub fn run(args: &ExperimentsArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["ID", "STATUS", "FLAG", "ENV", "ARMS", "STARTED"], &rows)
             );
@@ -214,7 +214,7 @@ pub fn run(args: &ExperimentsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let e: ExperimentResource = reply.parse()?;
-            print!("{}", describe(&e));
+            out!("{}", describe(&e));
         }
         ExperimentsCommand::Start(a) => transition(&client, json, a, "start", None)?,
         ExperimentsCommand::Pause(a) => transition(&client, json, a, "pause", None)?,
@@ -233,7 +233,7 @@ pub fn run(args: &ExperimentsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r: ExperimentResults = reply.parse()?;
-            print!("{}", render_results(&r));
+            out!("{}", render_results(&r));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -262,9 +262,11 @@ pub fn erase(args: &EraseArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let erased: switchyard_api_types::experiments::Erased = reply.parse()?;
-    println!(
+    outln!(
         "erased {} rows of unit `{}` in {}",
-        erased.rows, erased.unit, erased.environment
+        erased.rows,
+        erased.unit,
+        erased.environment
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -297,7 +299,7 @@ fn transition(
         }
         _ => String::new(),
     };
-    println!("experiment {} is {}{extra}", e.spec.id, e.status.as_str());
+    outln!("experiment {} is {}{extra}", e.spec.id, e.status.as_str());
     Ok(())
 }
 

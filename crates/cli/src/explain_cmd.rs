@@ -40,7 +40,7 @@ pub fn run(client: &Client, json: bool, args: &ExplainArgs) -> Result<()> {
         return Ok(());
     }
     let explanation: Explanation = reply.parse()?;
-    print!("{}", render(&explanation, &args.env));
+    out!("{}", render(&explanation, &args.env));
     Ok(())
 }
 

@@ -40,9 +40,10 @@ pub fn run(args: &ExposuresArgs) -> Result<ExitCode> {
     }
     let counts: ExposureCounts = reply.parse()?;
     if counts.variants.is_empty() {
-        println!(
+        outln!(
             "no unit has been exposed to `{}` in {} yet",
-            counts.flag, counts.environment
+            counts.flag,
+            counts.environment
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -58,6 +59,6 @@ pub fn run(args: &ExposuresArgs) -> Result<ExitCode> {
             ]
         })
         .collect();
-    print!("{}", table::render(&["VARIANT", "UNITS", "SHARE"], &rows));
+    out!("{}", table::render(&["VARIANT", "UNITS", "SHARE"], &rows));
     Ok(ExitCode::SUCCESS)
 }

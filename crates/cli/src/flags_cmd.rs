@@ -321,18 +321,18 @@ fn stale(client: &Client, json: bool, days: i64) -> Result<()> {
     }
     let report: switchyard_api_types::admin::StaleReport = reply.parse()?;
     if report.flags.is_empty() {
-        println!("no stale flags (threshold {} days)", report.days);
+        outln!("no stale flags (threshold {} days)", report.days);
         return Ok(());
     }
     for f in &report.flags {
-        println!(
+        outln!(
             "{} (owner {}, {} days old)",
             f.key,
             f.owner.as_deref().unwrap_or("-"),
             f.age_days
         );
         for r in &f.reasons {
-            println!("  - {r}");
+            outln!("  - {r}");
         }
     }
     Ok(())
@@ -396,7 +396,7 @@ fn list(client: &Client, json: bool, args: &ListArgs) -> Result<()> {
     }
     let FlagList { flags } = reply.parse()?;
     if flags.is_empty() {
-        println!("no flags match");
+        outln!("no flags match");
         return Ok(());
     }
     let env = args.env.as_deref();
@@ -424,7 +424,7 @@ fn list(client: &Client, json: bool, args: &ListArgs) -> Result<()> {
         })
         .collect();
     let headers = ["KEY", "TYPE", "ENABLED", "KILLED", "TAGS", "VERSION"];
-    print!("{}", table::render(&headers, &rows));
+    out!("{}", table::render(&headers, &rows));
     Ok(())
 }
 
@@ -500,9 +500,9 @@ fn get(client: &Client, json: bool, args: &GetArgs) -> Result<()> {
     fields.push(("updated", flag.updated_at.clone()));
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (name, value) in &fields {
-        println!("{name:<width$}  {value}");
+        outln!("{name:<width$}  {value}");
     }
-    println!();
+    outln!();
 
     let mut names: Vec<&str> = environments.iter().map(|e| e.name.as_str()).collect();
     for name in def.environments.keys() {
@@ -522,16 +522,16 @@ fn get(client: &Client, json: bool, args: &GetArgs) -> Result<()> {
     let mut rows = vec![row("(top level)".to_owned(), None)];
     rows.extend(names.iter().map(|n| row((*n).to_owned(), Some(n))));
     let headers = ["ENVIRONMENT", "ENABLED", "KILLED", "FALLTHROUGH"];
-    print!("{}", table::render(&headers, &rows));
-    println!();
+    out!("{}", table::render(&headers, &rows));
+    outln!();
 
     let value = serde_json::to_value(def).context("cannot render the definition")?;
-    println!("definition:");
+    outln!("definition:");
     for line in switchyard_engine::source::to_yaml(&value)
         .lines()
         .filter(|l| *l != "---")
     {
-        println!("  {line}");
+        outln!("  {line}");
     }
     Ok(())
 }
@@ -685,7 +685,7 @@ fn create(client: &Client, json: bool, args: &CreateArgs) -> Result<()> {
         return Ok(());
     }
     let flag: FlagResource = reply.parse()?;
-    println!("created flag `{}` (version {})", flag.key, flag.version);
+    outln!("created flag `{}` (version {})", flag.key, flag.version);
     Ok(())
 }
 
@@ -702,12 +702,13 @@ fn changed(
     let flag: FlagResource = reply.parse()?;
     let (line, notes) = summary(&flag);
     if flag.unchanged {
-        println!(
+        outln!(
             "{}: already {line}; nothing changed (version {})",
-            flag.key, flag.version
+            flag.key,
+            flag.version
         );
     } else {
-        println!("{}: {line} (version {})", flag.key, flag.version);
+        outln!("{}: {line} (version {})", flag.key, flag.version);
     }
     for note in notes {
         eprintln!("note: {note}");
@@ -870,7 +871,7 @@ fn promote(
     }
     let r: switchyard_api_types::changes::PromoteResult = reply.parse()?;
     if r.changes.is_empty() {
-        println!("{key}: {to} already has {from}'s configuration; nothing to promote");
+        outln!("{key}: {to} already has {from}'s configuration; nothing to promote");
         return Ok(());
     }
     let show = |v: &Option<Value>| v.as_ref().map_or("~".to_owned(), Value::to_string);
@@ -879,14 +880,14 @@ fn promote(
         .iter()
         .map(|c| vec![c.path.clone(), show(&c.before), show(&c.after)])
         .collect();
-    print!(
+    out!(
         "{}",
         crate::table::render(&["FIELD", "BEFORE", "AFTER"], &rows)
     );
     if r.applied {
-        println!("promoted {key} from {from} to {to} (version {})", r.version);
+        outln!("promoted {key} from {from} to {to} (version {})", r.version);
     } else {
-        println!("dry run: nothing changed (run without --dry-run to promote)");
+        outln!("dry run: nothing changed (run without --dry-run to promote)");
     }
     Ok(())
 }
@@ -917,9 +918,9 @@ fn bulk(
     }
     let r: switchyard_api_types::changes::BulkResult = reply.parse()?;
     if r.changed {
-        println!("{op}: {} flags changed in one transaction", r.flags.len());
+        outln!("{op}: {} flags changed in one transaction", r.flags.len());
     } else {
-        println!("{op}: nothing to change");
+        outln!("{op}: nothing to change");
     }
     Ok(())
 }
@@ -967,12 +968,13 @@ fn apply(client: &Client, json: bool, args: &ApplyArgs) -> Result<()> {
     }
     let flag: FlagResource = reply.parse()?;
     if flag.unchanged {
-        println!(
+        outln!(
             "{}: already as in {shown}; nothing changed (version {})",
-            flag.key, flag.version
+            flag.key,
+            flag.version
         );
     } else {
-        println!("{verb} flag `{}` (version {})", flag.key, flag.version);
+        outln!("{verb} flag `{}` (version {})", flag.key, flag.version);
     }
     Ok(())
 }
@@ -989,7 +991,7 @@ fn delete(client: &Client, json: bool, args: &KeyArgs) -> Result<()> {
     if json {
         reply.print();
     } else {
-        println!("deleted flag `{}`", args.key);
+        outln!("deleted flag `{}`", args.key);
     }
     Ok(())
 }

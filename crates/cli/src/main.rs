@@ -1,6 +1,23 @@
 //! `switchyard`: the one binary. This file is glue: argument parsing, I/O and exit codes;
 //! the work is done by the library crates.
 
+/// `print!` for a command's output, through [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a command's output, through [`write_out`].
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod audit_cmd;
 mod eval_cmd;
 mod experiments_cmd;
@@ -165,6 +182,21 @@ fn hoist_remote_options(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     out
 }
 
+/// Writes a command's output to stdout. A reader that has gone away (`switchyard flags list |
+/// head`) ends the command quietly, with success, as it ends other Unix tools, instead of the
+/// panic `println!` raises; any other failure to write is reported and exits with 1.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output: {err}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(hoist_remote_options(std::env::args_os().collect()));
     let outcome = match cli.command {
@@ -189,7 +221,7 @@ fn main() -> ExitCode {
         Command::Guards(args) => rollouts_cmd::guards(&args),
         Command::Requests(args) => requests_cmd::run(&args),
         Command::Openapi => {
-            print!("{}", switchyard_server::openapi::rendered());
+            out!("{}", switchyard_server::openapi::rendered());
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -206,7 +238,7 @@ fn validate(args: &ValidateArgs) -> Result<ExitCode> {
         let (ruleset, diagnostics) = check_file(path);
         match &ruleset {
             Some(ruleset) if !args.json => {
-                println!("ok: {} ({} flags)", path.display(), ruleset.len());
+                outln!("ok: {} ({} flags)", path.display(), ruleset.len());
             }
             Some(_) => {}
             None => invalid += 1,
@@ -215,14 +247,14 @@ fn validate(args: &ValidateArgs) -> Result<ExitCode> {
     }
     if args.json {
         let items: Vec<serde_json::Value> = all.iter().map(diagnostic_json).collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        outln!("{}", serde_json::to_string_pretty(&items)?);
     } else {
         for d in &all {
-            println!("{d}");
+            outln!("{d}");
         }
         if invalid > 0 {
             let errors = all.iter().filter(|d| d.is_error()).count();
-            println!(
+            outln!(
                 "{invalid} of {} file{} invalid, {errors} error{}",
                 args.paths.len(),
                 if args.paths.len() == 1 { "" } else { "s" },

@@ -328,9 +328,9 @@ impl Reply {
 /// Prints `text` to stdout, ending it with a newline if it has none.
 pub fn print_text(text: &str) {
     if text.ends_with('\n') {
-        print!("{text}");
+        out!("{text}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
@@ -485,8 +485,8 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             ExitCode::from(1)
         }
         Some(RemoteError::Pending { message, id }) => {
-            println!("pending approval: {message}");
-            println!("see it with: switchyard requests get {id}");
+            outln!("pending approval: {message}");
+            outln!("see it with: switchyard requests get {id}");
             ExitCode::from(3)
         }
         Some(RemoteError::Unexpected { .. }) => {

@@ -117,7 +117,7 @@ pub fn run(args: &RequestsArgs) -> Result<ExitCode> {
             }
             let ChangeRequestList { requests } = reply.parse()?;
             if requests.is_empty() {
-                println!("no change requests");
+                outln!("no change requests");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = requests
@@ -139,7 +139,7 @@ pub fn run(args: &RequestsArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["ID", "FLAG", "ENV", "ACTION", "BY", "STATUS", "CHANGES"],
@@ -157,7 +157,7 @@ pub fn run(args: &RequestsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r: ChangeRequest = reply.parse()?;
-            print!("{}", render(&r));
+            out!("{}", render(&r));
         }
         RequestsCommand::Approve { id, reason } | RequestsCommand::Reject { id, reason } => {
             let verb = match &args.command {
@@ -174,7 +174,7 @@ pub fn run(args: &RequestsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r: ChangeRequest = reply.parse()?;
-            println!(
+            outln!(
                 "request {} is {}: {} of `{}` in {}",
                 r.id,
                 r.status,

@@ -297,7 +297,7 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r: RolloutResource = reply.parse()?;
-            println!(
+            outln!(
                 "started rollout {} of `{}` in {}: {} % now; stages {}",
                 r.id,
                 r.flag,
@@ -319,7 +319,7 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
             }
             let RolloutList { rollouts } = reply.parse()?;
             if rollouts.is_empty() {
-                println!("no rollouts");
+                outln!("no rollouts");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = rollouts
@@ -345,7 +345,7 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["ID", "FLAG", "ENV", "STATUS", "STAGE", "SERVING", "GATES"],
@@ -363,7 +363,7 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r: RolloutResource = reply.parse()?;
-            print!("{}", render(&r));
+            out!("{}", render(&r));
         }
         RolloutsCommand::Pause(a)
         | RolloutsCommand::Resume(a)
@@ -385,7 +385,7 @@ pub fn run(args: &RolloutsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let r: RolloutResource = reply.parse()?;
-            println!(
+            outln!(
                 "rollout {} is {}: stage {} of {}, serving {} %",
                 r.id,
                 r.status,
@@ -515,9 +515,12 @@ pub fn guards(args: &GuardsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let g: GuardResource = reply.parse()?;
-            println!(
+            outln!(
                 "guard {} watches `{}` in {}: kills it above {}",
-                g.id, g.spec.flag, g.spec.environment, g.spec.max
+                g.id,
+                g.spec.flag,
+                g.spec.environment,
+                g.spec.max
             );
         }
         GuardsCommand::List => {
@@ -531,7 +534,7 @@ pub fn guards(args: &GuardsArgs) -> Result<ExitCode> {
             }
             let GuardList { guards } = reply.parse()?;
             if guards.is_empty() {
-                println!("no guards");
+                outln!("no guards");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = guards
@@ -549,7 +552,7 @@ pub fn guards(args: &GuardsArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["ID", "FLAG", "ENV", "STATE", "TRIPS", "READING"], &rows)
             );
@@ -561,7 +564,7 @@ pub fn guards(args: &GuardsArgs) -> Result<ExitCode> {
                 .send()
                 .with_context(|| format!("cannot delete guard `{id}`"))?;
             if !json {
-                println!("deleted guard {id}");
+                outln!("deleted guard {id}");
             }
         }
     }

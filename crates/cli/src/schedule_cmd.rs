@@ -102,7 +102,7 @@ pub fn run(args: &ScheduleArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let s: ScheduleResource = reply.parse()?;
-            println!(
+            outln!(
                 "scheduled {} of {} in {} at {} (id {})",
                 describe(&s),
                 s.flag,
@@ -124,7 +124,7 @@ pub fn run(args: &ScheduleArgs) -> Result<ExitCode> {
             }
             let ScheduleList { schedules } = reply.parse()?;
             if schedules.is_empty() {
-                println!("no scheduled changes");
+                outln!("no scheduled changes");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = schedules
@@ -141,7 +141,7 @@ pub fn run(args: &ScheduleArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["ID", "AT", "FLAG", "ENV", "ACTION", "STATE", "OUTCOME"],
@@ -160,7 +160,7 @@ pub fn run(args: &ScheduleArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let s: ScheduleResource = reply.parse()?;
-            println!(
+            outln!(
                 "cancelled {} of {} in {} ({})",
                 describe(&s),
                 s.flag,

@@ -112,7 +112,7 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
             }
             let SegmentList { segments } = reply.parse()?;
             if segments.is_empty() {
-                println!("no segments");
+                outln!("no segments");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = segments
@@ -128,7 +128,7 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["NAME", "INCLUDED", "EXCLUDED", "CONDITIONS", "VERSION"],
@@ -146,8 +146,8 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let s: SegmentResource = reply.parse()?;
-            println!("segment `{}` (version {})", s.name, s.version);
-            print!("{}", serde_yaml_like(&serde_json::to_value(&s.definition)?));
+            outln!("segment `{}` (version {})", s.name, s.version);
+            out!("{}", serde_yaml_like(&serde_json::to_value(&s.definition)?));
         }
         SegmentsCommand::Apply {
             name,
@@ -191,7 +191,7 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
                 (None, _) => "created",
                 (Some(_), _) => "replaced",
             };
-            println!("{verb} segment `{}` (version {})", s.name, s.version);
+            outln!("{verb} segment `{}` (version {})", s.name, s.version);
         }
         SegmentsCommand::Delete { name, reason } => {
             let reply = client
@@ -204,7 +204,7 @@ pub fn segments(args: &SegmentsArgs) -> Result<ExitCode> {
             if json {
                 reply.print();
             } else {
-                println!("deleted segment `{name}`");
+                outln!("deleted segment `{name}`");
             }
         }
     }
@@ -235,7 +235,7 @@ pub fn envs(args: &EnvsArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["NAME", "CREATED", "APPROVAL"], &rows));
+            out!("{}", table::render(&["NAME", "CREATED", "APPROVAL"], &rows));
         }
         EnvsCommand::Update {
             name,
@@ -256,9 +256,9 @@ pub fn envs(args: &EnvsArgs) -> Result<ExitCode> {
             if json {
                 reply.print();
             } else if *require_approval {
-                println!("flag changes in `{name}` now wait for someone else's approval");
+                outln!("flag changes in `{name}` now wait for someone else's approval");
             } else {
-                println!("flag changes in `{name}` apply at once");
+                outln!("flag changes in `{name}` apply at once");
             }
         }
         EnvsCommand::Create { name, reason } => {
@@ -273,7 +273,7 @@ pub fn envs(args: &EnvsArgs) -> Result<ExitCode> {
             if json {
                 reply.print();
             } else {
-                println!("created environment `{name}`");
+                outln!("created environment `{name}`");
             }
         }
     }

@@ -116,9 +116,9 @@ pub fn run(args: &StatsArgs) -> Result<ExitCode> {
         StatsCommand::SampleSize(a) => (run_sample_size(a)?, a.common.json),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(ExitCode::SUCCESS)
 }

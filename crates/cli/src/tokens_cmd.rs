@@ -81,7 +81,7 @@ pub fn run(args: &TokensArgs) -> Result<ExitCode> {
                     environment: created.environment.as_deref(),
                     token: &created.token,
                 };
-                println!("{}", serde_json::to_string(&out)?);
+                outln!("{}", serde_json::to_string(&out)?);
             } else {
                 let env = created
                     .environment
@@ -92,7 +92,7 @@ pub fn run(args: &TokensArgs) -> Result<ExitCode> {
                     "created {} token `{}`{env} (id {}); copy it now, it is not shown again:",
                     created.role, created.name, created.id
                 );
-                println!("{}", created.token);
+                outln!("{}", created.token);
             }
         }
         TokensCommand::List => {
@@ -107,7 +107,7 @@ pub fn run(args: &TokensArgs) -> Result<ExitCode> {
             let TokenList { tokens } = reply.parse()?;
             let rows: Vec<Vec<String>> = tokens.into_iter().map(row).collect();
             let headers = ["ID", "NAME", "ROLE", "ENV", "CREATED", "REVOKED"];
-            print!("{}", table::render(&headers, &rows));
+            out!("{}", table::render(&headers, &rows));
         }
         TokensCommand::Revoke(a) => {
             let reply = client
@@ -119,7 +119,7 @@ pub fn run(args: &TokensArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let token: TokenInfo = reply.parse()?;
-            println!("revoked token `{}` (id {})", token.name, token.id);
+            outln!("revoked token `{}` (id {})", token.name, token.id);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -87,7 +87,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
     }
     let result: ImportResult = reply.parse()?;
     if result.created.is_empty() && result.segments.is_empty() {
-        println!("every example flag exists already; nothing changed");
+        outln!("every example flag exists already; nothing changed");
         return Ok(ExitCode::SUCCESS);
     }
     summarize("seeded the example flags", &result);
@@ -96,7 +96,7 @@ pub fn seed(args: &SeedArgs) -> Result<ExitCode> {
 
 fn summarize(headline: &str, result: &ImportResult) {
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    println!(
+    outln!(
         "{headline}: {} created, {} updated, {} unchanged, {} written",
         result.created.len(),
         result.updated.len(),
@@ -109,7 +109,7 @@ fn summarize(headline: &str, result: &ImportResult) {
         ("segments", &result.segments),
     ] {
         if !keys.is_empty() {
-            println!("  {label}: {}", keys.join(", "));
+            outln!("  {label}: {}", keys.join(", "));
         }
     }
 }

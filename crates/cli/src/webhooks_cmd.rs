@@ -110,9 +110,9 @@ pub fn run(args: &WebhooksArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let w: WebhookResource = reply.parse()?;
-            println!("created webhook {} → {}", w.spec.id, w.spec.url);
+            outln!("created webhook {} → {}", w.spec.id, w.spec.url);
             if let Some(secret) = w.secret {
-                println!("signing secret (shown once; receivers verify Switchyard-Signature with it):\n  {secret}");
+                outln!("signing secret (shown once; receivers verify Switchyard-Signature with it):\n  {secret}");
             }
         }
         WebhooksCommand::List => {
@@ -126,7 +126,7 @@ pub fn run(args: &WebhooksArgs) -> Result<ExitCode> {
             }
             let WebhookList { webhooks } = reply.parse()?;
             if webhooks.is_empty() {
-                println!("no webhooks");
+                outln!("no webhooks");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = webhooks
@@ -141,7 +141,7 @@ pub fn run(args: &WebhooksArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["ID", "FORMAT", "EVENTS", "ENV", "URL"], &rows)
             );
@@ -152,7 +152,7 @@ pub fn run(args: &WebhooksArgs) -> Result<ExitCode> {
                 .query("reason", reason.as_ref())
                 .send()
                 .with_context(|| format!("cannot delete webhook `{id}`"))?;
-            println!("deleted webhook {id}");
+            outln!("deleted webhook {id}");
         }
         WebhooksCommand::Deliveries { id, limit } => {
             let reply = client
@@ -166,7 +166,7 @@ pub fn run(args: &WebhooksArgs) -> Result<ExitCode> {
             }
             let DeliveryList { deliveries } = reply.parse()?;
             if deliveries.is_empty() {
-                println!("no deliveries to {id} yet");
+                outln!("no deliveries to {id} yet");
                 return Ok(ExitCode::SUCCESS);
             }
             let rows: Vec<Vec<String>> = deliveries
@@ -184,7 +184,7 @@ pub fn run(args: &WebhooksArgs) -> Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &[

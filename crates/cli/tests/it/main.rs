@@ -49,6 +49,31 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// `switchyard openapi | head -1`: the reader leaves after the first line, and the command
+/// ends quietly and successfully instead of panicking on the broken pipe. The document is
+/// larger than a pipe's buffer, so the write that fails is certain to happen after the reader
+/// is gone.
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly() {
+    use std::io::Read;
+    let mut child = bin()
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut first = [0u8; 16];
+    let mut stdout = child.stdout.take().expect("stdout");
+    stdout
+        .read_exact(&mut first)
+        .expect("the start of the document");
+    drop(stdout);
+    let out = child.wait_with_output().expect("binary ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn validate_accepts_the_seed_files_and_examples() {
     let (code, out, err) = run(bin()
