@@ -464,7 +464,8 @@ pub struct SeriesArm {
 #[serde(rename_all = "camelCase")]
 pub struct ResultWarning {
     /// Stable code: `below_planned_sample`, `short_duration`, `few_units`, `srm_warning`,
-    /// `srm_alert`, `guardrail_harmed`, `past_end_date`, `no_exposures`, `no_metrics`.
+    /// `srm_alert`, `guardrail_harmed`, `past_end_date`, `no_exposures`, `no_metrics`,
+    /// `no_conversions`, `not_started`.
     pub code: String,
     /// A sentence for people.
     pub message: String,

@@ -205,9 +205,17 @@ fn compare(kind: MetricKind, higher_is_better: bool, c: Acc, t: Acc, alpha: f64)
     let Ok(r) = stats::proportions(pc, pt, alpha) else {
         return out;
     };
+    let (rc, rt) = (pc.rate(), pt.rate());
+    let se = (rc * (1.0 - rc) / c.n as f64 + rt * (1.0 - rt) / t.n as f64).sqrt();
     out.p_value = r.p_value;
-    out.ci_abs = Some(r.ci_abs);
-    out.ci_rel = r.ci_rel;
+    // Both arms without variation (no unit converted, or every unit did): the Wald interval
+    // collapses to the observed difference, which would claim certainty about the lift from
+    // no evidence at all. Undefined, so `null`; the chance to beat control and the expected
+    // loss (a posterior, defined whatever the counts) stay.
+    if se > 0.0 {
+        out.ci_abs = Some(r.ci_abs);
+        out.ci_rel = r.ci_rel;
+    }
     let (chance, loss) = if higher_is_better {
         (r.chance_to_beat_control, r.expected_loss_treatment)
     } else {
@@ -215,8 +223,9 @@ fn compare(kind: MetricKind, higher_is_better: bool, c: Acc, t: Acc, alpha: f64)
     };
     out.chance_to_beat_control = Some(chance);
     out.expected_loss = Some(loss);
-    let (rc, rt) = (pc.rate(), pt.rate());
-    let se = (rc * (1.0 - rc) / c.n as f64 + rt * (1.0 - rt) / t.n as f64).sqrt();
+    if se == 0.0 {
+        return out;
+    }
     sequential(
         &mut out,
         diff,
@@ -710,6 +719,21 @@ fn warnings(
         }
     }
     for m in metrics {
+        let units: u64 = m.arms.iter().map(|a| a.units).sum();
+        if m.kind == MetricKind::Conversion
+            && units > 0
+            && m.arms.iter().all(|a| a.conversions == Some(0))
+        {
+            out.push(warn(
+                "no_conversions",
+                format!(
+                    "no exposed unit has sent `{}` yet: `{}` has nothing to compare (check that the SDK or the event API sends it, with the units' ids)",
+                    m.event, m.name
+                ),
+            ));
+        }
+    }
+    for m in metrics {
         if m.role != MetricRole::Guardrail {
             continue;
         }
@@ -964,6 +988,38 @@ mod tests {
             down.chance_to_beat_control.unwrap(),
         );
         assert!((a + b - 1.0).abs() < 1e-12 && a > 0.99);
+    }
+
+    #[test]
+    fn arms_without_variation_have_no_interval() {
+        let none = |n| Acc {
+            n,
+            sum: 0.0,
+            sum2: 0.0,
+        };
+        let all = |n: u64| Acc {
+            n,
+            sum: n as f64,
+            sum2: n as f64,
+        };
+        for (c, t) in [(none(5_000), none(4_000)), (all(300), all(200))] {
+            let r = compare(MetricKind::Conversion, true, c, t, 0.05);
+            assert_eq!(r.abs_lift, Some(0.0));
+            assert_eq!((r.ci_abs, r.ci_rel), (None, None), "{r:?}");
+            assert_eq!(r.sequential_ci_abs, None);
+            assert_eq!(r.verdict, "inconclusive");
+            // The posterior is defined: Beta(1,1) priors, unequal n.
+            let chance = r.chance_to_beat_control.unwrap();
+            assert!(chance > 0.0 && chance < 1.0, "{chance}");
+        }
+        // One arm with variation is enough for the interval.
+        let one = Acc {
+            n: 4_000,
+            sum: 3.0,
+            sum2: 3.0,
+        };
+        let r = compare(MetricKind::Conversion, true, none(5_000), one, 0.05);
+        assert!(r.ci_abs.is_some_and(|[lo, hi]| lo < hi), "{r:?}");
     }
 }
 
