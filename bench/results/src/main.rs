@@ -1,18 +1,21 @@
 //! Experiment results at volume: an experiment on a flag, `UNITS` exposed units over 14 days
 //! and `EVENTS` metric events (half `purchase` with a value, half `pageview`), loaded through
 //! `Store::append_events`, then `Control::experiment_results` timed — three metrics
-//! (conversion and revenue on `purchase`, pageviews per unit), all from one statement —
-//! with the process's peak resident memory during the computation (VmHWM, reset first).
+//! (conversion and revenue on `purchase`, pageviews per unit), all from one statement per
+//! range of units — with the process's peak resident memory during the computation (VmHWM,
+//! reset first).
 //!
 //! `cargo run --release --manifest-path bench/results/Cargo.toml [UNITS] [EVENTS] [sqlite|postgres|both]`
 //! (defaults 1 000 000, 10 000 000, both). PostgreSQL: `postgres://postgres@127.0.0.1:5432/test`
-//! or `$BENCH_PG_URL`, in a fresh schema dropped afterwards.
+//! or `$BENCH_PG_URL`, in a fresh schema dropped afterwards (`KEEP=1` keeps it, or SQLite's
+//! directory; then `REUSE=<schema or directory> … postgres|sqlite` times the results again on
+//! it without loading). `UNITS_PER_RANGE=N` sets the store's `summary_units_per_range`.
 
 use std::time::Instant;
 
 use sqlx::{Connection, Executor};
 use switchyard_control::{Actor, Control, ExperimentAction, ImportMode, Settings, Source};
-use switchyard_storage::{ExposureRow, MetricRow, Store, DAY_MS};
+use switchyard_storage::{ExposureRow, MetricRow, Store, StoreOptions, DAY_MS};
 
 const START_MS: i64 = 1_796_083_200_000; // 2026-12-01
 
@@ -34,7 +37,15 @@ fn admin() -> Actor {
 }
 
 async fn bench(url: &str, units: usize, events: usize) {
-    let store = Store::connect(url).await.expect("store");
+    // `UNITS_PER_RANGE=N`: the store's `summary_units_per_range` (a huge value: one statement).
+    let mut options = StoreOptions::default();
+    if let Some(n) = std::env::var("UNITS_PER_RANGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.summary_units_per_range = n;
+    }
+    let store = Store::connect_with(url, &options).await.expect("store");
     let control = Control::new(Source::Store, Settings::default());
     control.attach(store.clone()).await.expect("attach");
     control
@@ -47,6 +58,45 @@ async fn bench(url: &str, units: usize, events: usize) {
         })
         .await
         .expect("bootstrap");
+    // `REUSE=<schema or directory>`: time the results again over data kept by an earlier run
+    // (`KEEP=1`), without loading it again.
+    let reuse = std::env::var_os("REUSE").is_some();
+    let started = if reuse {
+        control
+            .experiment("bench")
+            .await
+            .expect("the kept experiment")
+            .started_at_ms
+            .unwrap()
+    } else {
+        load(&control, &store, url, units, events).await
+    };
+    // Reset the peak so VmHWM covers the computation only.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = vm("VmRSS:");
+    let now = started + 20 * DAY_MS;
+    let timer = Instant::now();
+    let results = control
+        .experiment_results("bench", now)
+        .await
+        .expect("results");
+    let took = timer.elapsed();
+    let peak = vm("VmHWM:");
+    let units_seen: u64 = results.variants.iter().map(|v| v.units).sum();
+    println!(
+        "  results: {:.2} s for {} units, {} metrics, {} daily points; RSS {:.1} MiB before, peak {:.1} MiB during",
+        took.as_secs_f64(),
+        units_seen,
+        results.metrics.len(),
+        results.series.len(),
+        rss_before as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    store.close().await;
+}
+
+/// Creates and starts the experiment, loads its exposures and events, and returns its start.
+async fn load(control: &Control, store: &Store, url: &str, units: usize, events: usize) -> i64 {
     control
         .import(
             "flags:\n  - key: checkout\n",
@@ -68,12 +118,20 @@ async fn bench(url: &str, units: usize, events: usize) {
         ]
     }))
     .unwrap();
-    control.create_experiment(spec, &admin(), None).await.expect("create");
+    control
+        .create_experiment(spec, &admin(), None)
+        .await
+        .expect("create");
     control
         .transition_experiment("bench", ExperimentAction::Start, &admin(), None)
         .await
         .expect("start");
-    let started = control.experiment("bench").await.unwrap().started_at_ms.unwrap();
+    let started = control
+        .experiment("bench")
+        .await
+        .unwrap()
+        .started_at_ms
+        .unwrap();
 
     // Exposures spread over 14 days from the start; events after each unit's exposure.
     let load = Instant::now();
@@ -132,42 +190,42 @@ async fn bench(url: &str, units: usize, events: usize) {
     // visit the heap.
     if store.backend() == switchyard_storage::Backend::Postgres {
         let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
-        conn.execute("VACUUM ANALYZE metric_events").await.expect("vacuum");
-        conn.execute("VACUUM ANALYZE experiment_exposures").await.expect("vacuum");
+        conn.execute("VACUUM ANALYZE metric_events")
+            .await
+            .expect("vacuum");
+        conn.execute("VACUUM ANALYZE experiment_exposures")
+            .await
+            .expect("vacuum");
     }
-    // Reset the peak so VmHWM covers the computation only.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let rss_before = vm("VmRSS:");
-    let now = started + 20 * DAY_MS;
-    let timer = Instant::now();
-    let results = control.experiment_results("bench", now).await.expect("results");
-    let took = timer.elapsed();
-    let peak = vm("VmHWM:");
-    let units_seen: u64 = results.variants.iter().map(|v| v.units).sum();
-    println!(
-        "  results: {:.2} s for {} units, {} metrics, {} daily points; RSS {:.1} MiB before, peak {:.1} MiB during",
-        took.as_secs_f64(),
-        units_seen,
-        results.metrics.len(),
-        results.series.len(),
-        rss_before as f64 / 1024.0,
-        peak as f64 / 1024.0
-    );
-    store.close().await;
+    started
 }
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let units: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let units: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let events: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
     let which = args.next().unwrap_or_else(|| "both".into());
     if which == "sqlite" || which == "both" {
-        let dir = std::env::temp_dir().join(format!("sy-bench-results-{}", std::process::id()));
+        let reuse = std::env::var_os("REUSE").map(std::path::PathBuf::from);
+        let dir = reuse.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("sy-bench-results-{}", std::process::id()))
+        });
         std::fs::create_dir_all(&dir).unwrap();
         println!("sqlite:");
-        bench(&format!("sqlite://{}", dir.join("results.db").display()), units, events).await;
-        if std::env::var_os("KEEP").is_none() {
+        bench(
+            &format!("sqlite://{}", dir.join("results.db").display()),
+            units,
+            events,
+        )
+        .await;
+        if std::env::var_os("KEEP").is_none() && reuse.is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         } else {
             println!("  kept {}", dir.display());
@@ -176,16 +234,26 @@ async fn main() {
     if which == "postgres" || which == "both" {
         let base = std::env::var("BENCH_PG_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let schema = format!("sy_bench_results_{}", std::process::id());
+        let reuse = std::env::var("REUSE").ok();
+        let schema = reuse
+            .clone()
+            .unwrap_or_else(|| format!("sy_bench_results_{}", std::process::id()));
         sqlx::any::install_default_drivers();
         let admin = sqlx::AnyPool::connect(&base).await.expect("postgres");
-        admin
-            .execute(format!("CREATE SCHEMA {schema}").as_str())
-            .await
-            .unwrap();
+        if reuse.is_none() {
+            admin
+                .execute(format!("CREATE SCHEMA {schema}").as_str())
+                .await
+                .unwrap();
+        }
         println!("postgres:");
-        bench(&format!("{base}?options=-c%20search_path%3D{schema}"), units, events).await;
-        if std::env::var_os("KEEP").is_none() {
+        bench(
+            &format!("{base}?options=-c%20search_path%3D{schema}"),
+            units,
+            events,
+        )
+        .await;
+        if std::env::var_os("KEEP").is_none() && reuse.is_none() {
             admin
                 .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
                 .await

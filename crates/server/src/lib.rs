@@ -425,6 +425,7 @@ async fn connect(settings: &Settings) -> Result<Store, switchyard_storage::Store
         &settings.storage_url,
         &StoreOptions {
             acquire_timeout: Duration::from_millis(settings.storage_timeout_ms),
+            ..StoreOptions::default()
         },
     )
     .await

@@ -377,74 +377,188 @@ impl Store {
         } else {
             format!(", {}", outer.join(", "))
         };
-        let sql = format!(
-            "SELECT variant, exposed_day, first_day, {first_pre} AS first_pre, COUNT(*) AS units{outer} \
-             FROM (SELECT e.variant AS variant, (e.first_at_ms - $3) / $4 AS exposed_day, \
-                          {first_day} AS first_day{per_unit} \
-                   FROM experiment_exposures e \
-                   LEFT JOIN metric_events m \
-                     ON m.environment = $2 AND m.unit = e.unit AND m.event IN ({in_list}) \
-                    AND m.at_ms >= e.first_at_ms - $7 AND m.at_ms < $5 \
-                   WHERE e.experiment = $1 AND e.first_at_ms < $5 \
-                   GROUP BY e.experiment, e.unit) per_unit \
-             GROUP BY variant, exposed_day, first_day{group_pre} \
-             ORDER BY variant, exposed_day, first_day{group_pre}"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(q.experiment)
-            .bind(q.environment)
-            .bind(q.start_ms)
-            .bind(DAY_MS)
-            .bind(q.end_ms)
-            .bind(CLOCK_SKEW_MS)
-            .bind(reach);
-        for (event, window) in &pairs {
-            query = query.bind(*event).bind(*window);
+        // The statement for units in `[lo, hi)` (either bound may be open): its bounds are the
+        // parameters after the pre-periods'.
+        let base = FIXED + 2 * pairs.len() + pre_binds.len();
+        let sql_for = |lo: bool, hi: bool| {
+            let mut range_e = String::new();
+            let mut range_m = String::new();
+            let mut next = base;
+            if lo {
+                next += 1;
+                range_e.push_str(&format!(" AND e.unit >= ${next}"));
+                range_m.push_str(&format!(" AND m.unit >= ${next}"));
+            }
+            if hi {
+                next += 1;
+                range_e.push_str(&format!(" AND e.unit < ${next}"));
+                range_m.push_str(&format!(" AND m.unit < ${next}"));
+            }
+            format!(
+                "SELECT variant, exposed_day, first_day, {first_pre} AS first_pre, COUNT(*) AS units{outer} \
+                 FROM (SELECT e.variant AS variant, (e.first_at_ms - $3) / $4 AS exposed_day, \
+                              {first_day} AS first_day{per_unit} \
+                       FROM experiment_exposures e \
+                       LEFT JOIN metric_events m \
+                         ON m.environment = $2 AND m.unit = e.unit AND m.event IN ({in_list}) \
+                        AND m.at_ms >= e.first_at_ms - $7 AND m.at_ms < $5{range_m} \
+                       WHERE e.experiment = $1 AND e.first_at_ms < $5{range_e} \
+                       GROUP BY e.experiment, e.unit) per_unit \
+                 GROUP BY variant, exposed_day, first_day{group_pre}"
+            )
+        };
+        // Units are summed independently of each other, so the exposed units are cut into
+        // ranges summed by concurrent statements (each its own connection, and a core of the
+        // database), whose rows are then added up here: a row's sums are over its units only.
+        let bounds = self.unit_bounds(q.experiment).await?;
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut lo: Option<&str> = None;
+        for b in &bounds {
+            ranges.push((lo, Some(b.as_str())));
+            lo = Some(b.as_str());
         }
-        for bound in pre_binds {
-            query = query.bind(bound);
-        }
-        // PostgreSQL hashes a row per unit (about 210 bytes each): with the default 4 MB of
-        // work memory a million units spill to disk; 128 MB (256 MB for hashes, PostgreSQL's
-        // `hash_mem_multiplier` being 2) keeps them in memory, for this statement only.
-        // Grouping by the exposures' primary key lets the variant and the exposure time be read
-        // without hashing them too.
-        let mut tx = self.pool().begin().await?;
-        if self.backend() == crate::Backend::Postgres {
-            tx.execute("SET LOCAL work_mem = '128MB'").await?;
-        }
-        let rows = query.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| {
-                let real = |name: String| r.try_get::<f64, _>(name.as_str());
-                let mut sums = Vec::with_capacity(q.metrics.len());
-                let mut pre = Vec::with_capacity(q.metrics.len());
-                for (k, m) in q.metrics.iter().enumerate() {
-                    sums.push((
-                        r.try_get::<i64, _>(format!("u{k}").as_str())?.max(0) as u64,
-                        real(format!("x{k}"))?,
-                        real(format!("xx{k}"))?,
-                    ));
-                    pre.push(match m.pre_period_ms {
-                        Some(_) => Some((
-                            real(format!("c{k}"))?,
-                            real(format!("cc{k}"))?,
-                            real(format!("cy{k}"))?,
-                        )),
-                        None => None,
-                    });
+        ranges.push((lo, None));
+        let parts = futures_util::future::try_join_all(ranges.into_iter().map(|(lo, hi)| {
+            let sql = sql_for(lo.is_some(), hi.is_some());
+            let (pairs, pre_binds) = (&pairs, &pre_binds);
+            async move {
+                let mut query = sqlx::query(&sql)
+                    .bind(q.experiment)
+                    .bind(q.environment)
+                    .bind(q.start_ms)
+                    .bind(DAY_MS)
+                    .bind(q.end_ms)
+                    .bind(CLOCK_SKEW_MS)
+                    .bind(reach);
+                for (event, window) in pairs {
+                    query = query.bind(*event).bind(*window);
                 }
-                Ok(SummaryRow {
-                    variant: r.try_get("variant")?,
-                    exposed_day: r.try_get::<i64, _>("exposed_day")?.max(0),
-                    first_day: r.try_get::<Option<i64>, _>("first_day")?.map(|d| d.max(0)),
-                    pre_converted: r.try_get::<Option<i32>, _>("first_pre")?.map(|p| p == 1),
-                    units: r.try_get::<i64, _>("units")?.max(0) as u64,
-                    sums,
-                    pre,
-                })
-            })
-            .collect()
+                for bound in pre_binds {
+                    query = query.bind(*bound);
+                }
+                for bound in [lo, hi].into_iter().flatten() {
+                    query = query.bind(bound);
+                }
+                // PostgreSQL hashes a row per unit (about 210 bytes each): with the default
+                // 4 MB of work memory a million units spill to disk; 128 MB (256 MB for hashes,
+                // PostgreSQL's `hash_mem_multiplier` being 2) keeps them in memory, for this
+                // statement only. Grouping by the exposures' primary key lets the variant and
+                // the exposure time be read without hashing them too.
+                let mut tx = self.pool().begin().await?;
+                if self.backend() == crate::Backend::Postgres {
+                    tx.execute("SET LOCAL work_mem = '128MB'").await?;
+                }
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows.iter()
+                    .map(|r| summary_row(r, q.metrics))
+                    .collect::<Result<Vec<_>>>()
+            }
+        }))
+        .await?;
+        Ok(merge_summaries(parts.into_iter().flatten()))
     }
+
+    /// Where to cut `experiment`'s exposed units (in the database's order of their ids) into
+    /// ranges of about equal size for [`Store::experiment_summary`]: none below
+    /// [`crate::StoreOptions::summary_units_per_range`] units each, at most the backend's
+    /// [`Store::summary_parts`] ranges.
+    async fn unit_bounds(&self, experiment: &str) -> Result<Vec<String>> {
+        let units: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM experiment_exposures WHERE experiment = $1")
+                .bind(experiment)
+                .fetch_one(self.pool())
+                .await?;
+        let parts = (units / self.summary_units_per_range()).clamp(1, self.summary_parts() as i64);
+        let cuts = (1..parts).map(|i| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT unit FROM experiment_exposures WHERE experiment = $1 \
+                 ORDER BY unit LIMIT 1 OFFSET $2",
+            )
+            .bind(experiment)
+            .bind(units * i / parts)
+            .fetch_optional(self.pool())
+        });
+        let mut bounds: Vec<String> = futures_util::future::try_join_all(cuts)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        // Exposures may have come or gone between the statements: bounds stay strictly
+        // increasing whatever happened (the database's order, which the OFFSETs followed).
+        bounds.dedup();
+        Ok(bounds)
+    }
+
+    /// How many concurrent statements one summary may use: at most four (each runs in a
+    /// database backend of its own, on its own core; more measured slower), and never more than
+    /// half the pool, so that writers and other reads still get connections while it runs —
+    /// two of SQLite's four, four of PostgreSQL's ten, one for an in-memory database.
+    fn summary_parts(&self) -> usize {
+        let pool = self.pool().options().get_max_connections() as usize;
+        (pool / 2).clamp(1, 4)
+    }
+}
+
+fn summary_row(r: &sqlx::any::AnyRow, metrics: &[SummaryMetric<'_>]) -> Result<SummaryRow> {
+    let real = |name: String| r.try_get::<f64, _>(name.as_str());
+    let mut sums = Vec::with_capacity(metrics.len());
+    let mut pre = Vec::with_capacity(metrics.len());
+    for (k, m) in metrics.iter().enumerate() {
+        sums.push((
+            r.try_get::<i64, _>(format!("u{k}").as_str())?.max(0) as u64,
+            real(format!("x{k}"))?,
+            real(format!("xx{k}"))?,
+        ));
+        pre.push(match m.pre_period_ms {
+            Some(_) => Some((
+                real(format!("c{k}"))?,
+                real(format!("cc{k}"))?,
+                real(format!("cy{k}"))?,
+            )),
+            None => None,
+        });
+    }
+    Ok(SummaryRow {
+        variant: r.try_get("variant")?,
+        exposed_day: r.try_get::<i64, _>("exposed_day")?.max(0),
+        first_day: r.try_get::<Option<i64>, _>("first_day")?.map(|d| d.max(0)),
+        pre_converted: r.try_get::<Option<i32>, _>("first_pre")?.map(|p| p == 1),
+        units: r.try_get::<i64, _>("units")?.max(0) as u64,
+        sums,
+        pre,
+    })
+}
+
+/// Adds up rows of the same group (arm, exposure day, first-event day, pre-period conversion)
+/// from the ranges' statements, ordered by group.
+fn merge_summaries(rows: impl IntoIterator<Item = SummaryRow>) -> Vec<SummaryRow> {
+    type Group = (String, i64, Option<i64>, Option<bool>);
+    let mut groups: std::collections::BTreeMap<Group, SummaryRow> = Default::default();
+    for row in rows {
+        let key = (
+            row.variant.clone(),
+            row.exposed_day,
+            row.first_day,
+            row.pre_converted,
+        );
+        match groups.entry(key) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                let kept = slot.get_mut();
+                kept.units += row.units;
+                for (a, b) in kept.sums.iter_mut().zip(&row.sums) {
+                    *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+                }
+                for (a, b) in kept.pre.iter_mut().zip(&row.pre) {
+                    if let (Some(a), Some(b)) = (a.as_mut(), b) {
+                        *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+                    }
+                }
+            }
+        }
+    }
+    groups.into_values().collect()
 }

@@ -57,12 +57,17 @@ pub struct StoreOptions {
     /// that [`StoreError::is_unavailable`] recognizes. Keep it short on servers: while the
     /// database is down, every call fails after this long instead of queueing.
     pub acquire_timeout: Duration,
+    /// An experiment summary ([`Store::experiment_summary`]) cuts the exposed units into
+    /// ranges summed concurrently, none smaller than this many units (default 100 000: below
+    /// that one statement is quick, and the cuts cost more than they save).
+    pub summary_units_per_range: i64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             acquire_timeout: Duration::from_secs(10),
+            summary_units_per_range: 100_000,
         }
     }
 }
@@ -84,6 +89,8 @@ struct Shared {
     channel: String,
     /// The URL the listener connects with (PostgreSQL).
     listen_url: Option<String>,
+    /// [`StoreOptions::summary_units_per_range`].
+    pub(crate) summary_units_per_range: i64,
 }
 
 impl fmt::Debug for Store {
@@ -222,6 +229,7 @@ impl Store {
                 signal: Arc::new(Signal::new()),
                 channel,
                 listen_url,
+                summary_units_per_range: options.summary_units_per_range.max(1),
             }),
         };
         let (revision, _, _) = read_revisions(&mut *store.pool.acquire().await?).await?;
@@ -510,6 +518,11 @@ impl Store {
     /// The pool, for this crate's modules (events) and tests.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// [`StoreOptions::summary_units_per_range`].
+    pub(crate) fn summary_units_per_range(&self) -> i64 {
+        self.shared.summary_units_per_range
     }
 }
 

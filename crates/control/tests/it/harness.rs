@@ -43,6 +43,9 @@ impl Db {
             &self.url,
             &StoreOptions {
                 acquire_timeout: Duration::from_secs(5),
+                // Experiments here have hundreds to thousands of units: summed in ranges, as
+                // the large ones are in production.
+                summary_units_per_range: 150,
             },
         )
         .await

@@ -72,6 +72,7 @@ storage_suite!(
     a_closed_store_is_unavailable,
     events_append_in_batches_deduplicated_outside_the_write_path,
     experiments_records_exposures_and_unit_days,
+    summaries_in_ranges_add_up_to_one_statement,
 );
 
 /// The writer half of `acknowledged_writes_survive_kill_9`: does nothing unless that test

@@ -2154,3 +2154,129 @@ pub async fn experiments_records_exposures_and_unit_days(ctx: Ctx) {
         .unwrap();
     assert_eq!(counts.iter().map(|c| c.units).sum::<i64>(), 2);
 }
+
+/// A large experiment's summary is summed by concurrent statements over ranges of its units;
+/// their rows add up to what one statement over every unit gives.
+pub async fn summaries_in_ranges_add_up_to_one_statement(ctx: Ctx) {
+    use switchyard_storage::{Aggregate, StoreOptions, SummaryMetric, SummaryQuery, DAY_MS};
+    let start = 1_800_000_000_000i64;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let (mut exposures, mut metrics) = (Vec::new(), Vec::new());
+    for u in 0..900u64 {
+        let unit = format!("u-{u:04}");
+        let at = start + next(5 * DAY_MS as u64) as i64;
+        let variant = ["control", "a", "b"][next(3) as usize];
+        let mut e = exposure("production", "f", &unit, variant, at);
+        e.experiment = Some("exp-r".into());
+        exposures.push(e);
+        // Events from three days before the exposure (the pre-period) to six after it (past
+        // the windows), some units with none.
+        for k in 0..next(6) {
+            let when = at - 3 * DAY_MS + next(9 * DAY_MS as u64) as i64;
+            let buy = next(2) == 0;
+            metrics.push(MetricRow {
+                environment: "production".into(),
+                id: format!("{unit}-{k}"),
+                unit: unit.clone(),
+                event: if buy { "buy" } else { "view" }.into(),
+                value: buy.then(|| next(400) as f64 / 4.0),
+                at_ms: when,
+            });
+        }
+    }
+    ctx.store
+        .append_events(&exposures, &metrics, start)
+        .await
+        .expect("append");
+    let metrics = [
+        SummaryMetric {
+            event: "buy",
+            aggregate: Aggregate::Converted,
+            window_ms: Some(DAY_MS),
+            pre_period_ms: Some(2 * DAY_MS),
+        },
+        SummaryMetric {
+            event: "buy",
+            aggregate: Aggregate::Sum,
+            window_ms: None,
+            pre_period_ms: Some(2 * DAY_MS),
+        },
+        SummaryMetric {
+            event: "buy",
+            aggregate: Aggregate::Mean,
+            window_ms: Some(3 * DAY_MS),
+            pre_period_ms: None,
+        },
+        SummaryMetric {
+            event: "view",
+            aggregate: Aggregate::Count,
+            window_ms: Some(3 * DAY_MS),
+            pre_period_ms: None,
+        },
+    ];
+    let query = SummaryQuery {
+        experiment: "exp-r",
+        environment: "production",
+        start_ms: start,
+        end_ms: start + 7 * DAY_MS,
+        metrics: &metrics,
+        first_day_of: Some(0),
+    };
+    let whole = ctx
+        .store
+        .experiment_summary(&query)
+        .await
+        .expect("one range");
+    let ranged = Store::connect_with(
+        &ctx.url,
+        &StoreOptions {
+            summary_units_per_range: 100,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .expect("connect")
+    .experiment_summary(&query)
+    .await
+    .expect("in ranges");
+    assert_eq!(whole.iter().map(|r| r.units).sum::<u64>(), 900);
+    assert!(
+        whole.len() > 20,
+        "groups by arm, exposure day and first day"
+    );
+    assert!(whole.iter().any(|r| r.pre_converted == Some(true)));
+    // The same groups and counts; sums equal up to the order of additions (a unit's mean is
+    // not a multiple of 1/4).
+    let key = |r: &switchyard_storage::SummaryRow| {
+        let counts: Vec<u64> = r.sums.iter().map(|s| s.0).collect();
+        (
+            r.variant.clone(),
+            r.exposed_day,
+            r.first_day,
+            r.pre_converted,
+            r.units,
+            counts,
+        )
+    };
+    assert_eq!(
+        ranged.iter().map(key).collect::<Vec<_>>(),
+        whole.iter().map(key).collect::<Vec<_>>()
+    );
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for (r, w) in ranged.iter().zip(&whole) {
+        let floats = |x: &switchyard_storage::SummaryRow| -> Vec<f64> {
+            let sums = x.sums.iter().flat_map(|s| [s.1, s.2]);
+            let pre = x.pre.iter().flatten().flat_map(|p| [p.0, p.1, p.2]);
+            sums.chain(pre).collect()
+        };
+        let (a, b) = (floats(r), floats(w));
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| close(*x, *y)), "{r:?}\n{w:?}");
+    }
+}
