@@ -137,6 +137,29 @@ impl Control {
             .await?)
     }
 
+    /// Whether the session a cookie names is still open (signed in, not expired, its token
+    /// active), without counting the question as activity: what a long-lived stream opened by
+    /// the session asks now and then, so that signing out (on any replica) ends it while an
+    /// open page alone does not keep the session alive past its idle limit.
+    pub async fn session_is_open(
+        &self,
+        cookie: &str,
+        limits: SessionLimits,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let Some(record) = self.require_store()?.session(&hash_cookie(cookie)).await? else {
+            return Ok(false);
+        };
+        let fresh = now_ms - record.last_seen_ms <= limits.idle_ms
+            && now_ms - record.created_at_ms <= limits.absolute_ms;
+        Ok(fresh
+            && self
+                .snapshot_guard()
+                .token_cache()
+                .get(&record.token_id)
+                .is_some())
+    }
+
     /// Ends every session idle past the limit (a periodic sweep; lookups end them too).
     pub async fn purge_sessions(&self, limits: SessionLimits, now_ms: i64) -> Result<u64> {
         Ok(self

@@ -228,7 +228,7 @@ routes! {
     delete "/api/v1/guards/{id}" => rollouts::delete_guard, EDITOR, "Remove a guard (the flag stays as it is).";
     delete "/api/v1/units/{unit}/events" => experiments::erase_unit, ADMIN, "Erase every exposure and metric event of one unit in an environment (privacy).";
     get "/api/v1/session" => ui::whoami, VIEWER, "Who is calling: the token's id, name and role, and whether through a web UI session.";
-    get "/api/v1/changes" => ui::changes, VIEWER, "Server-sent events: a `change` event (revision, ruleset revision) whenever anything stored changes on any replica; what the web UI redraws on.";
+    get "/api/v1/changes" => ui::changes, VIEWER, "Server-sent events: a `change` event (revision, ruleset revision) whenever anything stored changes on any replica; what the web UI redraws on. Ends when the caller's token is revoked or, opened by a sign-in session, within seconds of it ending.";
     get "/api/v1/audit" => admin::audit_log, VIEWER, "Audit log; filter by flag, segment, actor, time.";
     post "/api/v1/import" => admin::import, EDITOR, "Import a flag file (JSON or YAML).";
     get "/api/v1/export" => admin::export, VIEWER, "Export every flag and segment as a flag file.";

@@ -384,13 +384,23 @@ pub async fn whoami(Caller(caller): Caller, headers: HeaderMap) -> Json<Whoami> 
 /// `GET /api/v1/changes`: server-sent events, one `change` (`{"revision", "rulesetRevision"}`)
 /// whenever anything stored changes, on any replica (within the change feed's delay): the
 /// UI redraws what it shows. The first event is the current revision; the stream ends when
-/// the caller's token is revoked.
-pub async fn changes(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+/// the caller's token is revoked, or — opened by a sign-in session — within
+/// [`SESSION_RECHECK`] of the session ending (signed out on any replica, or expired).
+pub async fn changes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+) -> Response {
     let mut published = state.control.subscribe();
     let token = caller.id.clone();
+    let cookie = presented(&headers)
+        .is_none()
+        .then(|| session_cookie(&headers).map(str::to_owned))
+        .flatten();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
         let mut last = None;
+        let mut recheck = crate::ticker(SESSION_RECHECK);
         loop {
             let (revision, ruleset, active) = {
                 let snap = published.borrow_and_update();
@@ -414,6 +424,17 @@ pub async fn changes(State(state): State<AppState>, Caller(caller): Caller) -> R
             tokio::select! {
                 changed = published.changed() => if changed.is_err() { return },
                 () = sender.closed() => return,
+                _ = recheck.tick(), if cookie.is_some() => {
+                    let cookie = cookie.as_deref().unwrap_or_default();
+                    let open = state
+                        .control
+                        .session_is_open(cookie, state.settings.sessions, crate::now_millis())
+                        .await;
+                    // A store that cannot answer right now ends nothing; the next check will.
+                    if matches!(open, Ok(false)) {
+                        return;
+                    }
+                }
             }
         }
     });
@@ -430,6 +451,9 @@ pub async fn changes(State(state): State<AppState>, Caller(caller): Caller) -> R
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
+
+/// How often a change stream opened by a sign-in session checks that the session is open.
+const SESSION_RECHECK: Duration = Duration::from_secs(2);
 
 /// Ends idle sessions every ten minutes (lookups end them too; this keeps the table small).
 pub async fn sweep(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {

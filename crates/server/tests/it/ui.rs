@@ -480,6 +480,48 @@ async fn the_change_stream_announces_changes_and_ends_when_its_token_is_revoked(
     assert_eq!(next_event(&mut body).await, None, "the stream ends");
 }
 
+#[tokio::test]
+async fn a_change_stream_opened_by_a_session_ends_when_it_signs_out() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let s = TestServer::start().await;
+    s.import("flags:\n  - key: f\n").await;
+    let (cookie, csrf) = sign_in(&s, ADMIN).await;
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/changes")
+                .header("cookie", &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    assert!(
+        next_event(&mut body).await.is_some(),
+        "the current revision"
+    );
+    // The token stays valid: only the session ends, and with it the stream.
+    let r = s
+        .call(
+            Method::POST,
+            "/ui/logout",
+            None,
+            Some(&format!("csrf={csrf}")),
+            &[FORM, ("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(next_event(&mut body).await, None, "the stream ends");
+    let who = s.admin(Method::GET, "/api/v1/session", None).await;
+    assert_eq!(who.status, StatusCode::OK, "the token itself still works");
+}
+
 /// The next `change` event of an event-stream body (`None` once the stream has ended).
 async fn next_event(body: &mut axum::body::Body) -> Option<String> {
     use http_body_util::BodyExt;
