@@ -385,7 +385,7 @@ pub async fn whoami(Caller(caller): Caller, headers: HeaderMap) -> Json<Whoami> 
 /// whenever anything stored changes, on any replica (within the change feed's delay): the
 /// UI redraws what it shows. The first event is the current revision; the stream ends when
 /// the caller's token is revoked, or — opened by a sign-in session — within
-/// [`SESSION_RECHECK`] of the session ending (signed out on any replica, or expired).
+/// 2 s (`SESSION_RECHECK`) of the session ending (signed out on any replica, or expired).
 pub async fn changes(
     State(state): State<AppState>,
     Caller(caller): Caller,
