@@ -44,6 +44,18 @@ async fn sign_in(s: &TestServer, token: &str) -> (String, String) {
     (cookie, csrf)
 }
 
+/// Signs out through the page's form (with its CSRF token).
+async fn sign_out(s: &TestServer, cookie: &str, csrf: &str) -> crate::Reply {
+    s.call(
+        Method::POST,
+        "/ui/logout",
+        None,
+        Some(&format!("csrf={csrf}")),
+        &[FORM, ("cookie", cookie)],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_session_acts_only_with_its_csrf_token_and_ends_on_sign_out() {
     let s = TestServer::start().await;
@@ -118,15 +130,7 @@ async fn a_session_acts_only_with_its_csrf_token_and_ends_on_sign_out() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = s
-        .call(
-            Method::POST,
-            "/ui/logout",
-            None,
-            Some(&format!("csrf={csrf}")),
-            &[FORM, ("cookie", &cookie)],
-        )
-        .await;
+    let r = sign_out(&s, &cookie, &csrf).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
     let r = s
@@ -507,15 +511,7 @@ async fn a_change_stream_opened_by_a_session_ends_when_it_signs_out() {
         "the current revision"
     );
     // The token stays valid: only the session ends, and with it the stream.
-    let r = s
-        .call(
-            Method::POST,
-            "/ui/logout",
-            None,
-            Some(&format!("csrf={csrf}")),
-            &[FORM, ("cookie", &cookie)],
-        )
-        .await;
+    let r = sign_out(&s, &cookie, &csrf).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     assert_eq!(next_event(&mut body).await, None, "the stream ends");
     let who = s.admin(Method::GET, "/api/v1/session", None).await;
