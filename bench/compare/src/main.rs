@@ -10,6 +10,8 @@
 //! Timing alternates the two sides round by round and reports each side's median.
 //!
 //! Run: `cargo run --release --manifest-path bench/compare/Cargo.toml` (docs/benchmarks.md).
+//! `CYCLE=N` times over the first `N` users only (all of them fit in the first-level cache:
+//! what is left is computation, not waiting for memory).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -227,9 +229,13 @@ fn check_answers(ruleset: &Ruleset, engine: &EngineState, users: &[User]) {
 
 /// Nanoseconds per call of `f` over `n` calls (cycling the users).
 fn time_ns(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let cycle: usize = std::env::var("CYCLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(USERS, |n: usize| n.clamp(1, USERS));
     let start = Instant::now();
     for i in 0..n {
-        f(i % USERS);
+        f(i % cycle);
     }
     start.elapsed().as_nanos() as f64 / n as f64
 }
@@ -319,7 +325,11 @@ fn main() {
             continue;
         }
         if let Some(side) = side.as_deref() {
-            let f: &mut Side = if side == "yggdrasil" { &mut theirs } else { &mut ours };
+            let f: &mut Side = if side == "yggdrasil" {
+                &mut theirs
+            } else {
+                &mut ours
+            };
             let ns = median((0..ROUNDS * 4).map(|_| time_ns(n, &mut *f)).collect());
             println!("{name:<40} {side}: {ns:.1} ns");
             continue;

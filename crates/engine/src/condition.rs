@@ -56,11 +56,61 @@ pub const NOW_ATTRIBUTE: &str = "$now";
 /// A compiled condition tree.
 #[derive(Debug, Clone)]
 pub(crate) enum Cond {
-    All(Box<[Cond]>),
-    Any(Box<[Cond]>),
+    All(Items),
+    Any(Items),
     Not(Box<Cond>),
     Clause { attr: Attr, op: Op, negate: bool },
     InSegment { segments: Box<[u32]>, negate: bool },
+}
+
+/// The conditions of an `all` or `any`, in the order they are tested: cheapest first
+/// ([`Cond::cost`]), since every condition is a pure test and the first false one (`all`) or
+/// true one (`any`) decides — a 100-item list written before an age check is then only
+/// looked up for those the age check let through. Explanations show them as written.
+#[derive(Debug, Clone)]
+pub(crate) struct Items {
+    tested: Box<[Cond]>,
+    /// `tested[written[k]]` is the `k`-th condition as written; empty when the two orders
+    /// are the same.
+    written: Box<[u32]>,
+}
+
+impl Items {
+    fn new(written: Vec<Cond>) -> Self {
+        let mut order: Vec<u32> = (0..written.len())
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
+        // Stable: conditions of the same cost keep the order they were written in.
+        order.sort_by_cached_key(|&i| written[i as usize].cost());
+        if order.iter().enumerate().all(|(k, &i)| i as usize == k) {
+            return Self {
+                tested: written.into_boxed_slice(),
+                written: Box::new([]),
+            };
+        }
+        let mut slots: Vec<Option<Cond>> = written.into_iter().map(Some).collect();
+        let tested = order
+            .iter()
+            .filter_map(|&i| slots[i as usize].take())
+            .collect();
+        let mut back = vec![0u32; order.len()];
+        for (position, &i) in order.iter().enumerate() {
+            back[i as usize] = u32::try_from(position).unwrap_or(u32::MAX);
+        }
+        Self {
+            tested,
+            written: back.into_boxed_slice(),
+        }
+    }
+
+    /// The conditions as written.
+    fn as_written(&self) -> impl Iterator<Item = &Cond> {
+        let ordered = !self.written.is_empty();
+        (0..self.tested.len()).map(move |k| {
+            let i = if ordered { self.written[k] as usize } else { k };
+            &self.tested[i]
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,14 +170,34 @@ const MAX_SEGMENT_DEPTH: u8 = 32;
 
 impl Cond {
     pub(crate) fn always() -> Self {
-        Cond::All(Box::new([]))
+        Cond::All(Items::new(Vec::new()))
+    }
+
+    /// A rough rank of what testing this condition costs, to test the cheap ones of an `all`
+    /// or `any` first: a number or a short text compared, a version read, a search, a hash
+    /// lookup in a list, a time parsed, a regular expression, a segment (its own conditions).
+    fn cost(&self) -> u32 {
+        match self {
+            Cond::All(items) | Cond::Any(items) => {
+                1 + items.tested.iter().map(Cond::cost).sum::<u32>()
+            }
+            Cond::Not(inner) => inner.cost(),
+            Cond::Clause { op, .. } => match op {
+                Op::Equals(_) | Op::Compare(..) | Op::StartsWith(_) | Op::EndsWith(_) => 1,
+                Op::Semver(..) | Op::Contains(_) => 2,
+                Op::In(_) => 3,
+                Op::Time(..) => 4,
+                Op::Regex(_) => 6,
+            },
+            Cond::InSegment { .. } => 8,
+        }
     }
 
     pub(crate) fn matches(&self, env: &Env<'_>) -> bool {
         match self {
             // Clauses, the usual items, are tested in the loop itself (no call per item).
-            Cond::All(items) => items.iter().all(|c| c.matches_inline(env)),
-            Cond::Any(items) => items.iter().any(|c| c.matches_inline(env)),
+            Cond::All(items) => items.tested.iter().all(|c| c.matches_inline(env)),
+            Cond::Any(items) => items.tested.iter().any(|c| c.matches_inline(env)),
             Cond::Not(inner) => !inner.matches(env),
             Cond::Clause { attr, op, negate } => clause_holds(attr, op, *negate, env),
             Cond::InSegment { segments, negate } => {
@@ -437,7 +507,12 @@ impl Cond {
     /// `holds` is [`Cond::matches`]' own answer, so a trace cannot disagree with evaluation.
     pub(crate) fn trace(&self, env: &Env<'_>, segment_names: &[&str]) -> ConditionTrace {
         let holds = self.matches(env);
-        let children = |items: &[Cond]| items.iter().map(|c| c.trace(env, segment_names)).collect();
+        let children = |items: &Items| {
+            items
+                .as_written()
+                .map(|c| c.trace(env, segment_names))
+                .collect()
+        };
         match self {
             Cond::All(items) => ConditionTrace {
                 text: "all of".into(),
@@ -707,7 +782,7 @@ impl CondCompiler<'_> {
         defs: &[ConditionDef],
         path: &FieldPath,
         depth: usize,
-    ) -> Option<Box<[Cond]>> {
+    ) -> Option<Items> {
         let mut out = Vec::with_capacity(defs.len());
         let mut ok = true;
         for (i, def) in defs.iter().enumerate() {
@@ -716,7 +791,7 @@ impl CondCompiler<'_> {
                 None => ok = false,
             }
         }
-        ok.then(|| out.into_boxed_slice())
+        ok.then(|| Items::new(out))
     }
 
     fn compile(&mut self, def: &ConditionDef, path: &FieldPath, depth: usize) -> Option<Cond> {
@@ -1333,5 +1408,77 @@ mod tests {
                 "{def}: {diags:?}"
             );
         }
+    }
+
+    /// Costly conditions written first are tested last, and the answer is what testing them
+    /// in the written order gives (every condition is a pure test); explanations still list
+    /// them as written.
+    #[test]
+    fn cheap_conditions_are_tested_first_and_explained_as_written() {
+        let written = [
+            json!({"attribute": "name", "operator": "regex", "value": "^a.*z$"}),
+            json!({"attribute": "team", "operator": "in", "value": ["red", "blue"]}),
+            json!({"attribute": "age", "operator": "gte", "value": 18}),
+            json!({"any": [
+                {"attribute": "plan", "operator": "contains", "value": "pro"},
+                {"attribute": "plan", "operator": "equals", "value": "team"}]}),
+        ];
+        for form in ["all", "any"] {
+            let (cond, diags) = compile(json!({ form: written }));
+            assert!(diags.is_empty(), "{diags:?}");
+            let cond = cond.unwrap();
+            let (Cond::All(items) | Cond::Any(items)) = &cond else {
+                panic!("{form} compiles to a list");
+            };
+            let costs: Vec<u32> = items.tested.iter().map(Cond::cost).collect();
+            assert!(costs.is_sorted(), "tested cheapest first: {costs:?}");
+            assert_eq!(costs.first(), Some(&1), "the age check comes first");
+            for name in ["abz", "abc"] {
+                for team in ["red", "green"] {
+                    for age in [17, 30] {
+                        for plan in ["pro-annual", "team", "free"] {
+                            let ctx = Context::from_value(
+                                json!({"name": name, "team": team, "age": age, "plan": plan}),
+                            )
+                            .unwrap();
+                            let env = Env {
+                                ctx: &ctx,
+                                now: OffsetDateTime::UNIX_EPOCH,
+                                segments: &[],
+                                segment_depth: std::cell::Cell::new(0),
+                            };
+                            let each: Vec<bool> = written
+                                .iter()
+                                .map(|w| holds(w.clone(), ctx_json(&ctx)))
+                                .collect();
+                            let expected = if form == "all" {
+                                each.iter().all(|h| *h)
+                            } else {
+                                each.iter().any(|h| *h)
+                            };
+                            assert_eq!(cond.matches(&env), expected, "{form} {ctx:?}");
+                            let trace = cond.trace(&env, &[]);
+                            let texts: Vec<&str> =
+                                trace.children.iter().map(|c| c.text.as_str()).collect();
+                            assert!(texts[0].starts_with("name "), "{texts:?}");
+                            assert!(texts[1].starts_with("team "), "{texts:?}");
+                            assert!(texts[2].starts_with("age "), "{texts:?}");
+                            assert_eq!(texts[3], "any of", "{texts:?}");
+                            let traced: Vec<bool> =
+                                trace.children.iter().map(|c| c.holds).collect();
+                            assert_eq!(traced, each, "{form} {ctx:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn ctx_json(ctx: &Context) -> Value {
+        Value::Object(
+            ctx.entries()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect(),
+        )
     }
 }

@@ -195,10 +195,11 @@ impl InlineKey {
         }
     }
 
-    /// [`InlineKey::is`] for a key longer than the inline head (out of line: rare).
-    #[inline(never)]
+    /// [`InlineKey::is`] for a key longer than the inline head (flag keys often are:
+    /// `checkout-redesign`), with inline word compares rather than two `memcmp` calls.
+    #[inline(always)]
     fn long_is(&self, b: &[u8]) -> bool {
-        self.head[..] == b[..HEAD] && self.text.as_bytes()[HEAD..] == b[HEAD..]
+        eq_bytes(&self.head, &b[..HEAD]) && eq_bytes(&self.text.as_bytes()[HEAD..], &b[HEAD..])
     }
 
     /// Whether this key and `other` are the same text (their tags aside).
@@ -210,7 +211,10 @@ impl InlineKey {
 
     #[inline(never)]
     fn same_tail(&self, other: &InlineKey) -> bool {
-        self.text.as_bytes()[HEAD..] == other.text.as_bytes()[HEAD..]
+        eq_bytes(
+            &self.text.as_bytes()[HEAD..],
+            &other.text.as_bytes()[HEAD..],
+        )
     }
 
     pub(crate) fn as_str(&self) -> &str {
