@@ -380,7 +380,7 @@ fn check_spec(spec: &ExperimentSpec) -> Result<()> {
 fn with_block(def: &FlagDef, environment: &str, block: Option<ExperimentDef>) -> FlagDef {
     let (mut def, _) = normalize(def);
     let env = def.environments.entry(environment.to_owned()).or_default();
-    env.experiment = block;
+    env.experiment = block.map(Box::new);
     def
 }
 

@@ -666,7 +666,7 @@ impl<'a> Merged<'a> {
             targets: t.targets.as_deref().map(|v| (v, targets_path)),
             rules: t.rules.as_deref().map(|v| (v, p.key("rules"))),
             fallthrough: t.fallthrough.as_ref().map(|v| (v, fallthrough_path)),
-            experiment: t.experiment.as_ref().map(|v| (v, p.key("experiment"))),
+            experiment: t.experiment.as_deref().map(|v| (v, p.key("experiment"))),
         }
     }
 
@@ -730,7 +730,12 @@ impl<'a> Merged<'a> {
                 "fallthrough",
                 &self.fallthrough,
             ),
-            experiment: pick(env.experiment.as_ref(), ep, "experiment", &self.experiment),
+            experiment: pick(
+                env.experiment.as_deref(),
+                ep,
+                "experiment",
+                &self.experiment,
+            ),
         }
     }
 }
