@@ -146,10 +146,10 @@ pub struct FlagDef {
     /// Top-level targeting: applies in every environment that does not override a field.
     #[serde(flatten)]
     pub targeting: TargetingDef,
-    /// Per-environment overrides of the top-level targeting, by environment name. Boxed: a
-    /// map's node holds eleven entries whatever it uses, and a `TargetingDef` is some 600
-    /// bytes, so unboxed a flag with one override would allocate 7 KB (loading 10 000 flags
-    /// spent a quarter of its time in the allocator for them).
+    /// Per-environment overrides of the top-level targeting, by environment name.
+    // Boxed: a map's node holds eleven entries whatever it uses, and a `TargetingDef` is some
+    // 400 bytes, so unboxed a flag with one override would allocate a node of kilobytes
+    // (loading 10 000 flags spent a quarter of its time in the allocator for them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environments: BTreeMap<String, Box<TargetingDef>>,
 
@@ -233,8 +233,8 @@ pub struct TargetingDef {
     /// A running experiment: the units no rule served and the experiment assigns get its
     /// variants (before the fallthrough). Written by the experiments API when an experiment starts
     /// and removed when it stops; see [`ExperimentDef`].
-    /// Boxed: only a flag under experiment has one, and inline it would add 216 bytes to every
-    /// targeting (each flag's, each environment override's, written and normalized).
+    // Boxed: only a flag under experiment has one, and inline it would add 216 bytes to every
+    // targeting (each flag's, each environment override's, written and normalized).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<Box<ExperimentDef>>,
 }
