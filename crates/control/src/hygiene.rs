@@ -57,7 +57,7 @@ pub fn stale_flags(
                 .filter(|f| !f.meta.archived)
                 .filter(|f| {
                     std::iter::once(&f.definition.targeting)
-                        .chain(f.definition.environments.values().map(|t| &**t))
+                        .chain(f.definition.environments.values().map(Box::as_ref))
                         .flat_map(|t| t.prerequisites.iter().flatten())
                         .any(|p| p.flag == key)
                 })

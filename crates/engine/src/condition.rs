@@ -77,28 +77,24 @@ pub(crate) struct Items {
 
 impl Items {
     fn new(written: Vec<Cond>) -> Self {
-        let mut order: Vec<u32> = (0..written.len())
-            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        // (cost, written position, condition); the sort is stable, so conditions of the same
+        // cost keep the order they were written in.
+        let mut ranked: Vec<(u32, u32, Cond)> = written
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (c.cost(), u32::try_from(i).unwrap_or(u32::MAX), c))
             .collect();
-        // Stable: conditions of the same cost keep the order they were written in.
-        order.sort_by_cached_key(|&i| written[i as usize].cost());
-        if order.iter().enumerate().all(|(k, &i)| i as usize == k) {
-            return Self {
-                tested: written.into_boxed_slice(),
-                written: Box::new([]),
-            };
-        }
-        let mut slots: Vec<Option<Cond>> = written.into_iter().map(Some).collect();
-        let tested = order
-            .iter()
-            .filter_map(|&i| slots[i as usize].take())
-            .collect();
-        let mut back = vec![0u32; order.len()];
-        for (position, &i) in order.iter().enumerate() {
-            back[i as usize] = u32::try_from(position).unwrap_or(u32::MAX);
+        ranked.sort_by_key(|&(cost, _, _)| cost);
+        let reordered = ranked.iter().enumerate().any(|(k, r)| r.1 as usize != k);
+        let mut back = Vec::new();
+        if reordered {
+            back = vec![0u32; ranked.len()];
+            for (position, r) in ranked.iter().enumerate() {
+                back[r.1 as usize] = u32::try_from(position).unwrap_or(u32::MAX);
+            }
         }
         Self {
-            tested,
+            tested: ranked.into_iter().map(|(_, _, c)| c).collect(),
             written: back.into_boxed_slice(),
         }
     }
@@ -1437,10 +1433,9 @@ mod tests {
                 for team in ["red", "green"] {
                     for age in [17, 30] {
                         for plan in ["pro-annual", "team", "free"] {
-                            let ctx = Context::from_value(
-                                json!({"name": name, "team": team, "age": age, "plan": plan}),
-                            )
-                            .unwrap();
+                            let value =
+                                json!({"name": name, "team": team, "age": age, "plan": plan});
+                            let ctx = Context::from_value(value.clone()).unwrap();
                             let env = Env {
                                 ctx: &ctx,
                                 now: OffsetDateTime::UNIX_EPOCH,
@@ -1449,7 +1444,7 @@ mod tests {
                             };
                             let each: Vec<bool> = written
                                 .iter()
-                                .map(|w| holds(w.clone(), ctx_json(&ctx)))
+                                .map(|w| holds(w.clone(), value.clone()))
                                 .collect();
                             let expected = if form == "all" {
                                 each.iter().all(|h| *h)
@@ -1472,13 +1467,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn ctx_json(ctx: &Context) -> Value {
-        Value::Object(
-            ctx.entries()
-                .map(|(k, v)| (k.to_owned(), v.clone()))
-                .collect(),
-        )
     }
 }
