@@ -66,6 +66,14 @@ impl Context {
         Self::default()
     }
 
+    /// An empty context with room for `attributes` attributes.
+    pub(crate) fn with_capacity(attributes: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(attributes),
+            index: Slots::default(),
+        }
+    }
+
     /// A context with only a targeting key.
     pub fn with_targeting_key(key: impl Into<String>) -> Self {
         Self::new().with(TARGETING_KEY, Value::String(key.into()))

@@ -257,21 +257,29 @@ pub fn app(state: AppState) -> Router {
             .max_age(std::time::Duration::from_secs(600))
     };
     let request_timeout = state.settings.limits.request_timeout;
-    table_router(&state)
+    let routes = table_router(&state)
         .merge(ui::router())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::edge,
+        ))
+        .with_state(state);
+    // CORS and the body timeout wrap the router once, outside it. As router layers they were
+    // applied to each route, one boxed service inside the other, and every request cloned
+    // and boxed through each of them (`cargo bench -p switchyard-server --bench ofrep`: a
+    // single-flag evaluation 6.5 -> 5.7 µs, bulk 15.9 -> 12.0 µs). The edge layer stays
+    // inside: it needs the route the router matched.
+    let outer = tower::ServiceBuilder::new()
+        .layer(cors)
         // A body trickled in slower than this is cut off (408). Handlers' own waits are
         // bounded where they wait (the store's timeout, the write lock's bounded wait).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             request_timeout,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            edge::edge,
-        ))
-        .layer(cors)
-        .with_state(state)
+        .service(routes);
+    Router::new().fallback_service(outer)
 }
 
 /// Who may call the table's route `path` (as axum matched it) with `method`; `None` for

@@ -1,0 +1,126 @@
+//! The server's own cost of an OFREP request, without the network: the real app (router,
+//! edge layer, guard, CORS, body timeout, handler) over a real SQLite store with the 20 flags
+//! of `bench/http/flags.yaml`, called with `oneshot` on a current-thread runtime, the
+//! response body collected. What `bench/http/run.sh` measures through sockets and wrk on a
+//! shared machine, less the kernel and hyper's connection: steady enough to compare changes.
+//!
+//! `cargo bench -p switchyard-server --bench ofrep`
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http_body_util::BodyExt;
+use switchyard_server::config::{FlagSource, LogFormat, Settings};
+use tower::ServiceExt;
+
+const ADMIN: &str = "bench-admin-token-0123456789";
+
+/// The context wrk sends (`bench/http/single.lua`, `bench/http/bulk.lua`).
+const BODY: &str = r#"{"context":{"targetingKey":"user-42","email":"jane@example.com","plan":"pro","tenant":{"id":"tenant-beta-1"},"app":{"version":"5.2.0"}}}"#;
+
+fn settings(dir: &Path) -> Settings {
+    let flags = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/http/flags.yaml");
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        storage_url: format!("sqlite://{}", dir.join("db.sqlite").display()),
+        import: vec![flags],
+        import_overwrite: false,
+        snapshot_file: None,
+        storage_timeout_ms: 2000,
+        streams: switchyard_server::stream::StreamSettings::default(),
+        limits: switchyard_server::listen::Limits::default(),
+        flag_source: FlagSource::Store,
+        seed_examples: false,
+        sync_interval_ms: 1000,
+        rate_limit: None,
+        cors_origins: None,
+        admin_token: Some(ADMIN.to_owned()),
+        log_format: LogFormat::Text,
+        log_level: "warn".to_owned(),
+        unit_hash_key: None,
+        experiment_check_secs: 60,
+        rollout_check_ms: 10_000,
+        probe_timeout_ms: 5_000,
+        evaluation_flush_ms: 60_000,
+        sessions: Default::default(),
+        webhook_retry_base_ms: 1000,
+        webhook_max_attempts: 8,
+    }
+}
+
+fn request(uri: &str, token: &str, body: &'static str) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(body))
+        .expect("request")
+}
+
+async fn call(app: &Router, request: Request<Body>) -> (StatusCode, usize) {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body.len())
+}
+
+fn ofrep(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, sdk_key) = rt.block_on(async {
+        let state = switchyard_server::prepare(settings(dir.path()))
+            .await
+            .expect("the server starts");
+        let app = switchyard_server::app(state);
+        let response = app
+            .clone()
+            .oneshot(request(
+                "/api/v1/tokens",
+                ADMIN,
+                r#"{"name":"bench","role":"sdk","environment":"production"}"#,
+            ))
+            .await
+            .expect("infallible");
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let created: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let key = created["token"].as_str().expect("a token").to_owned();
+        (app, key)
+    });
+    let key: &'static str = Box::leak(sdk_key.into_boxed_str());
+    let single = "/ofrep/v1/evaluate/flags/checkout-redesign";
+    let bulk = "/ofrep/v1/evaluate/flags";
+    for uri in [single, bulk] {
+        let (status, len) = rt.block_on(call(&app, request(uri, key, BODY)));
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(len > 50, "{uri}: {len} bytes");
+    }
+
+    let mut group = c.benchmark_group("ofrep");
+    group.bench_function("single_flag", |b| {
+        b.iter(|| rt.block_on(call(&app, request(single, key, BODY))));
+    });
+    group.bench_function("bulk_20_flags", |b| {
+        b.iter(|| rt.block_on(call(&app, request(bulk, key, BODY))));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ofrep);
+criterion_main!(benches);
