@@ -268,9 +268,9 @@ pub fn app(state: AppState) -> Router {
         .with_state(state);
     // CORS and the body timeout wrap the router once, outside it. As router layers they were
     // applied to each route, one boxed service inside the other, and every request cloned
-    // and boxed through each of them (`cargo bench -p switchyard-server --bench ofrep`: a
-    // single-flag evaluation 6.5 -> 5.7 µs, bulk 15.9 -> 12.0 µs). The edge layer stays
-    // inside: it needs the route the router matched.
+    // and boxed through each of them (`cargo bench -p switchyard-server --bench ofrep`
+    // counts the allocations of a request). The edge layer stays inside: it needs the route
+    // the router matched.
     let outer = tower::ServiceBuilder::new()
         .layer(cors)
         // A body trickled in slower than this is cut off (408). Handlers' own waits are
