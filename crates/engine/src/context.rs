@@ -20,6 +20,9 @@ pub struct Context {
     /// Objects are not entries, their leaves are.
     entries: Vec<Entry>,
     index: Slots,
+    /// The `targetingKey` entry's index plus one (0: none). Rollouts and splits bucket by it,
+    /// so it is found without a table probe. Entries are never removed, so it stays valid.
+    targeting: u32,
 }
 
 /// One cache line: a lookup reads this and, for a short path, nothing else.
@@ -71,6 +74,7 @@ impl Context {
         Self {
             entries: Vec::with_capacity(attributes),
             index: Slots::default(),
+            targeting: 0,
         }
     }
 
@@ -148,6 +152,10 @@ impl Context {
         if u32::try_from(self.entries.len() + 1).is_err() {
             return false;
         }
+        if path == TARGETING_KEY {
+            // At most u32::MAX entries (checked above), so the index plus one fits.
+            self.targeting = u32::try_from(self.entries.len() + 1).unwrap_or(0);
+        }
         let mut path = InlineKey::new(path.into_boxed_str());
         path.set_tag(depth);
         self.entries.push(Entry { path, value });
@@ -160,7 +168,13 @@ impl Context {
 
     /// The targeting key, when present.
     pub fn targeting_key(&self) -> Option<&str> {
-        self.get(TARGETING_KEY).and_then(Value::as_str)
+        self.targeting_value().and_then(Value::as_str)
+    }
+
+    #[inline(always)]
+    fn targeting_value(&self) -> Option<&Value> {
+        let i = self.targeting.checked_sub(1)?;
+        self.entries.get(i as usize).map(|e| &e.value)
     }
 
     /// The value at a dotted path, if any (objects themselves are not values here).
@@ -172,6 +186,9 @@ impl Context {
     /// (`{"tenant": {"id": ...}}`), or the literal name as one key (`{"tenant.id": ...}`).
     #[inline]
     pub fn lookup(&self, path: &AttrPath) -> Option<&Value> {
+        if path.key.tag() == TARGETING_PATH {
+            return self.targeting_value();
+        }
         self.index
             .find(path.hash, |i| self.entries[i].path.same(&path.key))
             .map(|i| &self.entries[i].value)
@@ -209,6 +226,10 @@ impl PartialEq for Context {
     }
 }
 
+/// The tag of a compiled [`AttrPath`] naming `targetingKey` (the tag is otherwise unused in
+/// an attribute reference; in a context entry it is the nesting depth).
+const TARGETING_PATH: u16 = 1;
+
 /// A compiled attribute reference: the dotted name and its precomputed hash.
 #[derive(Debug, Clone)]
 pub struct AttrPath {
@@ -219,8 +240,12 @@ pub struct AttrPath {
 impl AttrPath {
     /// Compiles `name` (`user.id`, `tenant.settings.preferredProvider`, `targetingKey`).
     pub fn new(name: &str) -> Self {
+        let mut key = InlineKey::new(name.into());
+        if name == TARGETING_KEY {
+            key.set_tag(TARGETING_PATH);
+        }
         Self {
-            key: InlineKey::new(name.into()),
+            key,
             hash: hash_of(name),
         }
     }
@@ -274,6 +299,45 @@ mod tests {
             "objects are not values"
         );
         assert_eq!(ctx.lookup(&AttrPath::new("targetingKey.x")), None);
+    }
+
+    #[test]
+    fn the_targeting_key_is_found_wherever_it_was_filed() {
+        let key = AttrPath::new(TARGETING_KEY);
+        for value in [
+            json!({"targetingKey": "u1", "plan": "pro"}),
+            json!({"plan": "pro", "a": {"b": 1}, "targetingKey": "u1"}),
+            json!({"targetingKey": 7, "targetingKey.x": "y"}),
+            json!({"plan": "pro"}),
+            json!({}),
+        ] {
+            let ctx = Context::from_value(value.clone()).unwrap_or_else(|_| {
+                // A numeric targeting key is refused by `from_value`; build it directly.
+                Context::new()
+                    .with("targetingKey", 7)
+                    .with("targetingKey.x", "y")
+            });
+            assert_eq!(ctx.lookup(&key), ctx.get(TARGETING_KEY), "{value}");
+            assert_eq!(
+                ctx.targeting_key(),
+                ctx.get(TARGETING_KEY).and_then(Value::as_str)
+            );
+        }
+        let replaced = Context::with_targeting_key("first").with("targetingKey", "second");
+        assert_eq!(replaced.lookup(&key), Some(&json!("second")));
+        assert_eq!(replaced.len(), 1);
+        let read = Context::from_json(
+            br#"{"context": {"plan": "pro", "targetingKey": "u9"}}"#,
+            "context",
+            "an object",
+            crate::ContextLimits {
+                max_depth: 8,
+                max_values: 100,
+            },
+        )
+        .unwrap();
+        assert_eq!(read.lookup(&key), Some(&json!("u9")));
+        assert_eq!(read.lookup(&AttrPath::new("plan")), Some(&json!("pro")));
     }
 
     #[test]
