@@ -205,6 +205,9 @@ pub struct Transition {
     pub at: String,
     /// Who (an actor id: `token:<id>`, `guardrail`, …).
     pub actor: String,
+    /// The actor's display name at the time (a token's name), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     /// Why, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

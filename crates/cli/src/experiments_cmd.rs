@@ -361,11 +361,13 @@ fn describe(e: &ExperimentResource) -> String {
     if let Some(h) = &s.holdout {
         let _ = writeln!(out, "  holdout {} ({} %)", h.name, h.percentage);
     }
-    for (status, at, actor, reason) in e
-        .timeline
-        .iter()
-        .map(|t| (t.status, &t.at, &t.actor, &t.reason))
-    {
+    for (status, at, actor, reason) in e.timeline.iter().map(|t| {
+        let who = match &t.actor_name {
+            Some(name) => format!("{name} ({})", t.actor),
+            None => t.actor.clone(),
+        };
+        (t.status, &t.at, who, &t.reason)
+    }) {
         let _ = writeln!(
             out,
             "  {at}  {:<9}  by {actor}{}",

@@ -49,8 +49,38 @@ struct StoredTransition {
     status: ExperimentStatus,
     at_ms: i64,
     actor: String,
+    /// Absent in transitions stored before names were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actor_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+}
+
+/// One change of an experiment's status, as the control layer returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    /// The status it entered.
+    pub status: ExperimentStatus,
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// Who: an actor id (`token:<id>`, `guardrail`, `srm`, …).
+    pub actor: String,
+    /// The actor's display name then (a token's name), when it had one.
+    pub actor_name: Option<String>,
+    /// Why, when given.
+    pub reason: Option<String>,
+}
+
+impl TimelineEntry {
+    fn new(status: ExperimentStatus, at_ms: i64, actor: &Actor, reason: Option<String>) -> Self {
+        TimelineEntry {
+            status,
+            at_ms,
+            actor: actor.id.clone(),
+            actor_name: actor.name.clone(),
+            reason,
+        }
+    }
 }
 
 /// An experiment as the control layer returns it.
@@ -74,8 +104,8 @@ pub struct Experiment {
     pub layer_slice: Option<[f64; 2]>,
     /// The variant shipped on completion.
     pub shipped_variant: Option<String>,
-    /// `(status, at_ms, actor, reason)`, oldest first.
-    pub timeline: Vec<(ExperimentStatus, i64, String, Option<String>)>,
+    /// Status changes, oldest first.
+    pub timeline: Vec<TimelineEntry>,
 }
 
 impl Experiment {
@@ -99,7 +129,13 @@ impl Experiment {
             timeline: stored
                 .timeline
                 .into_iter()
-                .map(|t| (t.status, t.at_ms, t.actor, t.reason))
+                .map(|t| TimelineEntry {
+                    status: t.status,
+                    at_ms: t.at_ms,
+                    actor: t.actor,
+                    actor_name: t.actor_name,
+                    reason: t.reason,
+                })
                 .collect(),
         })
     }
@@ -115,11 +151,12 @@ impl Experiment {
             timeline: self
                 .timeline
                 .iter()
-                .map(|(status, at_ms, actor, reason)| StoredTransition {
-                    status: *status,
-                    at_ms: *at_ms,
-                    actor: actor.clone(),
-                    reason: reason.clone(),
+                .map(|t| StoredTransition {
+                    status: t.status,
+                    at_ms: t.at_ms,
+                    actor: t.actor.clone(),
+                    actor_name: t.actor_name.clone(),
+                    reason: t.reason.clone(),
                 })
                 .collect(),
         }
@@ -140,11 +177,12 @@ impl Experiment {
             timeline: self
                 .timeline
                 .iter()
-                .map(|(status, at, actor, reason)| Transition {
-                    status: *status,
-                    at: rfc3339(*at),
-                    actor: actor.clone(),
-                    reason: reason.clone(),
+                .map(|t| Transition {
+                    status: t.status,
+                    at: rfc3339(t.at_ms),
+                    actor: t.actor.clone(),
+                    actor_name: t.actor_name.clone(),
+                    reason: t.reason.clone(),
                 })
                 .collect(),
         }
@@ -438,7 +476,12 @@ impl Control {
                 ended_at_ms: None,
                 layer_slice: None,
                 shipped_variant: None,
-                timeline: vec![(ExperimentStatus::Draft, now, actor.id.clone(), None)],
+                timeline: vec![TimelineEntry::new(
+                    ExperimentStatus::Draft,
+                    now,
+                    actor,
+                    None,
+                )],
             };
             validate_against_flag(&draft, &experiment)?.await?;
             let written = write(
@@ -646,7 +689,7 @@ impl Control {
                 exp.shipped_variant = ship;
             }
             exp.timeline
-                .push((target, now, actor.id.clone(), reason.clone()));
+                .push(TimelineEntry::new(target, now, actor, reason.clone()));
             let version = exp.version;
             let info = audit(actor, &format!("experiment.{}", action.name()), Some(&env), reason);
             let written = write(&mut draft, &exp, Expect::Version(version), info.clone()).await?;

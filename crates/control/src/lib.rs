@@ -80,7 +80,9 @@ use tokio::sync::watch;
 
 pub use bootstrap::{AdminToken, BootstrapPlan, BootstrapReport, StartImport};
 pub use error::{ControlError, Result};
-pub use experiments::{parse_date, running_experiment, Experiment, ExperimentAction};
+pub use experiments::{
+    parse_date, running_experiment, Experiment, ExperimentAction, TimelineEntry,
+};
 pub use flags::{FlagChange, StoredFlag, StoredSegment, TenantSetting};
 pub use guards::{
     Guard, GuardState, GuardTrip, DEFAULT_COOLDOWN_MS, DEFAULT_GUARD_MIN_SAMPLE, DEFAULT_WINDOW_MS,

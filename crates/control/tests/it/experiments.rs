@@ -268,9 +268,18 @@ pub async fn the_lifecycle_changes_the_flag_in_the_same_transaction(db: Db) {
         err.to_string().contains("`start` applies to a draft"),
         "{err}"
     );
-    let statuses: Vec<ExperimentStatus> = done.value.timeline.iter().map(|t| t.0).collect();
+    let statuses: Vec<ExperimentStatus> = done.value.timeline.iter().map(|t| t.status).collect();
     use ExperimentStatus::*;
     assert_eq!(statuses, vec![Draft, Running, Paused, Running, Completed]);
+    // Each change names who made it: the token's id and its name at the time.
+    for t in &done.value.timeline {
+        assert_eq!(
+            (t.actor.as_str(), t.actor_name.as_deref()),
+            ("token:test", Some("test"))
+        );
+    }
+    let body = done.value.to_resource();
+    assert_eq!(body.timeline[0].actor_name.as_deref(), Some("test"));
     let err = c
         .update_experiment(
             "green-button",
@@ -693,8 +702,8 @@ pub async fn guardrails_and_sample_ratio_mismatches_pause_experiments(db: Db) {
         let e = c.experiment(id).await.unwrap();
         assert_eq!(e.status, ExperimentStatus::Paused);
         let last = e.timeline.last().unwrap();
-        assert_eq!(last.2, actor);
-        assert!(last.3.is_some(), "the reason is recorded");
+        assert_eq!(last.actor, actor);
+        assert!(last.reason.is_some(), "the reason is recorded");
     }
     assert_eq!(
         c.experiment("healthy").await.unwrap().status,

@@ -893,7 +893,7 @@ route(/^\/ui\/experiments\/([^/]+)$/, async (id) => {
       <dt>Split</dt><dd>${Object.entries(x.variants).map(([v, w]) => h`<code>${v}</code> ${w} % `)}</dd><dt>Metrics</dt><dd>${x.metrics.map((m) => h`<span class="tag">${m.role}: ${m.name || m.event} (${m.kind})</span> `)}</dd>
       ${x.shippedVariant ? h`<dt>Shipped</dt><dd><code>${x.shippedVariant}</code></dd>` : ''}</dl>
       ${resultsError ? errorHtml(resultsError) : ''}${results ? resultsHtml(results) : h`<p class="muted">Results appear once it has started.</p>`}
-      <h2>Timeline</h2><ol class="timeline">${x.timeline.map((t) => h`<li><span class="badge status-${t.status}">${t.status}</span> ${when(t.at)} by ${t.actor}${t.reason ? h` — “${t.reason}”` : ''}</li>`)}</ol>`);
+      <h2>Timeline</h2><ol class="timeline">${x.timeline.map((t) => h`<li><span class="badge status-${t.status}">${t.status}</span> ${when(t.at)} by ${t.actorName || t.actor}${t.reason ? h` — “${t.reason}”` : ''}</li>`)}</ol>`);
     for (const b of main.querySelectorAll('[data-act]')) b.addEventListener('click', async () => {
       const a = b.dataset.act;
       const body = a === 'complete' ? h`<label>Ship a variant (it becomes the environment's fallthrough; blank: none)<select name="ship"><option value=""></option>${Object.keys(x.variants).map((v) => h`<option>${v}</option>`)}</select></label>` : h`<p>${{ start: 'Units start being assigned and exposures recorded.', pause: 'The units it would assign get the control; nothing is recorded.', resume: 'The same units get the same variants again.', cancel: 'It stops; nothing is shipped.' }[a]}</p>`;
