@@ -361,23 +361,19 @@ fn describe(e: &ExperimentResource) -> String {
     if let Some(h) = &s.holdout {
         let _ = writeln!(out, "  holdout {} ({} %)", h.name, h.percentage);
     }
-    for (status, at, actor, reason) in e.timeline.iter().map(|t| {
+    for t in &e.timeline {
         let who = match &t.actor_name {
             Some(name) => format!("{name} ({})", t.actor),
             None => t.actor.clone(),
         };
-        (t.status, &t.at, who, &t.reason)
-    }) {
-        let _ = writeln!(
-            out,
-            "  {at}  {:<9}  by {actor}{}",
-            status.as_str(),
-            reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        );
+        let why = t
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {}  {:<9}  by {who}{why}", t.at, t.status.as_str());
     }
+
     out
 }
 

@@ -40,24 +40,13 @@ struct Stored {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shipped_variant: Option<String>,
     #[serde(default)]
-    timeline: Vec<StoredTransition>,
+    timeline: Vec<TimelineEntry>,
 }
 
+/// One change of an experiment's status, as the control layer returns it and as it is stored
+/// (`actorName` is absent in transitions stored before names were kept).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StoredTransition {
-    status: ExperimentStatus,
-    at_ms: i64,
-    actor: String,
-    /// Absent in transitions stored before names were kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    actor_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
-
-/// One change of an experiment's status, as the control layer returns it.
-#[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEntry {
     /// The status it entered.
     pub status: ExperimentStatus,
@@ -66,8 +55,10 @@ pub struct TimelineEntry {
     /// Who: an actor id (`token:<id>`, `guardrail`, `srm`, …).
     pub actor: String,
     /// The actor's display name then (a token's name), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_name: Option<String>,
     /// Why, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -126,17 +117,7 @@ impl Experiment {
             ended_at_ms: stored.ended_at_ms,
             layer_slice: stored.layer_slice,
             shipped_variant: stored.shipped_variant,
-            timeline: stored
-                .timeline
-                .into_iter()
-                .map(|t| TimelineEntry {
-                    status: t.status,
-                    at_ms: t.at_ms,
-                    actor: t.actor,
-                    actor_name: t.actor_name,
-                    reason: t.reason,
-                })
-                .collect(),
+            timeline: stored.timeline,
         })
     }
 
@@ -148,17 +129,7 @@ impl Experiment {
             ended_at_ms: self.ended_at_ms,
             layer_slice: self.layer_slice,
             shipped_variant: self.shipped_variant.clone(),
-            timeline: self
-                .timeline
-                .iter()
-                .map(|t| StoredTransition {
-                    status: t.status,
-                    at_ms: t.at_ms,
-                    actor: t.actor.clone(),
-                    actor_name: t.actor_name.clone(),
-                    reason: t.reason.clone(),
-                })
-                .collect(),
+            timeline: self.timeline.clone(),
         }
     }
 

@@ -73,8 +73,7 @@ impl Context {
     pub(crate) fn with_capacity(attributes: usize) -> Self {
         Self {
             entries: Vec::with_capacity(attributes),
-            index: Slots::default(),
-            targeting: 0,
+            ..Self::default()
         }
     }
 

@@ -13,14 +13,15 @@
 //! call unchanged to the system allocator.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::BodyExt;
-use switchyard_server::config::{FlagSource, LogFormat, Settings};
+use switchyard_server::config::{CliOverrides, Settings};
 use tower::ServiceExt;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -58,33 +59,17 @@ const ADMIN: &str = "bench-admin-token-0123456789";
 /// The context wrk sends (`bench/http/single.lua`, `bench/http/bulk.lua`).
 const BODY: &str = r#"{"context":{"targetingKey":"user-42","email":"jane@example.com","plan":"pro","tenant":{"id":"tenant-beta-1"},"app":{"version":"5.2.0"}}}"#;
 
+/// The server's own defaults (as `switchyard serve` starts), on a fresh SQLite file with the
+/// bench flags imported instead of the examples.
 fn settings(dir: &Path) -> Settings {
-    let flags = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/http/flags.yaml");
+    let defaults = Settings::load(&CliOverrides::default(), &HashMap::new())
+        .expect("the defaults need nothing");
     Settings {
-        listen: "127.0.0.1:0".parse().expect("address"),
         storage_url: format!("sqlite://{}", dir.join("db.sqlite").display()),
-        import: vec![flags],
-        import_overwrite: false,
-        snapshot_file: None,
-        storage_timeout_ms: 2000,
-        streams: switchyard_server::stream::StreamSettings::default(),
-        limits: switchyard_server::listen::Limits::default(),
-        flag_source: FlagSource::Store,
+        import: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/http/flags.yaml")],
         seed_examples: false,
-        sync_interval_ms: 1000,
-        rate_limit: None,
-        cors_origins: None,
         admin_token: Some(ADMIN.to_owned()),
-        log_format: LogFormat::Text,
-        log_level: "warn".to_owned(),
-        unit_hash_key: None,
-        experiment_check_secs: 60,
-        rollout_check_ms: 10_000,
-        probe_timeout_ms: 5_000,
-        evaluation_flush_ms: 60_000,
-        sessions: Default::default(),
-        webhook_retry_base_ms: 1000,
-        webhook_max_attempts: 8,
+        ..defaults
     }
 }
 
@@ -98,7 +83,7 @@ fn request(uri: &str, token: &str, body: &'static str) -> Request<Body> {
         .expect("request")
 }
 
-async fn call(app: &Router, request: Request<Body>) -> (StatusCode, usize) {
+async fn call(app: &Router, request: Request<Body>) -> (StatusCode, Bytes) {
     let response = app.clone().oneshot(request).await.expect("infallible");
     let status = response.status();
     let body = response
@@ -107,7 +92,7 @@ async fn call(app: &Router, request: Request<Body>) -> (StatusCode, usize) {
         .await
         .expect("body")
         .to_bytes();
-    (status, body.len())
+    (status, body)
 }
 
 fn ofrep(c: &mut Criterion) {
@@ -116,39 +101,25 @@ fn ofrep(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (app, sdk_key) = rt.block_on(async {
+    let (app, key) = rt.block_on(async {
         let state = switchyard_server::prepare(settings(dir.path()))
             .await
             .expect("the server starts");
         let app = switchyard_server::app(state);
-        let response = app
-            .clone()
-            .oneshot(request(
-                "/api/v1/tokens",
-                ADMIN,
-                r#"{"name":"bench","role":"sdk","environment":"production"}"#,
-            ))
-            .await
-            .expect("infallible");
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let created: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let new_key = r#"{"name":"bench","role":"sdk","environment":"production"}"#;
+        let (_, body) = call(&app, request("/api/v1/tokens", ADMIN, new_key)).await;
+        let created: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         let key = created["token"].as_str().expect("a token").to_owned();
         (app, key)
     });
-    let key: &'static str = Box::leak(sdk_key.into_boxed_str());
     let single = "/ofrep/v1/evaluate/flags/checkout-redesign";
     let bulk = "/ofrep/v1/evaluate/flags";
     for uri in [single, bulk] {
-        let (status, len) = rt.block_on(call(&app, request(uri, key, BODY)));
+        let (status, body) = rt.block_on(call(&app, request(uri, &key, BODY)));
         assert_eq!(status, StatusCode::OK, "{uri}");
-        assert!(len > 50, "{uri}: {len} bytes");
+        assert!(body.len() > 50, "{uri}: {} bytes", body.len());
         // The request is built outside the count, as hyper builds it.
-        let req = request(uri, key, BODY);
+        let req = request(uri, &key, BODY);
         let before = ALLOCATIONS.with(Cell::get);
         rt.block_on(call(&app, req));
         let made = ALLOCATIONS.with(Cell::get) - before;
@@ -157,10 +128,10 @@ fn ofrep(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("ofrep");
     group.bench_function("single_flag", |b| {
-        b.iter(|| rt.block_on(call(&app, request(single, key, BODY))));
+        b.iter(|| rt.block_on(call(&app, request(single, &key, BODY))));
     });
     group.bench_function("bulk_20_flags", |b| {
-        b.iter(|| rt.block_on(call(&app, request(bulk, key, BODY))));
+        b.iter(|| rt.block_on(call(&app, request(bulk, &key, BODY))));
     });
     group.finish();
 }
